@@ -1,0 +1,47 @@
+#pragma once
+// Header rules applied when fusebox forwards a request or a response (RFC 9110 section 7.6):
+// hop-by-hop headers are dropped, X-Forwarded-For is appended, X-Request-Id and W3C
+// traceparent are kept or generated. Pure functions over Beast header containers.
+
+#include <boost/beast/http/fields.hpp>
+#include <random>
+#include <string>
+#include <string_view>
+
+namespace fusebox::http {
+
+// True for the fixed hop-by-hop set (Connection, Keep-Alive, Proxy-Connection, TE, Trailer,
+// Transfer-Encoding, Upgrade, Proxy-Authenticate, Proxy-Authorization). Case-insensitive.
+bool is_hop_by_hop(std::string_view name);
+
+// Removes the fixed hop-by-hop set and every header named in the Connection header(s).
+void strip_hop_by_hop(boost::beast::http::fields& headers);
+
+// Appends `client_ip` to X-Forwarded-For (creating it), merging repeated X-Forwarded-For
+// headers into one comma-separated value first.
+void append_forwarded_for(boost::beast::http::fields& headers, std::string_view client_ip);
+
+// A request id is accepted from the client when it is 1..128 visible ASCII characters;
+// otherwise a fresh one is generated.
+bool is_acceptable_request_id(std::string_view id);
+
+// Fast, non-cryptographic id source, one per thread. Ids are 32 lowercase hex digits
+// (128 random bits); trace/span ids follow W3C Trace Context (never all zero).
+class IdGenerator {
+ public:
+  explicit IdGenerator(std::uint64_t seed);
+  std::string request_id();
+  std::string trace_id();   // 32 hex
+  std::string span_id();    // 16 hex
+ private:
+  std::mt19937_64 rng_;
+};
+
+// Validates a W3C traceparent header value ("00-<32hex>-<16hex>-<2hex>", ids not all zero).
+bool is_valid_traceparent(std::string_view value);
+// The trace-id part of a valid traceparent.
+std::string_view trace_id_of(std::string_view traceparent);
+// A fresh traceparent for a request that came without a valid one (sampled flag 01).
+std::string make_traceparent(IdGenerator& ids);
+
+}  // namespace fusebox::http
