@@ -1,1 +1,123 @@
-int main() { return 0; }
+// fusebox: inference gateway for TF Serving.
+//
+//   fusebox --config FILE            serve
+//   fusebox validate --config FILE   check a configuration and exit
+//   fusebox --version | --help
+
+#include <csignal>
+#include <cstdio>
+#include <exception>
+#include <iostream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fusebox/config/loader.h"
+#include "fusebox/logging/logging.h"
+#include "fusebox/server/gateway.h"
+
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+
+const char* kUsage =
+    "usage: fusebox --config FILE             run the gateway\n"
+    "       fusebox validate --config FILE    check a configuration; exit 0 when valid\n"
+    "       fusebox --version                 print the version\n"
+    "       fusebox --help                    this text\n"
+    "\n"
+    "See docs/configuration.md for the configuration file.\n";
+
+struct Options {
+  std::string command = "run";
+  std::string config_path;
+};
+
+int usage_error(const std::string& message) {
+  std::cerr << "fusebox: " << message << "\n" << kUsage;
+  return kExitUsage;
+}
+
+fusebox::config::LoadResult load(const std::string& path) {
+  auto result = fusebox::config::load_config_file(path);
+  for (const auto& error : result.errors) std::cerr << error.to_string() << "\n";
+  return result;
+}
+
+int validate(const Options& options) {
+  auto result = load(options.config_path);
+  if (!result.ok()) {
+    std::cerr << options.config_path << ": " << result.errors.size()
+              << (result.errors.size() == 1 ? " problem\n" : " problems\n");
+    return kExitFailure;
+  }
+  std::cout << options.config_path << ": ok\n";
+  return kExitOk;
+}
+
+int serve(const Options& options) {
+  auto result = load(options.config_path);
+  if (!result.ok()) return kExitFailure;
+  const auto& config = *result.config;
+  try {
+    fusebox::logging::init(config.logging);
+  } catch (const std::exception& e) {
+    std::cerr << "fusebox: cannot open log: " << e.what() << "\n";
+    return kExitFailure;
+  }
+  std::signal(SIGPIPE, SIG_IGN);
+  int code = kExitFailure;
+  try {
+    fusebox::server::Gateway gateway(result.config);
+    auto http = gateway.http_endpoint();
+    auto admin = gateway.admin_endpoint();
+    fusebox::logging::log().info(
+        "fusebox {} serving http={}:{} admin={}:{} workers={} routes={} pools={}", FUSEBOX_VERSION,
+        http.address().to_string(), http.port(), admin.address().to_string(), admin.port(),
+        gateway.worker_count(), config.routes.size(), config.pools.size());
+    // One line on stdout with the bound ports, for supervisors and tests that asked for port 0.
+    std::printf("listening http=%s:%u admin=%s:%u\n", http.address().to_string().c_str(),
+                http.port(), admin.address().to_string().c_str(), admin.port());
+    std::fflush(stdout);
+    code = gateway.run();
+  } catch (const std::exception& e) {
+    fusebox::logging::log().error("{}", e.what());
+    std::cerr << "fusebox: " << e.what() << "\n";
+    code = kExitFailure;
+  }
+  fusebox::logging::shutdown();
+  return code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options options;
+  std::vector<std::string_view> args(argv + 1, argv + argc);
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    auto arg = args[i];
+    if (arg == "--help" || arg == "-h") {
+      std::cout << kUsage;
+      return kExitOk;
+    }
+    if (arg == "--version") {
+      std::cout << "fusebox " << FUSEBOX_VERSION << "\n";
+      return kExitOk;
+    }
+    if (arg == "--config" || arg == "-c") {
+      if (i + 1 >= args.size()) return usage_error("--config needs a file");
+      options.config_path = std::string(args[++i]);
+    } else if (arg.starts_with("--config=")) {
+      options.config_path = std::string(arg.substr(9));
+    } else if (i == 0 && (arg == "validate" || arg == "run")) {
+      options.command = std::string(arg);
+    } else {
+      return usage_error("unknown argument '" + std::string(arg) + "'");
+    }
+  }
+  if (options.config_path.empty()) return usage_error("--config FILE is required");
+  if (options.command == "validate") return validate(options);
+  return serve(options);
+}

@@ -4,6 +4,7 @@
 // traceparent are kept or generated. Pure functions over Beast header containers.
 
 #include <boost/beast/http/fields.hpp>
+#include <cstdint>
 #include <random>
 #include <string>
 #include <string_view>
@@ -14,11 +15,13 @@ namespace fusebox::http {
 // Transfer-Encoding, Upgrade, Proxy-Authenticate, Proxy-Authorization). Case-insensitive.
 bool is_hop_by_hop(std::string_view name);
 
-// Removes the fixed hop-by-hop set and every header named in the Connection header(s).
+// Removes the fixed hop-by-hop set and every header named in the Connection header(s)
+// (comma-separated tokens, case-insensitive, optional whitespace around each token).
 void strip_hop_by_hop(boost::beast::http::fields& headers);
 
 // Appends `client_ip` to X-Forwarded-For (creating it), merging repeated X-Forwarded-For
-// headers into one comma-separated value first.
+// headers into one comma-separated value first ("a, b" + "c" + ip -> "a, b, c, ip"; empty
+// values are dropped).
 void append_forwarded_for(boost::beast::http::fields& headers, std::string_view client_ip);
 
 // A request id is accepted from the client when it is 1..128 visible ASCII characters;
@@ -27,6 +30,7 @@ bool is_acceptable_request_id(std::string_view id);
 
 // Fast, non-cryptographic id source, one per thread. Ids are 32 lowercase hex digits
 // (128 random bits); trace/span ids follow W3C Trace Context (never all zero).
+// Not thread-safe: one instance per thread.
 class IdGenerator {
  public:
   explicit IdGenerator(std::uint64_t seed);
@@ -37,9 +41,11 @@ class IdGenerator {
   std::mt19937_64 rng_;
 };
 
-// Validates a W3C traceparent header value ("00-<32hex>-<16hex>-<2hex>", ids not all zero).
+// Validates a W3C traceparent header value ("00-<32hex>-<16hex>-<2hex>", lowercase hex, ids
+// not all zero). Version ff is invalid; a future version (01..fe) is accepted when its first 55
+// characters have the version-00 layout and the next character, if any, is '-'.
 bool is_valid_traceparent(std::string_view value);
-// The trace-id part of a valid traceparent.
+// The trace-id part of a valid traceparent (a view into `traceparent`); empty if not valid.
 std::string_view trace_id_of(std::string_view traceparent);
 // A fresh traceparent for a request that came without a valid one (sampled flag 01).
 std::string make_traceparent(IdGenerator& ids);

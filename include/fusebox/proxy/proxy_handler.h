@@ -1,0 +1,52 @@
+#pragma once
+// The data path for one worker thread: TF Serving REST request -> route -> backend -> response.
+//
+//   session --handle()--> ProxyHandler --send()--> upstream::ConnectionPool
+//                               <--UpstreamResult--
+// Gateway-made errors use TF Serving's JSON error shape. Single-threaded: one instance per
+// worker, owning that worker's upstream connection pools.
+
+#include <boost/asio/io_context.hpp>
+#include <memory>
+#include <vector>
+
+#include "fusebox/http/proxy_headers.h"
+#include "fusebox/proxy/runtime.h"
+#include "fusebox/server/http_session.h"
+#include "fusebox/upstream/connection_pool.h"
+
+namespace fusebox::proxy {
+
+class ProxyHandler final : public server::RequestHandler {
+ public:
+  // `shard` is this worker's metrics shard; `workers` divides per-backend connection limits.
+  ProxyHandler(boost::asio::io_context& ioc, Runtime& runtime, std::size_t shard,
+               std::size_t workers);
+  ~ProxyHandler() override;
+
+  void handle(server::Request&& request, const server::ConnectionInfo& connection,
+              server::Clock::time_point start,
+              std::shared_ptr<server::ResponseSink> sink) override;
+  void on_rejected(const server::ConnectionInfo& connection,
+                   const server::RejectedRequest& rejected) override;
+
+  // Closes idle upstream connections (shutdown).
+  void close_idle_upstreams();
+
+  struct Call;
+
+ private:
+  upstream::BackendState* pick_backend(std::size_t pool);
+  void on_upstream_result(const std::shared_ptr<Call>& call, upstream::UpstreamResult&& result);
+  void respond_local(const std::shared_ptr<Call>& call, unsigned status, std::string_view message);
+  void finish(const std::shared_ptr<Call>& call, server::Response&& response,
+              unsigned upstream_status);
+
+  Runtime& runtime_;
+  std::size_t shard_;
+  std::vector<std::vector<std::unique_ptr<upstream::ConnectionPool>>> pools_;  // [pool][backend]
+  std::vector<std::size_t> round_robin_;  // next backend per pool
+  http::IdGenerator ids_;
+};
+
+}  // namespace fusebox::proxy

@@ -1,0 +1,30 @@
+#pragma once
+// Everything the data path shares across worker threads for one configuration: the config
+// snapshot, the route table, backend state and metrics. Immutable after construction except
+// for the atomics inside BackendState and the metrics.
+
+#include <atomic>
+#include <memory>
+#include <vector>
+
+#include "fusebox/config/config.h"
+#include "fusebox/metrics/gateway_metrics.h"
+#include "fusebox/proxy/route_table.h"
+#include "fusebox/upstream/backend.h"
+
+namespace fusebox::proxy {
+
+struct Runtime {
+  // `shards`: number of recording threads (workers + 1). Resolves endpoint host names
+  // (blocking; start-up only) and throws std::runtime_error when one cannot be resolved.
+  Runtime(std::shared_ptr<const config::Config> config, std::size_t shards);
+
+  std::shared_ptr<const config::Config> config;
+  RouteTable routes;
+  std::vector<upstream::PoolState> pools;       // parallel to config->pools
+  std::vector<std::size_t> route_pool;          // route index -> pool index
+  metrics::GatewayMetrics metrics;
+  std::atomic<bool> draining{false};            // shutting down: /readyz answers 503
+};
+
+}  // namespace fusebox::proxy

@@ -1,0 +1,25 @@
+#pragma once
+// The admin listener's endpoints: /healthz, /readyz, /metrics, /admin/config, /admin/backends.
+// Runs on the admin thread, never on a data-path worker.
+
+#include "fusebox/proxy/runtime.h"
+#include "fusebox/server/http_session.h"
+
+namespace fusebox::server {
+
+class AdminHandler final : public RequestHandler {
+ public:
+  explicit AdminHandler(proxy::Runtime& runtime) : runtime_(runtime) {}
+
+  void handle(Request&& request, const ConnectionInfo& connection, Clock::time_point start,
+              std::shared_ptr<ResponseSink> sink) override;
+  void on_rejected(const ConnectionInfo&, const RejectedRequest&) override {}
+
+  // Readiness as /readyz reports it: empty when ready, else the first reason it is not.
+  std::string not_ready_reason() const;
+
+ private:
+  proxy::Runtime& runtime_;
+};
+
+}  // namespace fusebox::server

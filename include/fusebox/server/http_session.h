@@ -1,0 +1,105 @@
+#pragma once
+// Downstream HTTP/1.1 connections (Boost.Beast). One session object per connection, owned by
+// the completion handlers in flight (shared_from_this). Requests on a connection are read and
+// answered one at a time, so a pipelining client is served in order with bounded buffering.
+//
+// The session enforces the protocol limits (header size 431, body size 413, slow clients 408,
+// malformed or ambiguous framing 400) and hands well-formed requests to a RequestHandler.
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_set>
+
+#include "fusebox/config/config.h"
+
+namespace fusebox::server {
+
+namespace http = boost::beast::http;
+using Request = http::request<http::string_body>;
+using Response = http::response<http::string_body>;
+using Clock = std::chrono::steady_clock;
+
+struct ConnectionInfo {
+  std::string client_ip;
+  std::uint16_t client_port = 0;
+};
+
+// Where a handler delivers its answer. Must be used on the session's thread, exactly once per
+// handled request.
+class ResponseSink {
+ public:
+  virtual ~ResponseSink() = default;
+  virtual void send(Response&& response) = 0;
+};
+
+// A request the session answered by itself, before any handler saw it.
+struct RejectedRequest {
+  unsigned status = 0;
+  std::string_view method;   // empty when the request line was unreadable
+  std::string_view target;
+  std::string_view reason;
+  std::uint64_t bytes_sent = 0;
+  Clock::time_point start;
+};
+
+class RequestHandler {
+ public:
+  virtual ~RequestHandler() = default;
+  // Runs on the session's thread. The handler owns `request` and must answer through `sink`.
+  virtual void handle(Request&& request, const ConnectionInfo& connection, Clock::time_point start,
+                      std::shared_ptr<ResponseSink> sink) = 0;
+  // Records (metrics, access log) a request the session rejected itself.
+  virtual void on_rejected(const ConnectionInfo& connection, const RejectedRequest& rejected) = 0;
+};
+
+// A session as its worker sees it: something that can be asked to finish and close.
+class TrackedSession {
+ public:
+  virtual ~TrackedSession() = default;
+  // Closes now if waiting for a request; otherwise after the current response.
+  virtual void drain() = 0;
+};
+
+// The sessions of one worker thread (single-threaded, no lock).
+class SessionTracker {
+ public:
+  // Called after a session was added or removed (e.g. to update gauges, resume accepting).
+  using Hook = std::function<void(int delta)>;
+  explicit SessionTracker(Hook on_change) : on_change_(std::move(on_change)) {}
+
+  void add(TrackedSession* s) {
+    sessions_.insert(s);
+    on_change_(+1);
+  }
+  void remove(TrackedSession* s) {
+    sessions_.erase(s);
+    on_change_(-1);
+  }
+  // Asks every session to finish; new sessions are drained at once.
+  void drain_all() {
+    draining_ = true;
+    auto copy = sessions_;
+    for (auto* s : copy) s->drain();
+  }
+  bool draining() const { return draining_; }
+  std::size_t size() const { return sessions_.size(); }
+
+ private:
+  Hook on_change_;
+  std::unordered_set<TrackedSession*> sessions_;
+  bool draining_ = false;
+};
+
+// Starts serving `socket` (already bound to its worker's executor). Must be called on that
+// worker's thread. `limits`, `handler` and `tracker` must outlive the session.
+void start_http_session(boost::asio::ip::tcp::socket socket,
+                        const config::HttpListenerConfig& limits, RequestHandler& handler,
+                        SessionTracker& tracker);
+
+}  // namespace fusebox::server

@@ -1,0 +1,40 @@
+#pragma once
+// A backend is one TF Serving process (one address:port of a pool). Its shared state is read
+// and written by every worker thread, so all of it is atomic; the identity fields are set once
+// before the workers start and are immutable afterwards.
+
+#include <atomic>
+#include <boost/asio/ip/tcp.hpp>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fusebox/config/config.h"
+
+namespace fusebox::upstream {
+
+struct BackendState {
+  // Identity (immutable after start-up).
+  std::size_t pool_index = 0;
+  std::size_t backend_index = 0;     // index within the pool
+  std::string pool_name;
+  std::string label;                 // "address:port", the metrics/log label
+  config::EndpointConfig endpoint;
+  std::vector<boost::asio::ip::tcp::endpoint> resolved;  // addresses to connect to, in order
+
+  // Live state (any thread).
+  std::atomic<bool> reachable{false};          // last TCP connect (probe or request) succeeded
+  std::atomic<std::int64_t> open_connections{0};
+  std::atomic<std::int64_t> active_requests{0};
+  std::atomic<std::uint64_t> requests_total{0};
+  std::atomic<std::uint64_t> failures_total{0};  // connect failures, resets, timeouts, 5xx
+};
+
+struct PoolState {
+  std::size_t index = 0;
+  const config::PoolConfig* config = nullptr;   // owned by the config snapshot
+  std::vector<std::unique_ptr<BackendState>> backends;
+};
+
+}  // namespace fusebox::upstream

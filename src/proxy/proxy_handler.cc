@@ -1,0 +1,251 @@
+#include "fusebox/proxy/proxy_handler.h"
+
+#include <boost/beast/http/field.hpp>
+
+#include "fusebox/http/json_error.h"
+#include "fusebox/http/rest_path.h"
+#include "fusebox/logging/logging.h"
+
+namespace fusebox::proxy {
+
+namespace bhttp = boost::beast::http;
+using metrics::UpstreamOutcome;
+using server::Clock;
+
+struct ProxyHandler::Call {
+  server::Request request;
+  std::shared_ptr<server::ResponseSink> sink;
+  Clock::time_point start;
+  Clock::time_point upstream_start;
+  std::string client;
+  std::string method;
+  std::string target;
+  std::string request_id;
+  std::string trace_id;
+  std::size_t route = 0;
+  upstream::BackendState* backend = nullptr;
+  std::uint64_t bytes_received = 0;
+  unsigned attempts = 0;
+};
+
+namespace {
+
+std::string_view to_sv(boost::beast::string_view s) { return {s.data(), s.size()}; }
+
+upstream::PoolLimits pool_limits(const config::PoolConfig& pool, std::size_t workers) {
+  upstream::PoolLimits limits;
+  limits.max_connections =
+      std::max<std::size_t>(1, (pool.max_connections_per_backend + workers - 1) / workers);
+  limits.connect_timeout = pool.connect_timeout;
+  limits.idle_timeout = pool.idle_connection_timeout;
+  limits.max_response_body = pool.max_response_body;
+  return limits;
+}
+
+// TF Serving's wording for a model it does not serve.
+std::string unknown_model_message(const http::RestTarget& target) {
+  if (target.verb == http::RestVerb::status) {
+    return "Could not find any versions of model " + target.model;
+  }
+  std::string spec;
+  if (target.version) {
+    spec = "Specific(" + target.model + ", " + std::to_string(*target.version) + ")";
+  } else if (target.label) {
+    spec = "Specific(" + target.model + ", " + *target.label + ")";
+  } else {
+    spec = "Latest(" + target.model + ")";
+  }
+  return "Servable not found for request: " + spec;
+}
+
+unsigned status_for(UpstreamOutcome outcome) {
+  return outcome == UpstreamOutcome::timeout ? 504 : 502;
+}
+
+}  // namespace
+
+ProxyHandler::ProxyHandler(boost::asio::io_context& ioc, Runtime& runtime, std::size_t shard,
+                           std::size_t workers)
+    : runtime_(runtime),
+      shard_(shard),
+      round_robin_(runtime.pools.size(), shard),  // workers start at different backends
+      ids_(0x9e3779b97f4a7c15ull * (shard + 1) ^
+           static_cast<std::uint64_t>(Clock::now().time_since_epoch().count())) {
+  for (auto& pool : runtime.pools) {
+    auto limits = pool_limits(*pool.config, workers);
+    auto& conns = pools_.emplace_back();
+    for (auto& backend : pool.backends) {
+      conns.push_back(std::make_unique<upstream::ConnectionPool>(ioc, *backend, limits));
+    }
+  }
+}
+
+ProxyHandler::~ProxyHandler() = default;
+
+void ProxyHandler::close_idle_upstreams() {
+  for (auto& pool : pools_)
+    for (auto& conn : pool) conn->close_idle();
+}
+
+void ProxyHandler::handle(server::Request&& request, const server::ConnectionInfo& connection,
+                          Clock::time_point start, std::shared_ptr<server::ResponseSink> sink) {
+  runtime_.metrics.add_inflight(1);
+  auto call = std::make_shared<Call>();
+  call->sink = std::move(sink);
+  call->start = start;
+  call->client = connection.client_ip;
+  call->method = std::string(request.method_string());
+  call->target = std::string(request.target());
+  call->bytes_received = request.body().size();
+  call->route = runtime_.metrics.unmatched_route();
+
+  // Identity of the request: accepted from the client when sane, otherwise made here.
+  if (auto id = to_sv(request["X-Request-Id"]); http::is_acceptable_request_id(id)) {
+    call->request_id = std::string(id);
+  } else {
+    call->request_id = ids_.request_id();
+    request.set("X-Request-Id", call->request_id);
+  }
+  auto traceparent = to_sv(request["traceparent"]);
+  if (!http::is_valid_traceparent(traceparent)) {
+    request.set("traceparent", http::make_traceparent(ids_));
+    traceparent = to_sv(request["traceparent"]);
+  }
+  call->trace_id = std::string(http::trace_id_of(traceparent));
+
+  auto parsed = http::parse_rest_path(call->method, call->target);
+  if (!parsed.target) {
+    call->request = std::move(request);
+    if (parsed.error == http::RestPathError::not_v1) {
+      return respond_local(call, 404, "Not found: " + call->target);
+    }
+    return respond_local(call, 400, parsed.message);
+  }
+  auto route = runtime_.routes.find(parsed.target->model);
+  if (!route) {
+    call->request = std::move(request);
+    return respond_local(call, 404, unknown_model_message(*parsed.target));
+  }
+  call->route = *route;
+  const auto& route_config = runtime_.config->routes[*route];
+  auto pool = runtime_.route_pool[*route];
+
+  http::strip_hop_by_hop(request);
+  http::append_forwarded_for(request, connection.client_ip);
+  request.version(11);
+  request.keep_alive(true);
+  request.prepare_payload();
+  call->request = std::move(request);
+
+  call->backend = pick_backend(pool);
+  call->attempts = 1;
+  call->backend->requests_total.fetch_add(1, std::memory_order_relaxed);
+  call->backend->active_requests.fetch_add(1, std::memory_order_relaxed);
+  call->upstream_start = Clock::now();
+  auto deadline = call->upstream_start + route_config.timeout;
+  pools_[pool][call->backend->backend_index]->send(
+      call->request, deadline, [this, call](upstream::UpstreamResult&& result) {
+        on_upstream_result(call, std::move(result));
+      });
+}
+
+upstream::BackendState* ProxyHandler::pick_backend(std::size_t pool) {
+  // Round-robin, skipping backends whose last connect failed while any other looks reachable.
+  // (The resilience pipeline replaces this with breakers and weighted balancing.)
+  auto& backends = runtime_.pools[pool].backends;
+  auto n = backends.size();
+  auto& cursor = round_robin_[pool];
+  for (std::size_t i = 0; i < n; ++i) {
+    auto* b = backends[(cursor + i) % n].get();
+    if (b->reachable.load(std::memory_order_relaxed)) {
+      cursor = (cursor + i + 1) % n;
+      return b;
+    }
+  }
+  auto* b = backends[cursor % n].get();
+  cursor = (cursor + 1) % n;
+  return b;
+}
+
+void ProxyHandler::on_upstream_result(const std::shared_ptr<Call>& call,
+                                      upstream::UpstreamResult&& result) {
+  auto& backend = *call->backend;
+  backend.active_requests.fetch_sub(1, std::memory_order_relaxed);
+  if (result.outcome != UpstreamOutcome::success) {
+    backend.failures_total.fetch_add(1, std::memory_order_relaxed);
+  }
+  std::chrono::duration<double> upstream_seconds = Clock::now() - call->upstream_start;
+  runtime_.metrics.record_upstream(shard_, backend.pool_index, backend.backend_index,
+                                   result.outcome, upstream_seconds.count());
+
+  if (result.outcome == UpstreamOutcome::success || result.outcome == UpstreamOutcome::http_5xx) {
+    auto response = std::move(result.response);
+    http::strip_hop_by_hop(response);
+    unsigned upstream_status = response.result_int();
+    return finish(call, std::move(response), upstream_status);
+  }
+  logging::log().debug("request {} to {}: {}", call->request_id, backend.label, result.error);
+  auto response = ::fusebox::http::json_error_response(status_for(result.outcome), result.error);
+  finish(call, std::move(response), 0);
+}
+
+void ProxyHandler::respond_local(const std::shared_ptr<Call>& call, unsigned status,
+                                 std::string_view message) {
+  finish(call, ::fusebox::http::json_error_response(status, message), 0);
+}
+
+void ProxyHandler::finish(const std::shared_ptr<Call>& call, server::Response&& response,
+                          unsigned upstream_status) {
+  response.set("X-Request-Id", call->request_id);
+  response.version(call->request.version());
+  unsigned status = response.result_int();
+  auto bytes_sent = response.body().size();
+  auto end = Clock::now();
+  std::chrono::duration<double> seconds = end - call->start;
+  runtime_.metrics.record_request(shard_, call->route, metrics::method_label(call->method), status,
+                                  seconds.count());
+  runtime_.metrics.add_inflight(-1);
+  if (logging::access_log_enabled()) {
+    logging::AccessLogEntry entry;
+    entry.time = std::chrono::system_clock::now();
+    entry.request_id = call->request_id;
+    entry.trace_id = call->trace_id;
+    entry.client = call->client;
+    entry.method = call->method;
+    entry.path = call->target;
+    entry.route = call->route < runtime_.config->routes.size()
+                      ? std::string_view(runtime_.config->routes[call->route].name)
+                      : std::string_view("unmatched");
+    entry.backend = call->backend ? std::string_view(call->backend->label) : std::string_view();
+    entry.status = status;
+    entry.upstream_status = upstream_status;
+    entry.bytes_received = call->bytes_received;
+    entry.bytes_sent = bytes_sent;
+    entry.duration_seconds = seconds.count();
+    entry.attempts = call->attempts;
+    logging::access(entry);
+  }
+  call->sink->send(std::move(response));
+}
+
+void ProxyHandler::on_rejected(const server::ConnectionInfo& connection,
+                               const server::RejectedRequest& rejected) {
+  std::chrono::duration<double> seconds = Clock::now() - rejected.start;
+  runtime_.metrics.record_request(shard_, runtime_.metrics.unmatched_route(),
+                                  metrics::method_label(rejected.method), rejected.status,
+                                  seconds.count());
+  if (logging::access_log_enabled()) {
+    logging::AccessLogEntry entry;
+    entry.time = std::chrono::system_clock::now();
+    entry.client = connection.client_ip;
+    entry.method = rejected.method;
+    entry.path = rejected.target;
+    entry.route = "unmatched";
+    entry.status = rejected.status;
+    entry.bytes_sent = rejected.bytes_sent;
+    entry.duration_seconds = seconds.count();
+    logging::access(entry);
+  }
+}
+
+}  // namespace fusebox::proxy

@@ -1,0 +1,79 @@
+#include "fusebox/proxy/runtime.h"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <stdexcept>
+
+namespace fusebox::proxy {
+namespace {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+std::vector<tcp::endpoint> resolve(const config::EndpointConfig& endpoint) {
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(endpoint.address, ec);
+  if (!ec) return {tcp::endpoint(address, endpoint.port)};
+  asio::io_context ioc;
+  tcp::resolver resolver(ioc);
+  auto results = resolver.resolve(endpoint.address, std::to_string(endpoint.port), ec);
+  if (ec || results.empty()) {
+    throw std::runtime_error("cannot resolve backend address \"" + endpoint.address +
+                             "\": " + ec.message());
+  }
+  std::vector<tcp::endpoint> out;
+  for (const auto& r : results) out.push_back(r.endpoint());
+  return out;
+}
+
+std::vector<std::string> route_names(const config::Config& config) {
+  std::vector<std::string> names;
+  for (const auto& r : config.routes) names.push_back(r.name);
+  return names;
+}
+
+std::vector<metrics::PoolLayout> pool_layouts(const config::Config& config) {
+  std::vector<metrics::PoolLayout> layouts;
+  for (const auto& p : config.pools) {
+    metrics::PoolLayout layout{p.name, {}};
+    for (const auto& e : p.endpoints) layout.backends.push_back(e.address + ":" + std::to_string(e.port));
+    layouts.push_back(std::move(layout));
+  }
+  return layouts;
+}
+
+}  // namespace
+
+Runtime::Runtime(std::shared_ptr<const config::Config> cfg, std::size_t shards)
+    : config(std::move(cfg)),
+      routes(*config),
+      metrics(route_names(*config), pool_layouts(*config), shards, FUSEBOX_VERSION) {
+  pools.resize(config->pools.size());
+  for (std::size_t p = 0; p < config->pools.size(); ++p) {
+    const auto& pool_config = config->pools[p];
+    auto& pool = pools[p];
+    pool.index = p;
+    pool.config = &pool_config;
+    for (std::size_t b = 0; b < pool_config.endpoints.size(); ++b) {
+      auto backend = std::make_unique<upstream::BackendState>();
+      backend->pool_index = p;
+      backend->backend_index = b;
+      backend->pool_name = pool_config.name;
+      backend->endpoint = pool_config.endpoints[b];
+      backend->label = backend->endpoint.address + ":" + std::to_string(backend->endpoint.port);
+      backend->resolved = resolve(backend->endpoint);
+      pool.backends.push_back(std::move(backend));
+    }
+  }
+  for (const auto& route : config->routes) {
+    for (std::size_t p = 0; p < config->pools.size(); ++p) {
+      if (config->pools[p].name == route.pool) route_pool.push_back(p);
+    }
+  }
+  if (route_pool.size() != config->routes.size()) {
+    throw std::runtime_error("a route names a pool that does not exist");  // validated earlier
+  }
+}
+
+}  // namespace fusebox::proxy

@@ -1,0 +1,261 @@
+#include "fusebox/upstream/connection_pool.h"
+
+#include <sys/socket.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/beast/http/error.hpp>
+#include <optional>
+
+namespace fusebox::upstream {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using metrics::UpstreamOutcome;
+
+class ConnectionPool::Connection {
+ public:
+  explicit Connection(asio::io_context& ioc) : stream(ioc) {}
+  beast::tcp_stream stream;
+  beast::flat_buffer buffer;
+  Clock::time_point idle_since{};
+  bool counted = false;  // included in backend.open_connections
+};
+
+class ConnectionPool::Exchange : public std::enable_shared_from_this<Exchange> {
+ public:
+  Exchange(ConnectionPool& pool, Request& request, Clock::time_point deadline, ResultHandler done)
+      : pool_(&pool),
+        alive_(pool.alive_),
+        request_(request),
+        deadline_(deadline),
+        done_(std::move(done)),
+        wait_timer_(pool.ioc_) {}
+
+  // Waits in the pool's queue until a connection is handed over or the deadline passes.
+  void wait_for_connection() {
+    waiting_ = true;
+    wait_timer_.expires_at(deadline_);
+    wait_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (ec || !self->waiting_) return;
+      self->waiting_ = false;
+      self->finish(UpstreamOutcome::timeout, "timed out waiting for a free upstream connection");
+    });
+  }
+
+  bool waiting() const { return waiting_; }
+
+  void connect_new() {
+    waiting_ = false;
+    wait_timer_.cancel();
+    conn_ = std::make_unique<Connection>(pool_->ioc_);
+    ++pool_->open_;
+    auto now = Clock::now();
+    bool deadline_first = deadline_ - now <= pool_->limits_.connect_timeout;
+    conn_->stream.expires_at(deadline_first ? deadline_ : now + pool_->limits_.connect_timeout);
+    conn_->stream.async_connect(
+        pool_->backend_.resolved,
+        [self = shared_from_this(), deadline_first](beast::error_code ec, const auto&) {
+          self->on_connect(ec, deadline_first);
+        });
+  }
+
+  void use(std::unique_ptr<Connection> conn, bool reused) {
+    waiting_ = false;
+    wait_timer_.cancel();
+    conn_ = std::move(conn);
+    reused_ = reused;
+    write();
+  }
+
+ private:
+  bool pool_alive() const { return *alive_; }
+
+  void on_connect(beast::error_code ec, bool deadline_first) {
+    if (!pool_alive()) return;
+    if (ec) {
+      pool_->backend_.reachable.store(false, std::memory_order_relaxed);
+      pool_->forget(std::move(conn_));
+      if (ec == beast::error::timeout) {
+        if (deadline_first) return finish(UpstreamOutcome::timeout, "upstream request timeout");
+        return finish(UpstreamOutcome::connect_failure, "upstream connect timeout");
+      }
+      return finish(UpstreamOutcome::connect_failure, "upstream connect error: " + ec.message());
+    }
+    pool_->backend_.reachable.store(true, std::memory_order_relaxed);
+    pool_->backend_.open_connections.fetch_add(1, std::memory_order_relaxed);
+    conn_->counted = true;
+    conn_->stream.socket().set_option(asio::ip::tcp::no_delay(true), ec);
+    reused_ = false;
+    write();
+  }
+
+  void write() {
+    conn_->stream.expires_at(deadline_);
+    http::async_write(conn_->stream, request_,
+                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                        self->on_write(ec);
+                      });
+  }
+
+  void on_write(beast::error_code ec) {
+    if (!pool_alive()) return;
+    if (ec) return fail(ec, /*response_started=*/false);
+    parser_.emplace();
+    parser_->body_limit(pool_->limits_.max_response_body);
+    http::async_read(conn_->stream, conn_->buffer, *parser_,
+                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                       self->on_read(ec);
+                     });
+  }
+
+  void on_read(beast::error_code ec) {
+    if (!pool_alive()) return;
+    if (ec) return fail(ec, parser_->got_some());
+    UpstreamResult result;
+    result.response = parser_->release();
+    result.reused_connection = reused_;
+    result.outcome = result.response.result_int() >= 500 ? UpstreamOutcome::http_5xx
+                                                          : UpstreamOutcome::success;
+    bool keep = result.response.keep_alive() && conn_->buffer.size() == 0;
+    if (keep) {
+      pool_->release(std::move(conn_));
+    } else {
+      pool_->forget(std::move(conn_));
+    }
+    complete(std::move(result));
+  }
+
+  void fail(beast::error_code ec, bool response_started) {
+    bool stale = ec == http::error::end_of_stream || ec == asio::error::eof ||
+                 ec == asio::error::connection_reset || ec == asio::error::broken_pipe;
+    // A kept-alive connection the backend closed just as we reused it: the request was not
+    // processed, so it is safe to send it once more on a fresh connection (in the same slot).
+    if (stale && reused_ && !response_started && !retried_stale_) {
+      retried_stale_ = true;
+      pool_->forget(std::move(conn_), /*free_slot=*/false);
+      return connect_new();
+    }
+    pool_->forget(std::move(conn_));
+    if (ec == beast::error::timeout) return finish(UpstreamOutcome::timeout, "upstream request timeout");
+    if (stale) return finish(UpstreamOutcome::reset, "upstream connection closed: " + ec.message());
+    if (ec == http::error::body_limit)
+      return finish(UpstreamOutcome::protocol_error, "upstream response body too large");
+    if (ec.category() == http::make_error_code(http::error::end_of_stream).category())
+      return finish(UpstreamOutcome::protocol_error, "invalid upstream response: " + ec.message());
+    return finish(UpstreamOutcome::reset, "upstream connection error: " + ec.message());
+  }
+
+  void finish(UpstreamOutcome outcome, std::string error) {
+    UpstreamResult result;
+    result.outcome = outcome;
+    result.error = std::move(error);
+    result.reused_connection = reused_;
+    complete(std::move(result));
+  }
+
+  void complete(UpstreamResult&& result) {
+    auto done = std::move(done_);
+    done(std::move(result));
+  }
+
+  ConnectionPool* pool_;
+  std::shared_ptr<bool> alive_;
+  Request& request_;
+  Clock::time_point deadline_;
+  ResultHandler done_;
+  asio::steady_timer wait_timer_;
+  std::unique_ptr<Connection> conn_;
+  std::optional<http::response_parser<http::string_body>> parser_;
+  bool waiting_ = false;
+  bool reused_ = false;
+  bool retried_stale_ = false;
+};
+
+ConnectionPool::ConnectionPool(asio::io_context& ioc, BackendState& backend, PoolLimits limits)
+    : ioc_(ioc), backend_(backend), limits_(limits), alive_(std::make_shared<bool>(true)) {
+  if (limits_.max_connections == 0) limits_.max_connections = 1;
+}
+
+ConnectionPool::~ConnectionPool() {
+  *alive_ = false;
+  close_idle();
+}
+
+void ConnectionPool::send(Request& request, Clock::time_point deadline, ResultHandler done) {
+  auto ex = std::make_shared<Exchange>(*this, request, deadline, std::move(done));
+  if (auto conn = take_idle()) return ex->use(std::move(conn), /*reused=*/true);
+  if (open_ < limits_.max_connections) return ex->connect_new();
+  waiters_.push_back(ex);
+  ex->wait_for_connection();
+}
+
+namespace {
+// True when the peer has closed (or sent unsolicited bytes on) an idle connection.
+bool idle_connection_unusable(asio::ip::tcp::socket& socket) {
+  char byte;
+  auto n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n == 0) return true;   // orderly close
+  if (n > 0) return true;    // data we never asked for
+  return errno != EAGAIN && errno != EWOULDBLOCK;
+}
+}  // namespace
+
+std::unique_ptr<ConnectionPool::Connection> ConnectionPool::take_idle() {
+  auto now = Clock::now();
+  while (!idle_.empty()) {
+    auto conn = std::move(idle_.back());
+    idle_.pop_back();
+    if (now - conn->idle_since < limits_.idle_timeout &&
+        !idle_connection_unusable(conn->stream.socket())) {
+      return conn;
+    }
+    forget(std::move(conn));
+  }
+  return nullptr;
+}
+
+void ConnectionPool::release(std::unique_ptr<Connection> conn) {
+  while (!waiters_.empty()) {
+    auto waiter = waiters_.front().lock();
+    waiters_.pop_front();
+    if (waiter && waiter->waiting()) return waiter->use(std::move(conn), /*reused=*/true);
+  }
+  conn->idle_since = Clock::now();
+  // Drop expired connections from the cold end so idle sockets do not pile up.
+  auto now = conn->idle_since;
+  while (!idle_.empty() && now - idle_.front()->idle_since >= limits_.idle_timeout) {
+    auto old = std::move(idle_.front());
+    idle_.erase(idle_.begin());
+    forget(std::move(old));
+  }
+  idle_.push_back(std::move(conn));
+}
+
+void ConnectionPool::forget(std::unique_ptr<Connection> conn, bool free_slot) {
+  if (!conn) return;
+  beast::error_code ec;
+  conn->stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  conn->stream.socket().close(ec);
+  if (conn->counted) backend_.open_connections.fetch_sub(1, std::memory_order_relaxed);
+  --open_;
+  if (free_slot && *alive_) serve_waiter();
+}
+
+void ConnectionPool::serve_waiter() {
+  while (!waiters_.empty() && open_ < limits_.max_connections) {
+    auto waiter = waiters_.front().lock();
+    waiters_.pop_front();
+    if (waiter && waiter->waiting()) return waiter->connect_new();
+  }
+}
+
+void ConnectionPool::close_idle() {
+  while (!idle_.empty()) {
+    auto conn = std::move(idle_.back());
+    idle_.pop_back();
+    forget(std::move(conn));
+  }
+}
+
+}  // namespace fusebox::upstream

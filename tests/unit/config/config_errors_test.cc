@@ -1,0 +1,533 @@
+// Every class of configuration error, each with its exact position, path and message.
+// Positions are 1-based; the YAML texts start on line 1 with no leading newline.
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "fusebox/config/loader.h"
+#include "test_env.h"
+
+namespace fusebox::config {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using testing::ScopedTestEnv;
+using testing::test_env;
+
+// A valid tail for files whose problem is elsewhere; appended after the interesting lines so
+// that their line numbers stay as written.
+constexpr std::string_view kPoolsAndRoutes = R"(pools:
+  p: {endpoints: [{address: 10.0.0.1}]}
+routes:
+  - {name: r, match: {model: m}, pool: p}
+)";
+
+std::vector<std::string> errors_of(std::string_view yaml) {
+  LoadResult result = load_config_from_string(yaml, "f.yaml", test_env);
+  EXPECT_EQ(result.config, nullptr);
+  EXPECT_FALSE(result.ok());
+  std::vector<std::string> lines;
+  for (const auto& error : result.errors) lines.push_back(error.to_string());
+  return lines;
+}
+
+std::vector<std::string> errors_with_tail(std::string_view head) {
+  return errors_of(std::string(head) + std::string(kPoolsAndRoutes));
+}
+
+// ---- the error record -----------------------------------------------------------------------
+
+TEST(ConfigErrors, CarryFileLineColumnPathAndMessage) {
+  LoadResult result = load_config_from_string(
+      std::string("listeners:\n  http:\n    port: 70000\n") + std::string(kPoolsAndRoutes),
+      "conf/fusebox.yaml", test_env);
+  ASSERT_EQ(result.errors.size(), 1u);
+  const ConfigError& e = result.errors[0];
+  EXPECT_EQ(e.file, "conf/fusebox.yaml");
+  EXPECT_EQ(e.line, 3);
+  EXPECT_EQ(e.column, 11);
+  EXPECT_EQ(e.path, "listeners.http.port");
+  EXPECT_EQ(e.message, "must be between 0 and 65535, got 70000");
+  EXPECT_EQ(e.to_string(),
+            "conf/fusebox.yaml:3:11: listeners.http.port: must be between 0 and 65535, got 70000");
+}
+
+TEST(ConfigErrors, ToStringOmitsAnEmptyPath) {
+  ConfigError e{"a.yaml", 2, 5, "", "YAML syntax error: x"};
+  EXPECT_EQ(e.to_string(), "a.yaml:2:5: YAML syntax error: x");
+}
+
+// ---- YAML syntax and document shape ---------------------------------------------------------
+
+TEST(ConfigErrors, YamlSyntaxErrorReportsTheParserPosition) {
+  EXPECT_THAT(errors_of("server:\n  threads: [1, 2\nlisteners: {}\n"),
+              ElementsAre("f.yaml:3:10: YAML syntax error: end of sequence flow not found"));
+  EXPECT_THAT(
+      errors_of("server:\n  threads: 1\n\tlisteners: {}\n"),
+      ElementsAre("f.yaml:3:1: YAML syntax error: illegal tab when looking for indentation"));
+  EXPECT_THAT(errors_of("routes: *undefined\n"),
+              ElementsAre("f.yaml:1:9: YAML syntax error: the referenced anchor is not defined"));
+}
+
+TEST(ConfigErrors, ParserLimitsBecomeErrorsNotExceptions) {
+  // yaml-cpp refuses very deep nesting by throwing; the loader turns it into one error.
+  const std::string deep = "routes: " + std::string(3000, '[') + std::string(3000, ']') + "\n";
+  LoadResult result = load_config_from_string(deep, "f.yaml", test_env);
+  EXPECT_EQ(result.config, nullptr);
+  ASSERT_EQ(result.errors.size(), 1u);
+  EXPECT_EQ(result.errors[0].line, 1);
+  EXPECT_THAT(result.errors[0].message, ::testing::StartsWith("YAML syntax error: "));
+}
+
+TEST(ConfigErrors, EmptyFile) {
+  const char* expected =
+      "f.yaml:1:1: the configuration is empty (at least \"pools\" and \"routes\" are required)";
+  EXPECT_THAT(errors_of(""), ElementsAre(expected));
+  EXPECT_THAT(errors_of("# only a comment\n\n"), ElementsAre(expected));
+  EXPECT_THAT(errors_of("~\n"), ElementsAre(expected));
+}
+
+TEST(ConfigErrors, TopLevelMustBeAMap) {
+  EXPECT_THAT(errors_of("- pools\n- routes\n"),
+              ElementsAre("f.yaml:1:1: the top level must be a map, got a list"));
+  EXPECT_THAT(errors_of("\n  fusebox\n"),
+              ElementsAre("f.yaml:2:3: the top level must be a map, got a scalar"));
+}
+
+TEST(ConfigErrors, OnlyOneDocument) {
+  EXPECT_THAT(errors_of(std::string(kPoolsAndRoutes) + "---\nserver: {}\n"),
+              ElementsAre("f.yaml:6:1: only one YAML document is allowed (found a second one "
+                          "after \"---\")"));
+}
+
+// ---- unknown and duplicate keys -------------------------------------------------------------
+
+TEST(ConfigErrors, UnknownKeyListsTheExpectedOnes) {
+  EXPECT_THAT(
+      errors_with_tail("listeners:\n  admin:\n    address: 127.0.0.1\n    prot: 9901\n"),
+      ElementsAre("f.yaml:4:5: listeners.admin.prot: unknown key \"prot\" (expected one of: "
+                  "address, port)"));
+  EXPECT_THAT(errors_with_tail("listeners:\n  http: {prot: 1}\n"),
+              ElementsAre("f.yaml:2:10: listeners.http.prot: unknown key \"prot\" (expected one "
+                          "of: address, port, max_request_body, max_request_headers, "
+                          "request_header_timeout, request_body_timeout, idle_timeout, "
+                          "max_connections, max_requests_per_connection)"));
+  EXPECT_THAT(errors_with_tail("serve: {threads: 1}\n"),
+              ElementsAre("f.yaml:1:1: serve: unknown key \"serve\" (expected one of: server, "
+                          "listeners, pools, routes, logging)"));
+}
+
+TEST(ConfigErrors, UnknownKeysInPoolsEndpointsAndRoutes) {
+  EXPECT_THAT(errors_of(R"(pools:
+  p:
+    endpoints:
+      - {address: 10.0.0.1, wieght: 2}
+    timeout: 1s
+routes:
+  - {name: r, match: {model: m, version: 1}, pool: p}
+)"),
+              ElementsAre("f.yaml:4:29: pools.p.endpoints[0].wieght: unknown key \"wieght\" "
+                          "(expected one of: address, port, weight)",
+                          "f.yaml:5:5: pools.p.timeout: unknown key \"timeout\" (expected one "
+                          "of: endpoints, connect_timeout, max_connections_per_backend, "
+                          "idle_connection_timeout, max_response_body, reachability_interval)",
+                          "f.yaml:7:33: routes[0].match.version: unknown key \"version\" "
+                          "(expected one of: model)"));
+}
+
+TEST(ConfigErrors, DuplicateMapKey) {
+  EXPECT_THAT(errors_with_tail("server:\n  threads: 2\n  threads: 3\n"),
+              ElementsAre("f.yaml:3:3: server.threads: duplicate key \"threads\" (first defined "
+                          "at line 2)"));
+  // Duplicate pool names are duplicate keys of `pools`.
+  EXPECT_THAT(errors_of(R"(pools:
+  p: {endpoints: [{address: 10.0.0.1}]}
+  p: {endpoints: [{address: 10.0.0.2}]}
+routes:
+  - {name: r, match: {model: m}, pool: p}
+)"),
+              ElementsAre("f.yaml:3:3: pools.p: duplicate key \"p\" (first defined at line 2)"));
+}
+
+// ---- wrong types ----------------------------------------------------------------------------
+
+TEST(ConfigErrors, MapExpected) {
+  EXPECT_THAT(errors_with_tail("server: 4\n"),
+              ElementsAre("f.yaml:1:9: server: expected a map, got a scalar"));
+  EXPECT_THAT(errors_with_tail("listeners:\n  http: [8080]\n"),
+              ElementsAre("f.yaml:2:9: listeners.http: expected a map, got a list"));
+  EXPECT_THAT(errors_of(R"(pools:
+  p:
+    endpoints:
+      - 10.0.0.1:8501
+routes:
+  - {name: r, match: {model: m}, pool: p}
+)"),
+              ElementsAre("f.yaml:4:9: pools.p.endpoints[0]: expected a map, got a scalar"));
+}
+
+TEST(ConfigErrors, ListExpected) {
+  EXPECT_THAT(errors_of(R"(pools:
+  p:
+    endpoints: {address: 10.0.0.1}
+routes:
+  name: r
+)"),
+              ElementsAre("f.yaml:3:16: pools.p.endpoints: expected a list, got a map",
+                          "f.yaml:5:3: routes: expected a list, got a map"));
+}
+
+TEST(ConfigErrors, ScalarExpected) {
+  EXPECT_THAT(errors_with_tail("logging:\n  file: [a, b]\n  level: {name: info}\n"),
+              ElementsAre("f.yaml:2:9: logging.file: expected a string, got a list",
+                          "f.yaml:3:10: logging.level: expected a string, got a map"));
+  EXPECT_THAT(errors_with_tail("listeners:\n  http:\n    idle_timeout:\n      seconds: 5\n"),
+              ElementsAre("f.yaml:4:7: listeners.http.idle_timeout: expected a duration, got "
+                          "a map"));
+}
+
+TEST(ConfigErrors, MissingValuePointsAtTheKey) {
+  EXPECT_THAT(errors_with_tail("listeners:\n  http:\n    port:\n    address: 127.0.0.1\n"),
+              ElementsAre("f.yaml:3:5: listeners.http.port: missing value (expected an "
+                          "integer)"));
+  EXPECT_THAT(errors_with_tail("logging: {file: ~}\n"),
+              ElementsAre("f.yaml:1:11: logging.file: missing value (expected a string)"));
+}
+
+TEST(ConfigErrors, NotAnInteger) {
+  EXPECT_THAT(errors_with_tail("server: {threads: four}\nlisteners: {http: {port: 80.5}}\n"),
+              ElementsAre("f.yaml:1:19: server.threads: not an integer: \"four\"",
+                          "f.yaml:2:26: listeners.http.port: not an integer: \"80.5\""));
+}
+
+TEST(ConfigErrors, NotABoolean) {
+  EXPECT_THAT(errors_with_tail("logging:\n  access_log: yes\n"),
+              ElementsAre("f.yaml:2:15: logging.access_log: not a boolean: \"yes\" (expected "
+                          "true or false)"));
+}
+
+TEST(ConfigErrors, NotADuration) {
+  EXPECT_THAT(errors_with_tail(
+                  "server:\n  shutdown_timeout: 30\nlisteners:\n  http: {idle_timeout: 1min}\n"),
+              ElementsAre("f.yaml:2:21: server.shutdown_timeout: not a duration: \"30\" (a unit is "
+                          "required: ms, s, m or h, e.g. 250ms, 2s, 1m30s)",
+                          "f.yaml:4:24: listeners.http.idle_timeout: not a duration: \"1min\" "
+                          "(expected e.g. 250ms, 2s, 1m30s, 1h)"));
+}
+
+TEST(ConfigErrors, NotASize) {
+  EXPECT_THAT(errors_with_tail("listeners:\n  http: {max_request_body: 64M, "
+                               "max_request_headers: -1}\n"),
+              ElementsAre("f.yaml:2:28: listeners.http.max_request_body: not a size: \"64M\" "
+                          "(expected bytes, or a number with B, KiB, MiB, GiB, KB, MB or GB, "
+                          "e.g. 64MiB)",
+                          "f.yaml:2:54: listeners.http.max_request_headers: not a size: \"-1\" "
+                          "(expected bytes, or a number with B, KiB, MiB, GiB, KB, MB or GB, "
+                          "e.g. 64MiB)"));
+}
+
+// ---- out of range ---------------------------------------------------------------------------
+
+TEST(ConfigErrors, ListenerPortRange) {
+  EXPECT_THAT(errors_with_tail("listeners:\n  http: {port: 65536}\n  admin: {port: -1}\n"),
+              ElementsAre("f.yaml:2:16: listeners.http.port: must be between 0 and 65535, got "
+                          "65536",
+                          "f.yaml:3:17: listeners.admin.port: must be between 0 and 65535, got "
+                          "-1"));
+}
+
+TEST(ConfigErrors, EndpointPortAndWeightRange) {
+  EXPECT_THAT(errors_of(R"(pools:
+  p:
+    endpoints:
+      - {address: 10.0.0.1, port: 0, weight: 0}
+      - {address: 10.0.0.2, port: 99999999999999999999, weight: 1001}
+routes:
+  - {name: r, match: {model: m}, pool: p}
+)"),
+              ElementsAre("f.yaml:4:35: pools.p.endpoints[0].port: must be between 1 and 65535, "
+                          "got 0",
+                          "f.yaml:4:46: pools.p.endpoints[0].weight: must be between 1 and 1000, "
+                          "got 0",
+                          "f.yaml:5:35: pools.p.endpoints[1].port: must be between 1 and 65535, "
+                          "got 99999999999999999999",
+                          "f.yaml:5:65: pools.p.endpoints[1].weight: must be between 1 and 1000, "
+                          "got 1001"));
+}
+
+TEST(ConfigErrors, ThreadsRange) {
+  EXPECT_THAT(errors_with_tail("server: {threads: 1025}\n"),
+              ElementsAre("f.yaml:1:19: server.threads: must be between 0 and 1024, got 1025"));
+  EXPECT_THAT(errors_with_tail("server: {threads: -1}\n"),
+              ElementsAre("f.yaml:1:19: server.threads: must be between 0 and 1024, got -1"));
+}
+
+TEST(ConfigErrors, ZeroIsRejectedWhereItMakesNoSense) {
+  EXPECT_THAT(errors_of(R"(listeners:
+  http: {request_header_timeout: 0, max_request_body: 0, max_connections: 0}
+pools:
+  p:
+    endpoints: [{address: 10.0.0.1}]
+    connect_timeout: 0ms
+    max_connections_per_backend: 0
+routes:
+  - {name: r, match: {model: m}, pool: p, timeout: 0s}
+)"),
+              ElementsAre("f.yaml:2:34: listeners.http.request_header_timeout: must be greater "
+                          "than 0",
+                          "f.yaml:2:55: listeners.http.max_request_body: must be greater than 0",
+                          "f.yaml:2:75: listeners.http.max_connections: must be between 1 and "
+                          "4294967295, got 0",
+                          "f.yaml:6:22: pools.p.connect_timeout: must be greater than 0",
+                          "f.yaml:7:34: pools.p.max_connections_per_backend: must be between 1 "
+                          "and 4294967295, got 0",
+                          "f.yaml:9:52: routes[0].timeout: must be greater than 0"));
+}
+
+TEST(ConfigErrors, ZeroIsAllowedWhereItMeansSomething) {
+  LoadResult result = load_config_from_string(
+      std::string("server: {threads: 0, shutdown_timeout: 0}\n"
+                  "listeners: {http: {port: 0, max_requests_per_connection: 0}}\n") +
+          std::string(kPoolsAndRoutes),
+      "f.yaml", test_env);
+  EXPECT_TRUE(result.ok());
+  ASSERT_NE(result.config, nullptr);
+  EXPECT_EQ(result.config->server.shutdown_timeout.count(), 0);
+}
+
+TEST(ConfigErrors, LoggingLevelAndFormat) {
+  EXPECT_THAT(errors_with_tail("logging:\n  level: verbose\n  format: xml\n"),
+              ElementsAre("f.yaml:2:10: logging.level: invalid value \"verbose\" (expected one "
+                          "of: trace, debug, info, warn, error, critical, off)",
+                          "f.yaml:3:11: logging.format: invalid value \"xml\" (expected one of: "
+                          "text, json)"));
+}
+
+// ---- required keys --------------------------------------------------------------------------
+
+TEST(ConfigErrors, PoolsAndRoutesAreRequired) {
+  EXPECT_THAT(errors_of("server: {threads: 1}\n"),
+              ElementsAre("f.yaml:1:1: missing required key \"pools\"",
+                          "f.yaml:1:1: missing required key \"routes\""));
+  EXPECT_THAT(errors_of("pools: {}\nroutes: []\n"),
+              ElementsAre("f.yaml:1:8: pools: at least one pool is required",
+                          "f.yaml:2:9: routes: at least one route is required"));
+  EXPECT_THAT(errors_of("pools:\nroutes:\n"),
+              ElementsAre("f.yaml:1:1: pools: at least one pool is required",
+                          "f.yaml:2:1: routes: at least one route is required"));
+}
+
+TEST(ConfigErrors, EndpointsAreRequiredAndNonEmpty) {
+  EXPECT_THAT(errors_of(R"(pools:
+  a:
+    connect_timeout: 1s
+  b:
+    endpoints: []
+  c:
+  d:
+    endpoints:
+      - {port: 8501}
+routes:
+  - {name: r, match: {model: m}, pool: a}
+)"),
+              ElementsAre("f.yaml:3:5: pools.a: missing required key \"endpoints\"",
+                          "f.yaml:5:16: pools.b.endpoints: at least one endpoint is required",
+                          "f.yaml:6:3: pools.c: missing required key \"endpoints\"",
+                          "f.yaml:9:9: pools.d.endpoints[0]: missing required key \"address\""));
+}
+
+TEST(ConfigErrors, RouteNameMatchModelAndPoolAreRequired) {
+  EXPECT_THAT(errors_of(R"(pools:
+  p: {endpoints: [{address: 10.0.0.1}]}
+routes:
+  - pool: p
+    match: {model: a}
+  - name: b
+    pool: p
+  - name: c
+    match: {}
+  - name: d
+    match:
+    pool: p
+)"),
+              ElementsAre("f.yaml:4:5: routes[0]: missing required key \"name\"",
+                          "f.yaml:6:5: routes[1]: missing required key \"match\"",
+                          "f.yaml:8:5: routes[2]: missing required key \"pool\"",
+                          "f.yaml:9:12: routes[2].match: missing required key \"model\"",
+                          "f.yaml:11:5: routes[3].match: missing required key \"model\""));
+}
+
+// ---- cross references and duplicates ---------------------------------------------------------
+
+TEST(ConfigErrors, RouteNamesAPoolThatDoesNotExist) {
+  EXPECT_THAT(errors_of(R"(pools:
+  heavy: {endpoints: [{address: 10.0.0.1}]}
+routes:
+  - name: a
+    match: {model: a}
+    pool: heavy
+  - name: b
+    match: {model: b}
+    pool: light
+)"),
+              ElementsAre("f.yaml:9:11: routes[1].pool: no pool named \"light\""));
+}
+
+TEST(ConfigErrors, DuplicateRouteNamesAndModels) {
+  EXPECT_THAT(errors_of(R"(pools:
+  p: {endpoints: [{address: 10.0.0.1}]}
+routes:
+  - {name: a, match: {model: m}, pool: p}
+  - {name: a, match: {model: n}, pool: p}
+  - {name: c, match: {model: m}, pool: p}
+  - {name: d, match: {model: "*"}, pool: p}
+  - {name: e, match: {model: "*"}, pool: p}
+)"),
+              ElementsAre("f.yaml:5:12: routes[1].name: duplicate route name \"a\" (first "
+                          "defined at routes[0])",
+                          "f.yaml:6:30: routes[2].match.model: model \"m\" is already matched "
+                          "by route \"a\" (routes[0])",
+                          "f.yaml:8:30: routes[4].match.model: model \"*\" is already matched "
+                          "by route \"d\" (routes[3])"));
+}
+
+TEST(ConfigErrors, DuplicateEndpointInAPool) {
+  EXPECT_THAT(errors_of(R"(pools:
+  p:
+    endpoints:
+      - {address: 10.0.0.1}
+      - {address: 10.0.0.1, port: 8502}
+      - {address: 10.0.0.1, port: 8501}
+      - {address: "::1"}
+      - {address: "0:0::1"}
+routes:
+  - {name: r, match: {model: m}, pool: p}
+)"),
+              ElementsAre("f.yaml:6:9: pools.p.endpoints[2]: duplicate endpoint 10.0.0.1:8501 "
+                          "(same as endpoints[0])",
+                          "f.yaml:8:9: pools.p.endpoints[4]: duplicate endpoint [0:0::1]:8501 "
+                          "(same as endpoints[3])"));
+}
+
+TEST(ConfigErrors, NamesAndModelPatterns) {
+  EXPECT_THAT(errors_of(R"(pools:
+  "my pool": {endpoints: [{address: 10.0.0.1}]}
+routes:
+  - {name: "a/b", match: {model: "res*"}, pool: "my pool"}
+  - {name: "", match: {model: ""}, pool: ""}
+)"),
+              ElementsAre("f.yaml:2:3: pools.my pool: invalid pool name \"my pool\" (use "
+                          "letters, digits, \"_\", \"-\" and \".\")",
+                          "f.yaml:4:12: routes[0].name: invalid route name \"a/b\" (use letters, "
+                          "digits, \"_\", \"-\" and \".\")",
+                          "f.yaml:4:34: routes[0].match.model: wildcards are not supported "
+                          "inside a name: \"res*\" (use \"*\" alone to match any model)",
+                          "f.yaml:5:12: routes[1].name: must not be empty",
+                          "f.yaml:5:31: routes[1].match.model: must not be empty (use \"*\" to "
+                          "match any model)",
+                          "f.yaml:5:42: routes[1].pool: must not be empty"));
+}
+
+// ---- listeners ------------------------------------------------------------------------------
+
+TEST(ConfigErrors, ListenerPortConflicts) {
+  EXPECT_THAT(errors_with_tail("listeners:\n  http: {port: 9000}\n  admin: {port: 9000}\n"),
+              ElementsAre("f.yaml:3:17: listeners.admin.port: port 9000 on 127.0.0.1 is already "
+                          "used by listeners.http (127.0.0.1:9000)"));
+  EXPECT_THAT(errors_with_tail("listeners:\n  http: {address: 0.0.0.0, port: 9000}\n"
+                               "  admin: {address: 10.1.2.3, port: 9000}\n"),
+              ElementsAre("f.yaml:3:36: listeners.admin.port: port 9000 on 10.1.2.3 is already "
+                          "used by listeners.http (0.0.0.0:9000)"));
+  EXPECT_THAT(errors_with_tail("listeners:\n  admin: {address: \"::\", port: 8080}\n"),
+              ElementsAre("f.yaml:2:32: listeners.admin.port: port 8080 on :: is already used "
+                          "by listeners.http (127.0.0.1:8080)"));
+  // Only the http port was written: the error points there.
+  EXPECT_THAT(errors_with_tail("listeners:\n  http:\n    port: 9901\n"),
+              ElementsAre("f.yaml:3:11: listeners.http.port: port 9901 on 127.0.0.1 is already "
+                          "used by listeners.admin (127.0.0.1:9901)"));
+}
+
+TEST(ConfigErrors, ListenerAddressMustBeAnIpLiteral) {
+  EXPECT_THAT(errors_with_tail("listeners:\n  http: {address: localhost}\n"
+                               "  admin: {address: 127.0.0.256}\n"),
+              ElementsAre("f.yaml:2:19: listeners.http.address: not an IP address: "
+                          "\"localhost\" (listeners bind to an IP literal such as 127.0.0.1, "
+                          "0.0.0.0 or ::)",
+                          "f.yaml:3:20: listeners.admin.address: not an IP address: "
+                          "\"127.0.0.256\" (listeners bind to an IP literal such as 127.0.0.1, "
+                          "0.0.0.0 or ::)"));
+}
+
+TEST(ConfigErrors, EndpointAddressMustBeAnIpOrHostName) {
+  EXPECT_THAT(errors_of(R"(pools:
+  p:
+    endpoints:
+      - {address: tfs_a.local}
+      - {address: 10.0.0.300}
+      - {address: "[::1]"}
+      - {address: "-tfs"}
+routes:
+  - {name: r, match: {model: m}, pool: p}
+)"),
+              ElementsAre("f.yaml:4:19: pools.p.endpoints[0].address: not an IP address or host "
+                          "name: \"tfs_a.local\"",
+                          "f.yaml:5:19: pools.p.endpoints[1].address: not an IP address or host "
+                          "name: \"10.0.0.300\"",
+                          "f.yaml:6:19: pools.p.endpoints[2].address: not an IP address or host "
+                          "name: \"[::1]\"",
+                          "f.yaml:7:19: pools.p.endpoints[3].address: not an IP address or host "
+                          "name: \"-tfs\""));
+}
+
+// ---- environment substitution ---------------------------------------------------------------
+
+TEST(ConfigErrors, UnsetVariableIsReportedAtItsScalar) {
+  ScopedTestEnv env{{"BACKEND", "10.0.0.9"}};
+  EXPECT_THAT(errors_with_tail("listeners:\n  http:\n    address: ${BACKEND}\n"
+                               "    port: ${FUSEBOX_PORT}\n"),
+              ElementsAre("f.yaml:4:11: listeners.http.port: environment variable "
+                          "\"FUSEBOX_PORT\" is not set (write ${FUSEBOX_PORT:-default} to give a "
+                          "default)"));
+  EXPECT_THAT(errors_with_tail("logging:\n  file: \"/var/log/${NAME\"\n"),
+              ElementsAre("f.yaml:2:9: logging.file: unterminated \"${\" (write \"$$\" for a "
+                          "literal \"$\")"));
+}
+
+TEST(ConfigErrors, BadSubstitutedValueShowsWhatTheFileSaid) {
+  ScopedTestEnv env{{"FUSEBOX_PORT", "http"}, {"IDLE", "5"}};
+  EXPECT_THAT(errors_with_tail("listeners:\n  http:\n    port: ${FUSEBOX_PORT}\n"
+                               "    idle_timeout: \"${IDLE}\"\n"),
+              ElementsAre("f.yaml:3:11: listeners.http.port: not an integer: \"http\" (from "
+                          "\"${FUSEBOX_PORT}\")",
+                          "f.yaml:4:19: listeners.http.idle_timeout: not a duration: \"5\" (a "
+                          "unit is required: ms, s, m or h, e.g. 250ms, 2s, 1m30s) (from "
+                          "\"${IDLE}\")"));
+}
+
+// ---- all at once ----------------------------------------------------------------------------
+
+TEST(ConfigErrors, EveryProblemIsReportedInFileOrder) {
+  std::vector<std::string> errors = errors_of(R"(server: {threads: many}
+listeners:
+  http: {port: 8080, colour: blue}
+  admin: {port: 8080}
+pools:
+  p:
+    endpoints: [{address: 10.0.0.1, weight: 0}]
+routes:
+  - {name: r, match: {model: m}, pool: q, timeout: 0}
+logging: {level: loud}
+)");
+  EXPECT_THAT(errors,
+              ElementsAre(HasSubstr("f.yaml:1:19: server.threads: not an integer"),
+                          HasSubstr("f.yaml:3:22: listeners.http.colour: unknown key"),
+                          HasSubstr("f.yaml:4:17: listeners.admin.port: port 8080 on"),
+                          HasSubstr("f.yaml:7:45: pools.p.endpoints[0].weight: must be between"),
+                          HasSubstr("f.yaml:9:40: routes[0].pool: no pool named \"q\""),
+                          HasSubstr("f.yaml:9:52: routes[0].timeout: must be greater than 0"),
+                          HasSubstr("f.yaml:10:18: logging.level: invalid value \"loud\"")));
+}
+
+}  // namespace
+}  // namespace fusebox::config
