@@ -10,9 +10,8 @@ namespace {
 namespace beast = boost::beast;
 
 constexpr std::array<std::string_view, 9> kHopByHop = {
-    "Connection",          "Keep-Alive", "Proxy-Connection",  "TE",
-    "Trailer",             "Transfer-Encoding", "Upgrade", "Proxy-Authenticate",
-    "Proxy-Authorization",
+    "Connection", "Keep-Alive",         "Proxy-Connection",    "TE", "Trailer", "Transfer-Encoding",
+    "Upgrade",    "Proxy-Authenticate", "Proxy-Authorization",
 };
 
 constexpr std::string_view kForwardedFor = "X-Forwarded-For";

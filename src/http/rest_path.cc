@@ -5,7 +5,8 @@
 // A hand-written equivalent of the two RE2 patterns TF Serving matches REST paths with
 // (tensorflow_serving/model_servers/http_rest_api_util.cc):
 //
-//   POST  (?i)/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)
+//   POST
+//   (?i)/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)
 //   GET   (?i)/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?
 //
 // behind the dispatcher pattern (?i)/v1/.* (anything else is a plain 404). RE2 details that
@@ -27,7 +28,9 @@
 namespace fusebox::http {
 namespace {
 
-constexpr char lower_ascii(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+constexpr char lower_ascii(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+}
 
 // Bytes of the multi-byte character starting at s[pos] (lead byte >= 0x80) as RE2 reads it for
 // a class that contains U+0080..U+10FFFF; 0 when no character starts there.

@@ -70,9 +70,8 @@ struct GatewayMetrics::Impl {
   PaddedGauge downstream_connections;
 };
 
-GatewayMetrics::GatewayMetrics(std::vector<std::string> route_names,
-                               std::vector<PoolLayout> pools, std::size_t shards,
-                               std::string version)
+GatewayMetrics::GatewayMetrics(std::vector<std::string> route_names, std::vector<PoolLayout> pools,
+                               std::size_t shards, std::string version)
     : impl_(std::make_unique<Impl>(std::move(route_names), std::move(pools), shards,
                                    std::move(version))) {}
 
@@ -138,10 +137,10 @@ void GatewayMetrics::collect(std::vector<prometheus::MetricFamily>& out) const {
     }
   }
 
-  auto& request_seconds = out.emplace_back(make_family(
-      "fusebox_request_duration_seconds",
-      "Time from reading a downstream request to finishing its response, by route.",
-      MetricType::Histogram));
+  auto& request_seconds = out.emplace_back(
+      make_family("fusebox_request_duration_seconds",
+                  "Time from reading a downstream request to finishing its response, by route.",
+                  MetricType::Histogram));
   for (std::size_t route = 0; route < m.routes.size(); ++route) {
     add_histogram(request_seconds, {{"route", m.routes[route]}}, m.request_seconds.snapshot(route));
   }
@@ -160,26 +159,26 @@ void GatewayMetrics::collect(std::vector<prometheus::MetricFamily>& out) const {
       const std::string& pool_name = m.pools[pool].name;
       const std::string& backend_name = m.pools[pool].backends[backend];
       for (std::size_t outcome = 0; outcome < kUpstreamOutcomeCount; ++outcome) {
-        add_counter(upstream,
-                    {{"pool", pool_name},
-                     {"backend", backend_name},
-                     {"outcome", std::string(kOutcomeNames[outcome])}},
-                    static_cast<double>(
-                        m.upstream_requests.sum(index * kUpstreamOutcomeCount + outcome)));
+        add_counter(
+            upstream,
+            {{"pool", pool_name},
+             {"backend", backend_name},
+             {"outcome", std::string(kOutcomeNames[outcome])}},
+            static_cast<double>(m.upstream_requests.sum(index * kUpstreamOutcomeCount + outcome)));
       }
       add_histogram(upstream_seconds, {{"pool", pool_name}, {"backend", backend_name}},
                     m.upstream_seconds.snapshot(index));
     }
   }
 
-  auto& inflight = out.emplace_back(make_family(
-      "fusebox_inflight_requests", "Downstream requests currently being handled.",
-      MetricType::Gauge));
+  auto& inflight = out.emplace_back(make_family("fusebox_inflight_requests",
+                                                "Downstream requests currently being handled.",
+                                                MetricType::Gauge));
   add_gauge(inflight, {}, static_cast<double>(m.inflight.value.load(std::memory_order_relaxed)));
 
-  auto& connections = out.emplace_back(make_family(
-      "fusebox_downstream_connections", "Open downstream (client) connections.",
-      MetricType::Gauge));
+  auto& connections =
+      out.emplace_back(make_family("fusebox_downstream_connections",
+                                   "Open downstream (client) connections.", MetricType::Gauge));
   add_gauge(connections, {},
             static_cast<double>(m.downstream_connections.value.load(std::memory_order_relaxed)));
 

@@ -52,8 +52,9 @@ ShardedCodeCounter::Totals ShardedCodeCounter::totals(std::size_t key) const {
       if (tag == 0) break;  // slots fill in order
       const auto code = static_cast<std::uint16_t>(tag - 1);
       const std::uint64_t count = t.counts[i].load(std::memory_order_relaxed);
-      auto it = std::lower_bound(totals.codes.begin(), totals.codes.end(), code,
-                                 [](const auto& entry, std::uint16_t c) { return entry.first < c; });
+      auto it =
+          std::lower_bound(totals.codes.begin(), totals.codes.end(), code,
+                           [](const auto& entry, std::uint16_t c) { return entry.first < c; });
       if (it != totals.codes.end() && it->first == code) {
         it->second += count;
       } else {

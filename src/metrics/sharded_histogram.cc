@@ -29,8 +29,8 @@ ShardedHistogramArray::ShardedHistogramArray(std::size_t shards, std::size_t ser
 }
 
 ShardedHistogramArray::ShardedHistogramArray(std::size_t shards, std::size_t series)
-    : ShardedHistogramArray(shards, series, {kLatencyBucketsSeconds.begin(),
-                                             kLatencyBucketsSeconds.end()}) {}
+    : ShardedHistogramArray(shards, series,
+                            {kLatencyBucketsSeconds.begin(), kLatencyBucketsSeconds.end()}) {}
 
 void ShardedHistogramArray::observe(std::size_t shard, std::size_t series,
                                     double seconds) noexcept {

@@ -191,6 +191,8 @@ void ConnectionPool::send(Request& request, Clock::time_point deadline, ResultHa
 }
 
 namespace {
+constexpr auto kPeekAfterIdle = std::chrono::seconds(1);
+
 // True when the peer has closed (or sent unsolicited bytes on) an idle connection.
 bool idle_connection_unusable(asio::ip::tcp::socket& socket) {
   char byte;
@@ -206,8 +208,11 @@ std::unique_ptr<ConnectionPool::Connection> ConnectionPool::take_idle() {
   while (!idle_.empty()) {
     auto conn = std::move(idle_.back());
     idle_.pop_back();
-    if (now - conn->idle_since < limits_.idle_timeout &&
-        !idle_connection_unusable(conn->stream.socket())) {
+    auto idle_for = now - conn->idle_since;
+    // A connection idle for a moment is almost surely fine (and a stale one is retried once
+    // anyway); only longer-idle ones are worth a syscall to check.
+    if (idle_for < limits_.idle_timeout &&
+        (idle_for < kPeekAfterIdle || !idle_connection_unusable(conn->stream.socket()))) {
       return conn;
     }
     forget(std::move(conn));

@@ -29,7 +29,8 @@ class ShardedCodeCounter {
 
   // Hot path: counts one event with `code` for `key` on `shard`. A code that finds its table
   // full goes to the overflow counter.
-  void add(std::size_t shard, std::size_t key, std::uint16_t code, std::uint64_t delta = 1) noexcept;
+  void add(std::size_t shard, std::size_t key, std::uint16_t code,
+           std::uint64_t delta = 1) noexcept;
   // Counts straight into the overflow counter (for codes the caller rejects as invalid).
   void add_overflow(std::size_t shard, std::size_t key, std::uint64_t delta = 1) noexcept;
 

@@ -22,9 +22,9 @@ inline constexpr std::array<double, 15> kLatencyBucketsSeconds = {
 
 // Aggregated state of one series, as Prometheus wants it.
 struct HistogramSnapshot {
-  std::vector<double> upper_bounds;         // seconds, finite bounds only
-  std::vector<std::uint64_t> cumulative;    // observations <= upper_bounds[i]
-  std::uint64_t count = 0;                  // all observations (the +Inf bucket)
+  std::vector<double> upper_bounds;       // seconds, finite bounds only
+  std::vector<std::uint64_t> cumulative;  // observations <= upper_bounds[i]
+  std::uint64_t count = 0;                // all observations (the +Inf bucket)
   double sum_seconds = 0;
 };
 
@@ -53,7 +53,7 @@ class ShardedHistogramArray {
   std::vector<double> upper_bounds_;
   std::vector<std::uint64_t> bounds_ns_;  // upper_bounds_ in nanoseconds (rounded)
   std::size_t series_;
-  ShardedCounterArray cells_;             // per series: buckets..., +Inf, sum_ns
+  ShardedCounterArray cells_;  // per series: buckets..., +Inf, sum_ns
 };
 
 }  // namespace fusebox::metrics

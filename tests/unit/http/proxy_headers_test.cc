@@ -27,10 +27,10 @@ bool is_lower_hex(const std::string& s) {
 }
 
 TEST(ProxyHeaders, HopByHopNames) {
-  for (const char* name : {"Connection", "connection", "KEEP-ALIVE", "Keep-Alive",
-                           "Proxy-Connection", "TE", "te", "Trailer", "Transfer-Encoding",
-                           "transfer-encoding", "Upgrade", "Proxy-Authenticate",
-                           "Proxy-Authorization"}) {
+  for (const char* name :
+       {"Connection", "connection", "KEEP-ALIVE", "Keep-Alive", "Proxy-Connection", "TE", "te",
+        "Trailer", "Transfer-Encoding", "transfer-encoding", "Upgrade", "Proxy-Authenticate",
+        "Proxy-Authorization"}) {
     EXPECT_TRUE(is_hop_by_hop(name)) << name;
   }
   for (const char* name : {"", "Content-Type", "Content-Length", "Trailers", "X-Forwarded-For",
@@ -168,21 +168,21 @@ TEST(ProxyHeaders, TraceparentValidation) {
   const std::vector<std::string> invalid = {
       "",
       "00",
-      tp("ff", trace, parent, "01"),                  // version ff is forbidden
+      tp("ff", trace, parent, "01"),  // version ff is forbidden
       tp("0g", trace, parent, "01"),
-      tp("0A", trace, parent, "01"),                  // HEXDIGLC only
+      tp("0A", trace, parent, "01"),  // HEXDIGLC only
       tp("00", "4BF92F3577B34DA6A3CE929D0E0E4736", parent, "01"),
       tp("00", trace, "00F067AA0BA902B7", "01"),
       tp("00", trace, parent, "0A"),
       tp("00", zero_trace, parent, "01"),
       tp("00", trace, zero_parent, "01"),
       tp("cc", zero_trace, parent, "01"),
-      tp("00", trace, parent, "01") + "-",            // version 00 is exactly 55 characters
+      tp("00", trace, parent, "01") + "-",  // version 00 is exactly 55 characters
       tp("00", trace, parent, "01") + "0",
       tp("00", trace, parent, "1"),
       tp("00", trace.substr(1), parent, "01"),
       tp("00", trace, parent.substr(1), "011"),
-      tp("cc", trace, parent, "01") + ".what",        // a future version adds fields after '-'
+      tp("cc", trace, parent, "01") + ".what",  // a future version adds fields after '-'
       tp("cc", trace, parent, "0"),
       "00_" + trace + "-" + parent + "-01",
       "00-" + trace + "_" + parent + "-01",

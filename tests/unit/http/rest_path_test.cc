@@ -56,8 +56,8 @@ void check(const Row& row) {
   SCOPED_TRACE(describe(row));
   const RestPathResult result = parse_rest_path(row.method, row.target);
   if (row.expected) {
-    ASSERT_TRUE(result.target.has_value()) << "error " << static_cast<int>(result.error) << ": "
-                                           << result.message;
+    ASSERT_TRUE(result.target.has_value())
+        << "error " << static_cast<int>(result.error) << ": " << result.message;
     EXPECT_EQ(to_string(result.target->verb), std::string(to_string(row.expected->verb)));
     EXPECT_EQ(result.target->model, row.expected->model);
     EXPECT_EQ(result.target->version, row.expected->version);
@@ -299,9 +299,18 @@ TEST(RestPathDecode, CurlUnescape) {
     std::string in;
     std::string out;
   } cases[] = {
-      {"", ""},           {"plain", "plain"},   {"my%20model", "my model"}, {"a+b", "a+b"},
-      {"%2F%2f", "//"},   {"%G1", "%G1"},       {"%4", "%4"},               {"%", "%"},
-      {"%%41", "%A"},     {"%4%41", "%4A"},     {"100%", "100%"},           {"%e2%82%AC", "\xE2\x82\xAC"},
+      {"", ""},
+      {"plain", "plain"},
+      {"my%20model", "my model"},
+      {"a+b", "a+b"},
+      {"%2F%2f", "//"},
+      {"%G1", "%G1"},
+      {"%4", "%4"},
+      {"%", "%"},
+      {"%%41", "%A"},
+      {"%4%41", "%4A"},
+      {"100%", "100%"},
+      {"%e2%82%AC", "\xE2\x82\xAC"},
       {"%00", std::string(1, '\0')},
   };
   for (const auto& c : cases) EXPECT_EQ(curl_unescape(c.in), c.out) << c.in;

@@ -239,7 +239,8 @@ TEST(GatewayMetrics, ConcurrentShardsSumExactly) {
 
 TEST(GatewayMetrics, BucketBoundariesAreInclusive) {
   GatewayMetrics metrics({"r"}, {}, 1, "v");
-  for (double seconds : kLatencyBucketsSeconds) metrics.record_request(0, 0, HttpMethod::get, 200, seconds);
+  for (double seconds : kLatencyBucketsSeconds)
+    metrics.record_request(0, 0, HttpMethod::get, 200, seconds);
   metrics.record_request(0, 0, HttpMethod::get, 200, 60.000001);
   const Exposition e = parse(metrics.expose());
   double expected = 0;
@@ -247,12 +248,14 @@ TEST(GatewayMetrics, BucketBoundariesAreInclusive) {
     ++expected;
     std::ostringstream le;
     le << bound;
-    EXPECT_EQ(value_of(e, "fusebox_request_duration_seconds_bucket", {{"route", "r"}, {"le", le.str()}}),
-              expected)
+    EXPECT_EQ(
+        value_of(e, "fusebox_request_duration_seconds_bucket", {{"route", "r"}, {"le", le.str()}}),
+        expected)
         << "le=" << bound;
   }
-  EXPECT_EQ(value_of(e, "fusebox_request_duration_seconds_bucket", {{"route", "r"}, {"le", "+Inf"}}),
-            expected + 1);
+  EXPECT_EQ(
+      value_of(e, "fusebox_request_duration_seconds_bucket", {{"route", "r"}, {"le", "+Inf"}}),
+      expected + 1);
 }
 
 TEST(GatewayMetrics, OddStatusesAndMethodsAreBounded) {
@@ -292,9 +295,8 @@ TEST(GatewayMetrics, MethodLabels) {
 TEST(GatewayMetrics, CollectAppendsToOtherFamilies) {
   GatewayMetrics metrics({"r"}, two_pools(), 1, "v");
   std::vector<prometheus::MetricFamily> families;
-  auto& other = families.emplace_back(
-      make_family("fusebox_breaker_opened_total", "Times a breaker opened.",
-                  prometheus::MetricType::Counter));
+  auto& other = families.emplace_back(make_family(
+      "fusebox_breaker_opened_total", "Times a breaker opened.", prometheus::MetricType::Counter));
   add_counter(other, {{"pool", "heavy"}}, 3);
   metrics.collect(families);
   ASSERT_EQ(families.size(), 8u);
