@@ -18,14 +18,15 @@ struct ProxyHandler::Call {
   Clock::time_point start;
   Clock::time_point upstream_start;
   std::string client;
-  std::string method;
-  std::string target;
+  std::string_view method;      // into `request`, which outlives every use
+  std::string_view target;
   std::string request_id;
-  std::string trace_id;
+  std::string_view trace_id;    // into `request`'s traceparent header
   std::size_t route = 0;
   upstream::BackendState* backend = nullptr;
   std::uint64_t bytes_received = 0;
   unsigned attempts = 0;
+  unsigned client_version = 11;  // the answer goes back in the client's HTTP version
 };
 
 namespace {
@@ -91,51 +92,51 @@ void ProxyHandler::handle(server::Request&& request, const server::ConnectionInf
                           Clock::time_point start, std::shared_ptr<server::ResponseSink> sink) {
   runtime_.metrics.add_inflight(1);
   auto call = std::make_shared<Call>();
+  call->request = std::move(request);
+  auto& req = call->request;
   call->sink = std::move(sink);
   call->start = start;
   call->client = connection.client_ip;
-  call->method = std::string(request.method_string());
-  call->target = std::string(request.target());
-  call->bytes_received = request.body().size();
+  call->method = to_sv(req.method_string());
+  call->target = to_sv(req.target());
+  call->bytes_received = req.body().size();
+  call->client_version = req.version();
   call->route = runtime_.metrics.unmatched_route();
 
   // Identity of the request: accepted from the client when sane, otherwise made here.
-  if (auto id = to_sv(request["X-Request-Id"]); http::is_acceptable_request_id(id)) {
+  if (auto id = to_sv(req["X-Request-Id"]); http::is_acceptable_request_id(id)) {
     call->request_id = std::string(id);
   } else {
     call->request_id = ids_.request_id();
-    request.set("X-Request-Id", call->request_id);
+    req.set("X-Request-Id", call->request_id);
   }
-  auto traceparent = to_sv(request["traceparent"]);
+  auto traceparent = to_sv(req["traceparent"]);
   if (!http::is_valid_traceparent(traceparent)) {
-    request.set("traceparent", http::make_traceparent(ids_));
-    traceparent = to_sv(request["traceparent"]);
+    req.set("traceparent", http::make_traceparent(ids_));
+    traceparent = to_sv(req["traceparent"]);
   }
-  call->trace_id = std::string(http::trace_id_of(traceparent));
+  call->trace_id = http::trace_id_of(traceparent);
 
   auto parsed = http::parse_rest_path(call->method, call->target);
   if (!parsed.target) {
-    call->request = std::move(request);
     if (parsed.error == http::RestPathError::not_v1) {
-      return respond_local(call, 404, "Not found: " + call->target);
+      return respond_local(call, 404, "Not found: " + std::string(call->target));
     }
     return respond_local(call, 400, parsed.message);
   }
   auto route = runtime_.routes.find(parsed.target->model);
   if (!route) {
-    call->request = std::move(request);
     return respond_local(call, 404, unknown_model_message(*parsed.target));
   }
   call->route = *route;
   const auto& route_config = runtime_.config->routes[*route];
   auto pool = runtime_.route_pool[*route];
 
-  http::strip_hop_by_hop(request);
-  http::append_forwarded_for(request, connection.client_ip);
-  request.version(11);
-  request.keep_alive(true);
-  request.prepare_payload();
-  call->request = std::move(request);
+  http::strip_hop_by_hop(req);
+  http::append_forwarded_for(req, connection.client_ip);
+  req.version(11);
+  req.keep_alive(true);
+  req.prepare_payload();
 
   call->backend = pick_backend(pool);
   call->attempts = 1;
@@ -197,7 +198,7 @@ void ProxyHandler::respond_local(const std::shared_ptr<Call>& call, unsigned sta
 void ProxyHandler::finish(const std::shared_ptr<Call>& call, server::Response&& response,
                           unsigned upstream_status) {
   response.set("X-Request-Id", call->request_id);
-  response.version(call->request.version());
+  response.version(call->client_version);
   unsigned status = response.result_int();
   auto bytes_sent = response.body().size();
   auto end = Clock::now();

@@ -113,8 +113,10 @@ struct Gateway::Impl {
   void accept_next() {
     if (!http_acceptor->is_open()) return;
     auto& target = *workers[next_worker++ % workers.size()];
-    http_acceptor->async_accept(target.ioc, [this, &target](boost::system::error_code ec,
-                                                            tcp::socket socket) {
+    auto socket = std::make_unique<io::Socket>(target.ioc.get_executor());
+    auto& peer = *socket;
+    http_acceptor->async_accept(peer, [this, &target, socket = std::move(socket)](
+                                          boost::system::error_code ec) mutable {
       if (ec == asio::error::operation_aborted) return;
       if (ec) {
         // Typically EMFILE/ENFILE: back off briefly instead of spinning on the error.
@@ -126,7 +128,7 @@ struct Gateway::Impl {
       auto open = connections.fetch_add(1, std::memory_order_relaxed) + 1;
       runtime.metrics.add_downstream_connections(1);
       asio::post(target.ioc, [this, &target, s = std::move(socket)]() mutable {
-        start_http_session(std::move(s), config->listeners.http, *target.handler, target.tracker);
+        start_http_session(std::move(*s), config->listeners.http, *target.handler, target.tracker);
       });
       if (open >= config->listeners.http.max_connections) {
         accept_paused.store(true);
@@ -143,9 +145,11 @@ struct Gateway::Impl {
   }
 
   void accept_admin() {
-    admin_acceptor->async_accept([this](boost::system::error_code ec, tcp::socket socket) {
+    auto socket = std::make_unique<io::Socket>(admin_ioc.get_executor());
+    auto& peer = *socket;
+    admin_acceptor->async_accept(peer, [this, socket = std::move(socket)](boost::system::error_code ec) {
       if (ec == asio::error::operation_aborted) return;
-      if (!ec) start_http_session(std::move(socket), admin_session_limits, admin_handler, admin_tracker);
+      if (!ec) start_http_session(std::move(*socket), admin_session_limits, admin_handler, admin_tracker);
       accept_admin();
     });
   }

@@ -51,7 +51,7 @@ class HttpSession final : public TrackedSession,
                           public ResponseSink,
                           public std::enable_shared_from_this<HttpSession> {
  public:
-  HttpSession(asio::ip::tcp::socket socket, const config::HttpListenerConfig& limits,
+  HttpSession(io::Socket socket, const config::HttpListenerConfig& limits,
               RequestHandler& handler, SessionTracker& tracker)
       : stream_(std::move(socket)), limits_(limits), handler_(handler), tracker_(tracker) {
     beast::error_code ec;
@@ -236,7 +236,7 @@ class HttpSession final : public TrackedSession,
     stream_.close();
   }
 
-  beast::tcp_stream stream_;
+  io::Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   Response response_;
@@ -255,7 +255,7 @@ class HttpSession final : public TrackedSession,
 
 }  // namespace
 
-void start_http_session(asio::ip::tcp::socket socket, const config::HttpListenerConfig& limits,
+void start_http_session(io::Socket socket, const config::HttpListenerConfig& limits,
                         RequestHandler& handler, SessionTracker& tracker) {
   std::make_shared<HttpSession>(std::move(socket), limits, handler, tracker)->start();
 }

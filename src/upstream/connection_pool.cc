@@ -15,8 +15,8 @@ using metrics::UpstreamOutcome;
 
 class ConnectionPool::Connection {
  public:
-  explicit Connection(asio::io_context& ioc) : stream(ioc) {}
-  beast::tcp_stream stream;
+  explicit Connection(asio::io_context& ioc) : stream(ioc.get_executor()) {}
+  io::Stream stream;
   beast::flat_buffer buffer;
   Clock::time_point idle_since{};
   bool counted = false;  // included in backend.open_connections
@@ -30,7 +30,7 @@ class ConnectionPool::Exchange : public std::enable_shared_from_this<Exchange> {
         request_(request),
         deadline_(deadline),
         done_(std::move(done)),
-        wait_timer_(pool.ioc_) {}
+        wait_timer_(pool.ioc_.get_executor()) {}
 
   // Waits in the pool's queue until a connection is handed over or the deadline passes.
   void wait_for_connection() {
@@ -164,7 +164,7 @@ class ConnectionPool::Exchange : public std::enable_shared_from_this<Exchange> {
   Request& request_;
   Clock::time_point deadline_;
   ResultHandler done_;
-  asio::steady_timer wait_timer_;
+  io::Timer wait_timer_;
   std::unique_ptr<Connection> conn_;
   std::optional<http::response_parser<http::string_body>> parser_;
   bool waiting_ = false;
@@ -194,7 +194,7 @@ namespace {
 constexpr auto kPeekAfterIdle = std::chrono::seconds(1);
 
 // True when the peer has closed (or sent unsolicited bytes on) an idle connection.
-bool idle_connection_unusable(asio::ip::tcp::socket& socket) {
+bool idle_connection_unusable(io::Socket& socket) {
   char byte;
   auto n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
   if (n == 0) return true;   // orderly close

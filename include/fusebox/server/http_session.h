@@ -16,6 +16,7 @@
 #include <string>
 #include <unordered_set>
 
+#include "fusebox/common/io.h"
 #include "fusebox/config/config.h"
 
 namespace fusebox::server {
@@ -98,7 +99,7 @@ class SessionTracker {
 
 // Starts serving `socket` (already bound to its worker's executor). Must be called on that
 // worker's thread. `limits`, `handler` and `tracker` must outlive the session.
-void start_http_session(boost::asio::ip::tcp::socket socket,
+void start_http_session(io::Socket socket,
                         const config::HttpListenerConfig& limits, RequestHandler& handler,
                         SessionTracker& tracker);
 

@@ -9,7 +9,6 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
 #include <deque>
@@ -17,6 +16,7 @@
 #include <memory>
 #include <vector>
 
+#include "fusebox/common/io.h"
 #include "fusebox/metrics/gateway_metrics.h"
 #include "fusebox/upstream/backend.h"
 
