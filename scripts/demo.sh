@@ -46,8 +46,12 @@ if [ -z "$ready" ]; then
 fi
 
 run() {
+  local shown=() arg
+  for arg in "$@"; do
+    if [[ $arg =~ [^A-Za-z0-9_./:=-] ]]; then shown+=("'$arg'"); else shown+=("$arg"); fi
+  done
   echo
-  echo "\$ $*"
+  echo "\$ ${shown[*]}"
   "$@"
   echo
 }
