@@ -69,10 +69,14 @@ ProxyHandler::ProxyHandler(boost::asio::io_context& ioc, Runtime& runtime, std::
                            std::size_t workers)
     : runtime_(runtime),
       shard_(shard),
-      round_robin_(runtime.pools.size(), shard),  // workers start at different backends
       ids_(0x9e3779b97f4a7c15ull * (shard + 1) ^
            static_cast<std::uint64_t>(Clock::now().time_since_epoch().count())) {
   for (auto& pool : runtime.pools) {
+    std::vector<std::uint32_t> weights;
+    for (const auto& e : pool.config->endpoints) weights.push_back(e.weight);
+    balancers_.emplace_back(std::move(weights));
+    // Workers start at different backends so that light traffic still spreads.
+    for (std::size_t i = 0; i < shard % pool.backends.size(); ++i) balancers_.back().pick();
     auto limits = pool_limits(*pool.config, workers);
     auto& conns = pools_.emplace_back();
     for (auto& backend : pool.backends) {
@@ -151,21 +155,15 @@ void ProxyHandler::handle(server::Request&& request, const server::ConnectionInf
 }
 
 upstream::BackendState* ProxyHandler::pick_backend(std::size_t pool) {
-  // Round-robin, skipping backends whose last connect failed while any other looks reachable.
-  // (The resilience pipeline replaces this with breakers and weighted balancing.)
+  // Smooth weighted round-robin over the backends whose last connect succeeded; when none did,
+  // over all of them (the probe may be stale). The resilience pipeline refines eligibility.
   auto& backends = runtime_.pools[pool].backends;
-  auto n = backends.size();
-  auto& cursor = round_robin_[pool];
-  for (std::size_t i = 0; i < n; ++i) {
-    auto* b = backends[(cursor + i) % n].get();
-    if (b->reachable.load(std::memory_order_relaxed)) {
-      cursor = (cursor + i + 1) % n;
-      return b;
-    }
-  }
-  auto* b = backends[cursor % n].get();
-  cursor = (cursor + 1) % n;
-  return b;
+  auto reachable = [&](std::size_t i) {
+    return backends[i]->reachable.load(std::memory_order_relaxed);
+  };
+  auto index = balancers_[pool].pick(reachable);
+  if (!index) index = balancers_[pool].pick();
+  return backends[*index].get();
 }
 
 void ProxyHandler::on_upstream_result(const std::shared_ptr<Call>& call,

@@ -14,6 +14,7 @@
 #include "fusebox/proxy/runtime.h"
 #include "fusebox/server/http_session.h"
 #include "fusebox/upstream/connection_pool.h"
+#include "fusebox/upstream/weighted_round_robin.h"
 
 namespace fusebox::proxy {
 
@@ -45,7 +46,7 @@ class ProxyHandler final : public server::RequestHandler {
   Runtime& runtime_;
   std::size_t shard_;
   std::vector<std::vector<std::unique_ptr<upstream::ConnectionPool>>> pools_;  // [pool][backend]
-  std::vector<std::size_t> round_robin_;  // next backend per pool
+  std::vector<upstream::WeightedRoundRobin> balancers_;  // per pool
   http::IdGenerator ids_;
 };
 
