@@ -1,11 +1,14 @@
 #include "fusebox/server/http_session.h"
 
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <array>
 #include <optional>
 
 #include "fusebox/http/json_error.h"
+#include "fusebox/http/wire.h"
 
 namespace fusebox::server {
 namespace {
@@ -183,8 +186,11 @@ class HttpSession final : public TrackedSession,
 
   void write_response(bool keep) {
     state_ = State::writing;
+    head_.clear();
+    ::fusebox::http::append_response_head(response_, head_);
+    std::array<asio::const_buffer, 2> buffers{asio::buffer(head_), asio::buffer(response_.body())};
     stream_.expires_after(limits_.request_body_timeout);
-    http::async_write(stream_, response_,
+    asio::async_write(stream_, buffers,
                       [self = shared_from_this(), keep](beast::error_code ec, std::size_t) {
                         self->response_ = {};
                         if (ec) return self->close();
@@ -240,6 +246,7 @@ class HttpSession final : public TrackedSession,
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   Response response_;
+  std::string head_;  // serialized status line and headers of response_
   const config::HttpListenerConfig& limits_;
   RequestHandler& handler_;
   SessionTracker& tracker_;

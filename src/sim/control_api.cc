@@ -14,7 +14,8 @@ HttpReply json_reply(int status, std::string body) {
 }
 
 HttpReply error(int status, const std::string& message) {
-  return json_reply(status, nlohmann::json{{"error", message}}.dump());
+  return json_reply(status, nlohmann::json{{"error", message}}.dump(
+                                -1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
 std::string_view path_of(std::string_view target) {

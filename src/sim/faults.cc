@@ -189,7 +189,8 @@ FaultParseResult parse_fault_set(std::string_view text) {
     f.latency.min_ms = std::max(0.0, f.latency.latency_ms - f.latency.jitter_ms);
     f.latency.max_ms = f.latency.latency_ms + f.latency.jitter_ms;
     if (f.latency.max_ms > 0) {
-      f.latency.kind = f.latency.jitter_ms > 0 ? LatencySpec::Kind::uniform : LatencySpec::Kind::fixed;
+      f.latency.kind =
+          f.latency.jitter_ms > 0 ? LatencySpec::Kind::uniform : LatencySpec::Kind::fixed;
     }
   } else if (const auto d = doc.find("latency_distribution"); d != doc.end()) {
     if (!parse_distribution(*d, f.latency, error)) return result;
@@ -197,7 +198,8 @@ FaultParseResult parse_fault_set(std::string_view text) {
 
   if (!read_rate(doc, "error_rate", f.error_rate, error)) return result;
   if (const auto it = doc.find("error_status"); it != doc.end()) {
-    if (!it->is_number_integer() || it->get<std::int64_t>() < 100 || it->get<std::int64_t>() > 599) {
+    if (!it->is_number_integer() || it->get<std::int64_t>() < 100 ||
+        it->get<std::int64_t>() > 599) {
       error = "'error_status' must be an integer HTTP status between 100 and 599";
       return result;
     }
@@ -227,7 +229,8 @@ FaultParseResult parse_fault_set(std::string_view text) {
     f.model_state = *state;
   }
   if (const auto it = doc.find("not_available_status"); it != doc.end()) {
-    if (!it->is_number_integer() || (it->get<std::int64_t>() != 404 && it->get<std::int64_t>() != 503)) {
+    if (!it->is_number_integer() ||
+        (it->get<std::int64_t>() != 404 && it->get<std::int64_t>() != 503)) {
       error = "'not_available_status' must be 404 or 503";
       return result;
     }
@@ -297,7 +300,8 @@ std::string fault_set_to_json(const FaultSet& f) {
   if (f.not_available_status != 503) j["not_available_status"] = f.not_available_status;
   if (f.version) j["version"] = *f.version;
   if (!f.models.empty()) j["models"] = f.models;
-  return j.dump();
+  // Names and messages come from users: never throw on invalid UTF-8.
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 std::string default_error_message(int http_status) {

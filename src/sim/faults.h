@@ -92,7 +92,9 @@ class FaultState {
   explicit FaultState(FaultSet initial = {})
       : current_(std::make_shared<const FaultSet>(std::move(initial))) {}
 
-  std::shared_ptr<const FaultSet> snapshot() const { return current_.load(std::memory_order_acquire); }
+  std::shared_ptr<const FaultSet> snapshot() const {
+    return current_.load(std::memory_order_acquire);
+  }
   void replace(FaultSet faults) {
     current_.store(std::make_shared<const FaultSet>(std::move(faults)), std::memory_order_release);
   }

@@ -69,6 +69,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   listener->run();
+  // Installed before the port is announced: a test may send SIGTERM right after reading it.
+  net::signal_set signals(ioc, SIGINT, SIGTERM);
+  signals.async_wait([&ioc](const boost::system::error_code&, int) { ioc.stop(); });
 
   std::printf("%u\n", static_cast<unsigned>(listener->port()));
   std::fflush(stdout);
@@ -76,12 +79,9 @@ int main(int argc, char** argv) {
   for (const auto& m : o.models) {
     model_list += (model_list.empty() ? "" : ", ") + m.name + " (" + to_string(m.kind) + ")";
   }
-  std::cerr << "tfs-sim: serving " << model_list << " version " << o.version << " on "
-            << o.address << ":" << listener->port() << " with " << o.threads << " thread(s)"
+  std::cerr << "tfs-sim: serving " << model_list << " version " << o.version << " on " << o.address
+            << ":" << listener->port() << " with " << o.threads << " thread(s)"
             << (o.faults.any() ? "; faults " + fault_set_to_json(o.faults) : std::string()) << "\n";
-
-  net::signal_set signals(ioc, SIGINT, SIGTERM);
-  signals.async_wait([&ioc](const boost::system::error_code&, int) { ioc.stop(); });
 
   std::vector<std::thread> threads;
   threads.reserve(static_cast<std::size_t>(o.threads - 1));

@@ -45,7 +45,9 @@ struct TfStatus {
   // Status::ToString() as nested TF messages quote it: "INVALID_ARGUMENT: <message>".
   std::string to_string() const;
 
-  static TfStatus invalid_argument(std::string m) { return {TfCode::invalid_argument, std::move(m)}; }
+  static TfStatus invalid_argument(std::string m) {
+    return {TfCode::invalid_argument, std::move(m)};
+  }
   static TfStatus not_found(std::string m) { return {TfCode::not_found, std::move(m)}; }
   static TfStatus unavailable(std::string m) { return {TfCode::unavailable, std::move(m)}; }
 };

@@ -189,7 +189,8 @@ OptionsResult parse_options(const std::vector<std::string>& args) {
     } else if (flag == "--idle-timeout") {
       if (!need(v)) return result;
       const auto d = parse_duration(v);
-      if (!d || d->count() < 1000) return fail("--idle-timeout: expected a duration >= 1ms, got " + v);
+      if (!d || d->count() < 1000)
+        return fail("--idle-timeout: expected a duration >= 1ms, got " + v);
       o.idle_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
     } else if (flag == "--seed") {
       if (!need(v)) return result;
@@ -226,7 +227,8 @@ OptionsResult parse_options(const std::vector<std::string>& args) {
       std::size_t start = 0;
       while (start <= v.size()) {
         const auto comma = v.find(',', start);
-        list.push_back(v.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+        list.push_back(
+            v.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
         if (comma == std::string::npos) break;
         start = comma + 1;
       }
@@ -242,7 +244,9 @@ OptionsResult parse_options(const std::vector<std::string>& args) {
   if (faults_json && !fault_flags.empty()) {
     return fail("--faults replaces the individual fault flags; give one or the other");
   }
-  const std::string fault_text = faults_json ? *faults_json : fault_flags.dump();
+  const std::string fault_text =
+      faults_json ? *faults_json
+                  : fault_flags.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   auto parsed = parse_fault_set(fault_text);
   if (!parsed.faults) return fail("faults: " + parsed.error);
   o.faults = std::move(*parsed.faults);

@@ -14,8 +14,8 @@ namespace {
 char lower(char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); }
 
 bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return lower(x) == lower(y); });
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(),
+                                            [](char x, char y) { return lower(x) == lower(y); });
 }
 
 bool istarts_with(std::string_view s, std::string_view prefix) {
@@ -320,10 +320,11 @@ Route match_route(std::string_view method, std::string_view target) {
   r.model = curl_unescape(caps.model);
   if (!caps.version.empty()) {
     std::int64_t v = 0;
-    const auto [ptr, ec] = std::from_chars(caps.version.data(), caps.version.data() + caps.version.size(), v);
+    const auto [ptr, ec] =
+        std::from_chars(caps.version.data(), caps.version.data() + caps.version.size(), v);
     if (ec != std::errc() || ptr != caps.version.data() + caps.version.size()) {
-      r.error = TfStatus::invalid_argument("Failed to convert version: " + std::string(caps.version) +
-                                           " to numeric.");
+      r.error = TfStatus::invalid_argument(
+          "Failed to convert version: " + std::string(caps.version) + " to numeric.");
       return r;
     }
     r.version = v;
@@ -448,7 +449,8 @@ TfStatus parse_request_json(std::string_view body, JsonDocument& doc) {
 
 }  // namespace
 
-HttpReply RestApi::predict(const Route& route, std::string_view body, const FaultSet& faults) const {
+HttpReply RestApi::predict(const Route& route, std::string_view body,
+                           const FaultSet& faults) const {
   JsonDocument doc;
   TfStatus status = parse_request_json(body, doc);
   std::string signature;
@@ -555,8 +557,8 @@ HttpReply RestApi::metadata(const Route& route, const FaultSet& faults) const {
     write_model_spec(spec, route.model, version);
     JsonWriter sigs(JsonStyle::tfserving, 1);
     write_signature_def_map(sigs);
-    std::string body = "{\n\"model_spec\":" + spec.take() + "\n,\n\"metadata\": {\"signature_def\": " +
-                       sigs.take() + "\n}\n}\n";
+    std::string body = "{\n\"model_spec\":" + spec.take() +
+                       "\n,\n\"metadata\": {\"signature_def\": " + sigs.take() + "\n}\n}\n";
     return ok_reply(std::move(body));
   }
   JsonWriter w(JsonStyle::compact);

@@ -27,9 +27,9 @@
 namespace tfs_sim {
 
 enum class RouteKind {
-  not_v1,        // plain 404
-  bad_uri,       // the target is not a URI libevent accepts: plain 400
-  error,         // TF answers `error` (malformed request, missing model name, bad version...)
+  not_v1,   // plain 404
+  bad_uri,  // the target is not a URI libevent accepts: plain 400
+  error,    // TF answers `error` (malformed request, missing model name, bad version...)
   predict,
   classify,
   regress,
@@ -39,11 +39,11 @@ enum class RouteKind {
 
 struct Route {
   RouteKind kind = RouteKind::not_v1;
-  std::string path;                    // the path TF sees (with query string and fragment)
-  std::string model;                   // URL-decoded; may be empty for status/metadata
+  std::string path;   // the path TF sees (with query string and fragment)
+  std::string model;  // URL-decoded; may be empty for status/metadata
   std::optional<std::int64_t> version;
-  std::optional<std::string> label;    // URL-decoded
-  TfStatus error;                      // kind == error
+  std::optional<std::string> label;  // URL-decoded
+  TfStatus error;                    // kind == error
 };
 
 // Classifies a request the way TF Serving's dispatcher and handler do.

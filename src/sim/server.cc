@@ -4,6 +4,7 @@
 #include <atomic>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <iostream>
@@ -34,7 +35,8 @@ std::mt19937_64& thread_rng(const std::optional<std::uint64_t>& seed) {
 
 const char* reason_for(int status) {
   switch (status) {
-    case 499: return "Client Closed Request";
+    case 499:
+      return "Client Closed Request";
     default: {
       const auto reason = http::obsolete_reason(static_cast<http::status>(status));
       return reason == "<unknown-status>" ? "Unknown" : reason.data();
@@ -60,6 +62,33 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->body_limit(ctx_.body_limit);
     parser_->header_limit(static_cast<std::uint32_t>(ctx_.header_limit));
     stream_.expires_after(ctx_.idle_timeout);
+    http::async_read_header(stream_, buffer_, *parser_,
+                            beast::bind_front_handler(&Session::on_header, shared_from_this()));
+  }
+
+  // Like libevent, answer "Expect: 100-continue" before reading the body (curl sends it for
+  // bodies over 1 KiB and would otherwise wait a second).
+  void on_header(beast::error_code ec, std::size_t bytes) {
+    if (ec) return on_read(ec, bytes);
+    const auto expect = parser_->get()[http::field::expect];
+    if (!parser_->is_done() && beast::iequals(expect, "100-continue")) {
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      stream_.expires_after(ctx_.write_timeout);
+      return net::async_write(
+          stream_, net::buffer(kContinue.data(), kContinue.size()),
+          beast::bind_front_handler(&Session::on_continue_sent, shared_from_this()));
+    }
+    read_body();
+  }
+
+  void on_continue_sent(beast::error_code ec, std::size_t /*bytes*/) {
+    if (ec) return;
+    read_body();
+  }
+
+  void read_body() {
+    if (parser_->is_done()) return on_read({}, 0);
+    stream_.expires_after(ctx_.idle_timeout);
     http::async_read(stream_, buffer_, *parser_,
                      beast::bind_front_handler(&Session::on_read, shared_from_this()));
   }
@@ -84,7 +113,8 @@ class Session : public std::enable_shared_from_this<Session> {
     const std::string_view method = request_.method_string();
     const bool head = request_.method() == http::verb::head;
     if (ControlApi::owns(target)) {
-      return send(ctx_.control.handle(method, target, request_.body()), request_.keep_alive(), head);
+      return send(ctx_.control.handle(method, target, request_.body()), request_.keep_alive(),
+                  head);
     }
     route_ = match_route(method, target);
     if (route_.kind == RouteKind::not_v1 || route_.kind == RouteKind::bad_uri) {
@@ -97,8 +127,8 @@ class Session : public std::enable_shared_from_this<Session> {
       ctx_.stats.on_fault(InjectedFault::hang);
       return do_hang();
     }
-    const auto delay = faulted_ ? faults_->latency.sample(thread_rng(ctx_.seed))
-                                : std::chrono::microseconds(0);
+    const auto delay =
+        faulted_ ? faults_->latency.sample(thread_rng(ctx_.seed)) : std::chrono::microseconds(0);
     if (delay.count() > 0) {
       ctx_.stats.on_fault(InjectedFault::delay);
       timer_.expires_after(delay);
@@ -144,8 +174,9 @@ class Session : public std::enable_shared_from_this<Session> {
     response_.content_length(reply.body.size());
     if (!head) response_.body() = std::move(reply.body);
     stream_.expires_after(ctx_.write_timeout);
-    http::async_write(stream_, response_,
-                      beast::bind_front_handler(&Session::on_write, shared_from_this(), keep_alive));
+    http::async_write(
+        stream_, response_,
+        beast::bind_front_handler(&Session::on_write, shared_from_this(), keep_alive));
   }
 
   void on_write(bool keep_alive, beast::error_code ec, std::size_t /*bytes*/) {
@@ -215,7 +246,10 @@ std::shared_ptr<Listener> Listener::create(net::io_context& ioc, const tcp::endp
 }
 
 Listener::Listener(net::io_context& ioc, const ServerContext& ctx)
-    : ioc_(ioc), ctx_(ctx), acceptor_(net::make_strand(ioc)), retry_timer_(acceptor_.get_executor()) {}
+    : ioc_(ioc),
+      ctx_(ctx),
+      acceptor_(net::make_strand(ioc)),
+      retry_timer_(acceptor_.get_executor()) {}
 
 void Listener::run() { do_accept(); }
 

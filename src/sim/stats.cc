@@ -64,7 +64,8 @@ std::string SimStats::to_json() const {
       {"hangs", faults_[static_cast<std::size_t>(InjectedFault::hang)].load(kRelaxed)},
       {"delayed", faults_[static_cast<std::size_t>(InjectedFault::delay)].load(kRelaxed)},
   };
-  return j.dump();
+  // Model names come from the command line: never throw on invalid UTF-8.
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 void SimStats::reset() {

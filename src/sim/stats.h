@@ -37,7 +37,9 @@ class SimStats {
   std::uint64_t connections_accepted() const {
     return connections_accepted_.load(std::memory_order_relaxed);
   }
-  std::int64_t connections_open() const { return connections_open_.load(std::memory_order_relaxed); }
+  std::int64_t connections_open() const {
+    return connections_open_.load(std::memory_order_relaxed);
+  }
 
  private:
   static constexpr int kMinStatus = 100;

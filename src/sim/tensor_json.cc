@@ -84,10 +84,10 @@ TfStatus fill_tensor(JsonRef v, int level, const std::vector<std::int64_t>& shap
   const int rank = static_cast<int>(shape.size());
   if (!v.is_array()) {
     if (level != rank) {
-      return TfStatus::invalid_argument("JSON Value: " + json_value_to_string(v) +
-                                        " found at incorrect level: " + std::to_string(level + 1) +
-                                        " in the JSON DOM. Expected at level: " +
-                                        std::to_string(rank));
+      return TfStatus::invalid_argument(
+          "JSON Value: " + json_value_to_string(v) +
+          " found at incorrect level: " + std::to_string(level + 1) +
+          " in the JSON DOM. Expected at level: " + std::to_string(rank));
     }
     if (v.is_object() || !v.is_number()) return type_error(v);
     if (!is_lossless_float(v)) return lossy_decimal_error(v);
@@ -96,8 +96,9 @@ TfStatus fill_tensor(JsonRef v, int level, const std::vector<std::int64_t>& shap
     return {};
   }
   if (level >= rank) {
-    return TfStatus::invalid_argument("Encountered list at unexpected level: " +
-                                      std::to_string(level) + " expected < " + std::to_string(rank));
+    return TfStatus::invalid_argument(
+        "Encountered list at unexpected level: " + std::to_string(level) + " expected < " +
+        std::to_string(rank));
   }
   if (static_cast<std::int64_t>(v.size()) != shape[static_cast<std::size_t>(level)]) {
     return TfStatus::invalid_argument(
@@ -166,10 +167,9 @@ TfStatus read_instances(JsonRef instances, PredictInput& out) {
         }
       }
       if (keys != std::set<std::string>{kInputName}) {
-        return TfStatus::invalid_argument("Failed to process element: " + item +
-                                          " of 'instances' list. JSON object: " +
-                                          json_value_to_string(elem) +
-                                          " keys must be equal to: " + kInputName);
+        return TfStatus::invalid_argument(
+            "Failed to process element: " + item + " of 'instances' list. JSON object: " +
+            json_value_to_string(elem) + " keys must be equal to: " + kInputName);
       }
     } else {
       if (is_element_object(elem)) {
@@ -229,10 +229,14 @@ enum class FeatureKind { none, bytes, floats, int64 };
 
 const char* feature_kind_name(FeatureKind kind) {
   switch (kind) {
-    case FeatureKind::bytes: return "bytes";
-    case FeatureKind::floats: return "float";
-    case FeatureKind::int64: return "int64";
-    case FeatureKind::none: return "UNKNOWN";
+    case FeatureKind::bytes:
+      return "bytes";
+    case FeatureKind::floats:
+      return "float";
+    case FeatureKind::int64:
+      return "int64";
+    case FeatureKind::none:
+      return "UNKNOWN";
   }
   return "UNKNOWN";
 }
@@ -244,9 +248,9 @@ struct Feature {
 };
 
 TfStatus unexpected_json_type(std::string_view name, JsonRef v) {
-  return TfStatus::invalid_argument("Feature: " + std::string(name) +
-                                    " has element with unexpected JSON type: " +
-                                    json_type_name(v.type()));
+  return TfStatus::invalid_argument(
+      "Feature: " + std::string(name) +
+      " has element with unexpected JSON type: " + json_type_name(v.type()));
 }
 
 TfStatus set_kind(std::string_view name, Feature& f, FeatureKind kind) {
@@ -324,13 +328,12 @@ TfStatus example_x_value(std::size_t index, const std::optional<Feature>& x, flo
         "Name: <unknown>, Feature: x (data type: float) is required but could not be found.");
   }
   if (x->kind == FeatureKind::int64 || x->kind == FeatureKind::bytes) {
-    return TfStatus::invalid_argument(
-        where + "Data types don't match. Data type: " +
-        (x->kind == FeatureKind::int64 ? "int64" : "string") + " but expected type: float");
+    return TfStatus::invalid_argument(where + "Data types don't match. Data type: " +
+                                      (x->kind == FeatureKind::int64 ? "int64" : "string") +
+                                      " but expected type: float");
   }
   if (x->count != 1) {
-    return TfStatus::invalid_argument(where +
-                                      "Number of float values != expected.  Values size: " +
+    return TfStatus::invalid_argument(where + "Number of float values != expected.  Values size: " +
                                       std::to_string(x->count) + " but output shape: [1]");
   }
   out = x->floats[0];
@@ -362,8 +365,9 @@ TfStatus read_predict_input(JsonRef root, PredictInput& out) {
   if (instances) {
     if (inputs) {
       return TfStatus::invalid_argument(format_error(
-          root, "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to "
-                "exist "));
+          root,
+          "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to "
+          "exist "));
     }
     if (!instances->is_array()) {
       return TfStatus::invalid_argument(
@@ -409,8 +413,8 @@ TfStatus read_examples(JsonRef root, std::vector<float>& xs) {
   }
   const auto examples = root.find("examples");
   if (!examples) {
-    return TfStatus::invalid_argument(
-        format_error(root, "When method is classify, key 'examples' is expected and was not found"));
+    return TfStatus::invalid_argument(format_error(
+        root, "When method is classify, key 'examples' is expected and was not found"));
   }
   if (!examples->is_array()) {
     return TfStatus::invalid_argument(

@@ -299,15 +299,32 @@ class JsonParser {
         const char e = peek();
         char simple = 0;
         switch (e) {
-          case '"': simple = '"'; break;
-          case '\\': simple = '\\'; break;
-          case '/': simple = '/'; break;
-          case 'b': simple = '\b'; break;
-          case 'f': simple = '\f'; break;
-          case 'n': simple = '\n'; break;
-          case 'r': simple = '\r'; break;
-          case 't': simple = '\t'; break;
-          default: break;
+          case '"':
+            simple = '"';
+            break;
+          case '\\':
+            simple = '\\';
+            break;
+          case '/':
+            simple = '/';
+            break;
+          case 'b':
+            simple = '\b';
+            break;
+          case 'f':
+            simple = '\f';
+            break;
+          case 'n':
+            simple = '\n';
+            break;
+          case 'r':
+            simple = '\r';
+            break;
+          case 't':
+            simple = '\t';
+            break;
+          default:
+            break;
         }
         if (simple != 0) {
           ++pos_;
@@ -402,9 +419,11 @@ class JsonParser {
     const std::string_view text = in_.substr(start, pos_ - start);
     if (!is_real) {
       // Integers: exact when they fit 64 bits, like rapidjson's Int64/Uint64 handlers.
-      const std::string_view digits = in_.substr(minus ? start + 1 : start, int_end - start - (minus ? 1 : 0));
+      const std::string_view digits =
+          in_.substr(minus ? start + 1 : start, int_end - start - (minus ? 1 : 0));
       std::uint64_t magnitude = 0;
-      const auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), magnitude);
+      const auto [ptr, ec] =
+          std::from_chars(digits.data(), digits.data() + digits.size(), magnitude);
       if (ec == std::errc() && ptr == digits.data() + digits.size()) {
         if (!minus) {
           if (magnitude <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
@@ -482,7 +501,8 @@ std::string rapidjson_double(double value) {
   if (std::isinf(value)) return std::signbit(value) ? "-Infinity" : "Infinity";
   if (value == 0.0) return std::signbit(value) ? "-0.0" : "0.0";
   char sci[64];
-  const auto res = std::to_chars(sci, sci + sizeof sci, std::fabs(value), std::chars_format::scientific);
+  const auto res =
+      std::to_chars(sci, sci + sizeof sci, std::fabs(value), std::chars_format::scientific);
   const std::string_view s(sci, static_cast<std::size_t>(res.ptr - sci));
   const auto e_pos = s.find('e');
   std::string digits;
@@ -494,8 +514,8 @@ std::string rapidjson_double(double value) {
   std::from_chars(exp_text.data() + (exp_text[0] == '+' ? 1 : 0), exp_text.data() + exp_text.size(),
                   exponent);
   const int length = static_cast<int>(digits.size());
-  const int kk = exponent + 1;        // 10^(kk-1) <= v < 10^kk
-  const int k = kk - length;          // v = digits * 10^k
+  const int kk = exponent + 1;  // 10^(kk-1) <= v < 10^kk
+  const int k = kk - length;    // v = digits * 10^k
   std::string out = value < 0 ? "-" : "";
   auto write_exponent = [&out](int e) {
     if (e < 0) {
@@ -548,13 +568,27 @@ void append_json_string(std::string& out, std::string_view value) {
     out.append(value.substr(run, i - run));
     run = i + 1;
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\b': out += "\\b"; break;
-      case '\t': out += "\\t"; break;
-      case '\n': out += "\\n"; break;
-      case '\f': out += "\\f"; break;
-      case '\r': out += "\\r"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
       default:
         out += "\\u00";
         out.push_back(kHex[c >> 4]);
@@ -677,13 +711,20 @@ void JsonWriter::double_value(double value) { raw_number(format_double(value)); 
 
 const char* json_type_name(JsonType type) {
   switch (type) {
-    case JsonType::null: return "Null";
-    case JsonType::false_value: return "False";
-    case JsonType::true_value: return "True";
-    case JsonType::object: return "Object";
-    case JsonType::array: return "Array";
-    case JsonType::string: return "String";
-    case JsonType::number: return "Number";
+    case JsonType::null:
+      return "Null";
+    case JsonType::false_value:
+      return "False";
+    case JsonType::true_value:
+      return "True";
+    case JsonType::object:
+      return "Object";
+    case JsonType::array:
+      return "Array";
+    case JsonType::string:
+      return "String";
+    case JsonType::number:
+      return "Number";
   }
   return "Null";
 }
@@ -692,15 +733,29 @@ namespace {
 
 void write_value(JsonWriter& w, JsonRef v) {
   switch (v.type()) {
-    case JsonType::null: w.null(); break;
-    case JsonType::false_value: w.boolean(false); break;
-    case JsonType::true_value: w.boolean(true); break;
-    case JsonType::string: w.string(v.as_string()); break;
+    case JsonType::null:
+      w.null();
+      break;
+    case JsonType::false_value:
+      w.boolean(false);
+      break;
+    case JsonType::true_value:
+      w.boolean(true);
+      break;
+    case JsonType::string:
+      w.string(v.as_string());
+      break;
     case JsonType::number:
       switch (v.number_kind()) {
-        case NumberKind::int64: w.int64(v.as_int64()); break;
-        case NumberKind::uint64: w.uint64(v.as_uint64()); break;
-        case NumberKind::real: w.raw_number(rapidjson_double(v.as_double())); break;
+        case NumberKind::int64:
+          w.int64(v.as_int64());
+          break;
+        case NumberKind::uint64:
+          w.uint64(v.as_uint64());
+          break;
+        case NumberKind::real:
+          w.raw_number(rapidjson_double(v.as_double()));
+          break;
       }
       break;
     case JsonType::array:

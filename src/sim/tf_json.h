@@ -4,7 +4,8 @@
 //    rapidjson's error texts and byte offsets, so "JSON Parse error: ... at offset: N" matches);
 //  - a writer with two layouts: `compact` ({"predictions": [2.5, 3.0]}) and `tfserving`
 //    (rapidjson::PrettyWriter with 4-space indent, byte for byte what TF Serving sends);
-//  - TF's decimal formatting (json_tensor.cc WriteDecimal): "%g" with 6 significant digits when that
+//  - TF's decimal formatting (json_tensor.cc WriteDecimal): "%g" with 6 significant digits when
+//  that
 //    round-trips, else max_digits10 digits; ".0" appended to integral values; NaN/Infinity.
 // Pure code, no I/O; every function is safe to call from any thread on distinct objects.
 
@@ -38,17 +39,17 @@ class JsonRef {
   bool is_string() const { return type() == JsonType::string; }
   bool is_number() const { return type() == JsonType::number; }
 
-  NumberKind number_kind() const;       // only for numbers
-  double as_double() const;             // any number, converted like rapidjson GetDouble()
-  std::int64_t as_int64() const;        // NumberKind::int64 only
-  std::uint64_t as_uint64() const;      // NumberKind::uint64 only (or non-negative int64)
-  std::string_view as_string() const;   // strings only
+  NumberKind number_kind() const;      // only for numbers
+  double as_double() const;            // any number, converted like rapidjson GetDouble()
+  std::int64_t as_int64() const;       // NumberKind::int64 only
+  std::uint64_t as_uint64() const;     // NumberKind::uint64 only (or non-negative int64)
+  std::string_view as_string() const;  // strings only
 
   // Arrays: element count; objects: member count.
   std::size_t size() const;
-  JsonRef element(std::size_t i) const;          // arrays
+  JsonRef element(std::size_t i) const;               // arrays
   std::string_view member_name(std::size_t i) const;  // objects
-  JsonRef member_value(std::size_t i) const;     // objects
+  JsonRef member_value(std::size_t i) const;          // objects
   // First member with this name (rapidjson FindMember semantics), if any.
   std::optional<JsonRef> find(std::string_view name) const;
 
@@ -58,7 +59,7 @@ class JsonRef {
 };
 
 struct JsonParseError {
-  std::string reason;   // rapidjson GetParseError_En() text, e.g. "Invalid value."
+  std::string reason;  // rapidjson GetParseError_En() text, e.g. "Invalid value."
   std::size_t offset = 0;
 };
 

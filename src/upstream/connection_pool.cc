@@ -4,8 +4,12 @@
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/error.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/http/error.hpp>
+#include <array>
 #include <optional>
+
+#include "fusebox/http/wire.h"
 
 namespace fusebox::upstream {
 
@@ -91,8 +95,10 @@ class ConnectionPool::Exchange : public std::enable_shared_from_this<Exchange> {
   }
 
   void write() {
+    if (head_.empty()) ::fusebox::http::append_request_head(request_, head_);
+    std::array<asio::const_buffer, 2> buffers{asio::buffer(head_), asio::buffer(request_.body())};
     conn_->stream.expires_at(deadline_);
-    http::async_write(conn_->stream, request_,
+    asio::async_write(conn_->stream, buffers,
                       [self = shared_from_this()](beast::error_code ec, std::size_t) {
                         self->on_write(ec);
                       });
@@ -166,6 +172,7 @@ class ConnectionPool::Exchange : public std::enable_shared_from_this<Exchange> {
   ResultHandler done_;
   io::Timer wait_timer_;
   std::unique_ptr<Connection> conn_;
+  std::string head_;  // serialized request line and headers, kept for a retry
   std::optional<http::response_parser<http::string_body>> parser_;
   bool waiting_ = false;
   bool reused_ = false;

@@ -43,7 +43,8 @@ bool icontains(std::string_view haystack, std::string_view needle) {
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
+    s.remove_suffix(1);
   return s;
 }
 
@@ -96,7 +97,8 @@ Parse parse_response(std::string_view buf, bool head_request, bool eof, HttpResp
         error = "bad header line: '" + std::string(line) + "'";
         return Parse::malformed;
       }
-      r.headers.emplace_back(std::string(line.substr(0, colon)), std::string(trim(line.substr(colon + 1))));
+      r.headers.emplace_back(std::string(line.substr(0, colon)),
+                             std::string(trim(line.substr(colon + 1))));
       pos = next + 2;
     }
     std::size_t body_start = header_end + 4;
@@ -119,7 +121,8 @@ Parse parse_response(std::string_view buf, bool head_request, bool eof, HttpResp
         auto size_text = trim(buf.substr(p, size_end - p));
         size_text = size_text.substr(0, size_text.find(';'));
         std::size_t size = 0;
-        const auto [sp, sec] = std::from_chars(size_text.data(), size_text.data() + size_text.size(), size, 16);
+        const auto [sp, sec] =
+            std::from_chars(size_text.data(), size_text.data() + size_text.size(), size, 16);
         if (sec != std::errc() || sp != size_text.data() + size_text.size() || size_text.empty()) {
           error = "bad chunk size: '" + std::string(size_text) + "'";
           return Parse::malformed;
@@ -174,12 +177,18 @@ Parse parse_response(std::string_view buf, bool head_request, bool eof, HttpResp
 
 const char* to_string(HttpErrorKind kind) {
   switch (kind) {
-    case HttpErrorKind::timeout: return "timeout";
-    case HttpErrorKind::closed: return "connection closed";
-    case HttpErrorKind::reset: return "connection reset";
-    case HttpErrorKind::connect_failed: return "connect failed";
-    case HttpErrorKind::malformed: return "malformed response";
-    case HttpErrorKind::io: return "I/O error";
+    case HttpErrorKind::timeout:
+      return "timeout";
+    case HttpErrorKind::closed:
+      return "connection closed";
+    case HttpErrorKind::reset:
+      return "connection reset";
+    case HttpErrorKind::connect_failed:
+      return "connect failed";
+    case HttpErrorKind::malformed:
+      return "malformed response";
+    case HttpErrorKind::io:
+      return "I/O error";
   }
   return "error";
 }
@@ -357,9 +366,10 @@ HttpOutcome HttpClient::read_raw_response(Millis timeout, bool head_request) {
     }
     if (eof) {
       outcome.error = HttpErrorKind::closed;
-      outcome.message = buffer_.empty() ? "connection closed before any response byte"
-                                        : "connection closed after " + std::to_string(buffer_.size()) +
-                                              " bytes of an incomplete response";
+      outcome.message = buffer_.empty()
+                            ? "connection closed before any response byte"
+                            : "connection closed after " + std::to_string(buffer_.size()) +
+                                  " bytes of an incomplete response";
       return outcome;
     }
     switch (read_some(deadline)) {
@@ -431,7 +441,8 @@ HttpOutcome HttpClient::try_request(std::string_view method, std::string_view ta
     has_length = has_length || iequals(k, "Content-Length") || iequals(k, "Transfer-Encoding");
     req.append(k).append(": ").append(v).append("\r\n");
   }
-  if (!has_host) req.append("Host: ").append(host_).append(":").append(std::to_string(port_)).append("\r\n");
+  if (!has_host)
+    req.append("Host: ").append(host_).append(":").append(std::to_string(port_)).append("\r\n");
   if (!has_length && (!body.empty() || method == "POST" || method == "PUT")) {
     req.append("Content-Length: ").append(std::to_string(body.size())).append("\r\n");
   }
@@ -467,8 +478,9 @@ HttpResponse HttpClient::request(std::string_view method, std::string_view targe
 nlohmann::json json_of(const HttpResponse& response) {
   auto j = nlohmann::json::parse(response.body, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) {
-    throw std::runtime_error("response body is not JSON (status " + std::to_string(response.status) +
-                             "): '" + response.body.substr(0, 500) + "'");
+    throw std::runtime_error("response body is not JSON (status " +
+                             std::to_string(response.status) + "): '" +
+                             response.body.substr(0, 500) + "'");
   }
   return j;
 }

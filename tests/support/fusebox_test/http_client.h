@@ -30,8 +30,8 @@ struct HttpResponse {
   std::string version;  // "HTTP/1.1"
   int status = 0;
   std::string reason;
-  Headers headers;      // in arrival order
-  std::string body;     // de-chunked
+  Headers headers;   // in arrival order
+  std::string body;  // de-chunked
 
   // First header with this name (case-insensitive).
   std::optional<std::string> header(std::string_view name) const;
@@ -87,8 +87,8 @@ class HttpClient {
 
   // One request/response on the persistent connection. Adds Host and, when a body is given,
   // Content-Length (unless the caller passed them). Throws HttpError.
-  HttpResponse request(std::string_view method, std::string_view target,
-                       std::string_view body = {}, const Headers& headers = {});
+  HttpResponse request(std::string_view method, std::string_view target, std::string_view body = {},
+                       const Headers& headers = {});
   // Same without throwing.
   HttpOutcome try_request(std::string_view method, std::string_view target,
                           std::string_view body = {}, const Headers& headers = {});
@@ -100,9 +100,10 @@ class HttpClient {
   }
 
   // Raw access on the same connection (connects first if needed).
-  void connect();                       // throws HttpError(connect_failed)
+  void connect();                         // throws HttpError(connect_failed)
   void send_raw(std::string_view bytes);  // throws HttpError
   // The next response on the connection; bytes after it stay buffered for the next call.
+  // Interim 1xx responses (except 101) are skipped; read_raw() shows them.
   // `head_request`: the response has no body whatever its headers say.
   HttpOutcome read_raw_response(Millis timeout, bool head_request = false);
   HttpOutcome read_raw_response() { return read_raw_response(timeout_); }

@@ -2,8 +2,8 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <sys/pidfd.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -159,8 +159,8 @@ ChildProcess ChildProcess::spawn(const std::string& executable,
   int err_pipe[2] = {-1, -1};
   int exec_pipe[2] = {-1, -1};  // CLOEXEC: closes on a successful exec, carries errno otherwise
   auto cleanup = [&] {
-    for (int* fd : {&out_pipe[0], &out_pipe[1], &err_pipe[0], &err_pipe[1], &exec_pipe[0],
-                    &exec_pipe[1]}) {
+    for (int* fd :
+         {&out_pipe[0], &out_pipe[1], &err_pipe[0], &err_pipe[1], &exec_pipe[0], &exec_pipe[1]}) {
       close_fd(*fd);
     }
   };
@@ -234,7 +234,8 @@ ChildProcess ChildProcess::spawn(const std::string& executable,
   close_fd(exec_pipe[0]);
 
   impl->pid = pid;
-  impl->pidfd = ::pidfd_open(pid, 0);
+  // pidfd (Linux 5.3+) makes wait_exit() a poll(); without it wait_exit() polls waitpid().
+  impl->pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
   impl->out.fd = out_pipe[0];
   impl->err.fd = err_pipe[0];
   if (got > 0) {
@@ -253,9 +254,7 @@ bool ChildProcess::running() { return !impl_->reap(WNOHANG); }
 std::optional<std::string> ChildProcess::read_line(Millis timeout) {
   auto& s = impl_->out;
   std::unique_lock lock(impl_->mu);
-  const auto has_line = [&] {
-    return s.data.find('\n', s.consumed) != std::string::npos || s.eof;
-  };
+  const auto has_line = [&] { return s.data.find('\n', s.consumed) != std::string::npos || s.eof; };
   impl_->cv.wait_for(lock, timeout, has_line);
   const auto nl = s.data.find('\n', s.consumed);
   if (nl != std::string::npos) {
@@ -325,7 +324,8 @@ std::string tfs_sim_path() {
 TfsSim start_tfs_sim(const std::vector<std::string>& args, SpawnOptions options, Millis timeout) {
   std::vector<std::string> full = args;
   bool has_port = false;
-  for (const auto& a : args) has_port = has_port || a == "--rest-port" || a.rfind("--rest-port=", 0) == 0;
+  for (const auto& a : args)
+    has_port = has_port || a == "--rest-port" || a.rfind("--rest-port=", 0) == 0;
   if (!has_port) {
     full.push_back("--rest-port");
     full.push_back("0");
@@ -340,10 +340,10 @@ TfsSim start_tfs_sim(const std::vector<std::string>& args, SpawnOptions options,
   }
   if (port == 0) {
     const auto status = process.wait_exit(Millis{500});
-    throw std::runtime_error("tfs-sim (" + path + ") did not report its port" +
-                             (line ? " (first line: '" + *line + "')" : std::string()) +
-                             (status ? "; exit status " + std::to_string(*status)
-                                     : std::string("; still running")));
+    throw std::runtime_error(
+        "tfs-sim (" + path + ") did not report its port" +
+        (line ? " (first line: '" + *line + "')" : std::string()) +
+        (status ? "; exit status " + std::to_string(*status) : std::string("; still running")));
   }
   return TfsSim{std::move(process), port};
 }

@@ -1,0 +1,52 @@
+#include "fusebox/http/wire.h"
+
+#include <boost/beast/http/status.hpp>
+
+namespace fusebox::http {
+namespace {
+
+namespace bhttp = boost::beast::http;
+
+void append(std::string& out, boost::beast::string_view s) { out.append(s.data(), s.size()); }
+
+void append_version(std::string& out, unsigned version) {
+  out += "HTTP/";
+  out += static_cast<char>('0' + version / 10);
+  out += '.';
+  out += static_cast<char>('0' + version % 10);
+}
+
+void append_fields(const bhttp::fields& fields, std::string& out) {
+  for (const auto& field : fields) {
+    append(out, field.name_string());
+    out += ": ";
+    append(out, field.value());
+    out += "\r\n";
+  }
+  out += "\r\n";
+}
+
+}  // namespace
+
+void append_request_head(const bhttp::request<bhttp::string_body>& req, std::string& out) {
+  append(out, req.method_string());
+  out += ' ';
+  append(out, req.target());
+  out += ' ';
+  append_version(out, req.version());
+  out += "\r\n";
+  append_fields(req, out);
+}
+
+void append_response_head(const bhttp::response<bhttp::string_body>& res, std::string& out) {
+  append_version(out, res.version());
+  out += ' ';
+  out += std::to_string(res.result_int());
+  out += ' ';
+  auto reason = res.reason();
+  append(out, reason.empty() ? bhttp::obsolete_reason(res.result()) : reason);
+  out += "\r\n";
+  append_fields(res, out);
+}
+
+}  // namespace fusebox::http
