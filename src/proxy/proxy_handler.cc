@@ -137,6 +137,7 @@ void ProxyHandler::handle(server::Request&& request, const server::ConnectionInf
   auto pool = runtime_.route_pool[*route];
 
   http::strip_hop_by_hop(req);
+  req.erase(bhttp::field::expect);  // the body is already here; the backend need not ask for it
   http::append_forwarded_for(req, connection.client_ip);
   req.version(11);
   req.keep_alive(true);

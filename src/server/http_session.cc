@@ -56,7 +56,11 @@ class HttpSession final : public TrackedSession,
  public:
   HttpSession(io::Socket socket, const config::HttpListenerConfig& limits,
               RequestHandler& handler, SessionTracker& tracker)
-      : stream_(std::move(socket)), limits_(limits), handler_(handler), tracker_(tracker) {
+      : stream_(std::move(socket)),
+        read_timer_(stream_.get_executor()),
+        limits_(limits),
+        handler_(handler),
+        tracker_(tracker) {
     beast::error_code ec;
     auto remote = stream_.socket().remote_endpoint(ec);
     if (!ec) {
@@ -120,11 +124,32 @@ class HttpSession final : public TrackedSession,
   void read_header() {
     state_ = State::reading;
     start_ = Clock::now();
-    stream_.expires_after(limits_.request_header_timeout);
+    arm_read_deadline(limits_.request_header_timeout);
     http::async_read_header(stream_, buffer_, *parser_,
                             [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                              self->disarm_read_deadline();
                               self->on_header(ec);
                             });
+  }
+
+  // Header and body reads run under our own timer rather than the stream's timeout, because
+  // the stream closes the socket when its timeout fires and a slow client is owed a 408.
+  void arm_read_deadline(Clock::duration timeout) {
+    stream_.expires_never();
+    read_timed_out_ = false;
+    read_timer_.expires_after(timeout);
+    read_timer_.async_wait([self = shared_from_this(), generation = ++read_generation_](
+                               beast::error_code ec) {
+      if (ec || generation != self->read_generation_) return;
+      self->read_timed_out_ = true;
+      beast::error_code ignored;
+      self->stream_.socket().cancel(ignored);
+    });
+  }
+
+  void disarm_read_deadline() {
+    ++read_generation_;
+    read_timer_.cancel();
   }
 
   void on_header(beast::error_code ec) {
@@ -142,7 +167,7 @@ class HttpSession final : public TrackedSession,
 
   void send_continue() {
     auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_, 11);
-    stream_.expires_after(limits_.request_body_timeout);
+    stream_.expires_after(limits_.request_body_timeout);  // a stalled write just closes
     http::async_write(stream_, *cont,
                       [self = shared_from_this(), cont](beast::error_code ec, std::size_t) {
                         if (ec) return self->close();
@@ -152,16 +177,17 @@ class HttpSession final : public TrackedSession,
 
   void read_body() {
     if (parser_->is_done()) return dispatch_request();
-    stream_.expires_after(limits_.request_body_timeout);
+    arm_read_deadline(limits_.request_body_timeout);
     http::async_read(stream_, buffer_, *parser_,
                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                       self->disarm_read_deadline();
                        if (ec) return self->on_read_error(ec, "request body");
                        self->dispatch_request();
                      });
   }
 
   void on_read_error(beast::error_code ec, std::string_view what) {
-    if (ec == beast::error::timeout) {
+    if (read_timed_out_) {
       return reject(408, std::string(what) + " not received within the timeout");
     }
     if (ec == http::error::header_limit) return reject(431, "request header fields too large");
@@ -247,6 +273,9 @@ class HttpSession final : public TrackedSession,
   std::optional<http::request_parser<http::string_body>> parser_;
   Response response_;
   std::string head_;  // serialized status line and headers of response_
+  io::Timer read_timer_;
+  std::uint64_t read_generation_ = 0;
+  bool read_timed_out_ = false;
   const config::HttpListenerConfig& limits_;
   RequestHandler& handler_;
   SessionTracker& tracker_;

@@ -107,6 +107,10 @@ class ConnectionPool::Exchange : public std::enable_shared_from_this<Exchange> {
   void on_write(beast::error_code ec) {
     if (!pool_alive()) return;
     if (ec) return fail(ec, /*response_started=*/false);
+    read_response();
+  }
+
+  void read_response() {
     parser_.emplace();
     parser_->body_limit(pool_->limits_.max_response_body);
     http::async_read(conn_->stream, conn_->buffer, *parser_,
@@ -118,6 +122,10 @@ class ConnectionPool::Exchange : public std::enable_shared_from_this<Exchange> {
   void on_read(beast::error_code ec) {
     if (!pool_alive()) return;
     if (ec) return fail(ec, parser_->got_some());
+    // An interim answer (100 Continue, 103 Early Hints) precedes the real one: skip it.
+    if (auto status = parser_->get().result_int(); status >= 100 && status < 200 && status != 101) {
+      return read_response();
+    }
     UpstreamResult result;
     result.response = parser_->release();
     result.reused_connection = reused_;
