@@ -44,9 +44,60 @@ struct EndpointConfig {
   std::uint32_t weight = 1;                 // 1..1000
 };
 
+enum class BalancerPolicy { weighted_round_robin, least_request };
+
+struct LoadBalancingConfig {
+  BalancerPolicy policy = BalancerPolicy::weighted_round_robin;
+  Duration slow_start{0};                   // 0 = off; ramp window for a returning backend
+  double slow_start_min_weight_percent = 10;  // effective weight at the start of the ramp
+};
+
+enum class BreakerMode { auto_, disabled, metrics_only };  // YAML: auto, disabled, metrics_only
+enum class WindowType { count, time };
+
+struct CircuitBreakerConfig {
+  BreakerMode mode = BreakerMode::auto_;
+  std::uint32_t consecutive_failures = 5;     // 0 = this trigger off
+  WindowType window_type = WindowType::count;
+  std::uint32_t window_size = 20;             // calls (count window)
+  Duration window_duration{10'000};           // time window
+  std::uint32_t minimum_calls = 10;           // rate triggers need this many calls in the window
+  double failure_rate_percent = 50;           // 0 = off; trip at >= this
+  double slow_call_rate_percent = 0;          // 0 = off; trip at >= this
+  Duration slow_call_duration{1'000};         // a call slower than this is slow
+  std::vector<unsigned> failure_statuses{500, 502, 503, 504};  // 429 may be added
+  Duration open_duration{5'000};              // first open period
+  Duration max_open_duration{60'000};         // cap of the doubling
+  double open_jitter_percent = 10;            // +- this share of the open period
+  std::uint32_t half_open_max_calls = 3;      // K: concurrent probes; K successes close
+  bool require_health_check = false;          // half-open only after a passing active probe
+};
+
+struct HealthCheckConfig {
+  bool enabled = true;
+  Duration interval{5'000};
+  Duration unhealthy_interval{1'000};         // faster while unhealthy
+  double jitter_percent = 10;
+  Duration timeout{1'000};
+  std::uint32_t healthy_threshold = 2;        // consecutive passes to become healthy
+  std::uint32_t unhealthy_threshold = 2;      // consecutive failures to become unhealthy
+  std::vector<std::string> models;            // empty = the models of the routes using the pool
+  std::int64_t expected_version = 0;          // 0 = any; else a different version is out
+};
+
+struct RetryBudgetConfig {
+  double budget_percent = 20;                 // retries in flight <= this share of active requests
+  std::uint32_t min_concurrency = 3;          // retries always allowed up to this many in flight
+};
+
 struct PoolConfig {
   std::string name;
   std::vector<EndpointConfig> endpoints;
+  LoadBalancingConfig load_balancing;
+  CircuitBreakerConfig circuit_breaker;
+  HealthCheckConfig health_check;
+  RetryBudgetConfig retry_budget;
+  double max_ejection_percent = 50;           // share of backends that may be open at once
   Duration connect_timeout{1'000};
   std::uint32_t max_connections_per_backend = 1024;  // per process
   Duration idle_connection_timeout{60'000};  // idle upstream keep-alive connections are closed
@@ -58,11 +109,34 @@ struct RouteMatch {
   std::string model;                        // exact model name, or "*" for any model
 };
 
+// What makes an attempt worth retrying. Statuses are upstream HTTP statuses.
+struct RetryOn {
+  bool connect_failure = true;
+  bool reset = true;
+  bool timeout = true;                      // per-try timeout expired
+  std::vector<unsigned> statuses{502, 503, 504};
+};
+
+struct RetryConfig {
+  std::uint32_t max_attempts = 3;           // including the first; 1 = no retries
+  RetryOn retry_on;
+  Duration per_try_timeout{0};              // 0 = the remaining deadline
+  Duration backoff_base{25};
+  Duration backoff_max{250};
+};
+
+struct HedgeConfig {
+  Duration delay{0};                        // 0 = no hedging; predict/classify/regress only
+};
+
 struct RouteConfig {
   std::string name;
   RouteMatch match;
   std::string pool;                         // name of an entry in Config::pools
-  Duration timeout{30'000};                 // whole upstream exchange, per request -> 504
+  Duration timeout{30'000};                 // deadline of all attempts -> 504
+  Duration max_timeout{0};                  // cap for X-Fusebox-Timeout-Ms; 0 = `timeout`
+  RetryConfig retry;
+  HedgeConfig hedge;
 };
 
 enum class LogFormat { text, json };

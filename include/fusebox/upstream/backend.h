@@ -25,6 +25,8 @@ struct BackendState {
 
   // Live state (any thread).
   std::atomic<bool> reachable{false};          // last TCP connect (probe or request) succeeded
+  std::atomic<std::uint8_t> health{0};         // health::HealthStatus, set by the health checker
+  std::atomic<std::int64_t> in_rotation_since_ns{0};  // steady_clock ns; slow start ramps from here
   std::atomic<std::int64_t> open_connections{0};
   std::atomic<std::int64_t> active_requests{0};
   std::atomic<std::uint64_t> requests_total{0};

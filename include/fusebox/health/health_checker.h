@@ -1,0 +1,102 @@
+#pragma once
+// Model-aware active health checks of TF Serving backends.
+//
+// For every backend of a pool, `GET /v1/models/{model}` for each of the pool's models; the
+// backend passes only if every model has a version in state AVAILABLE (TF Serving answers 200
+// while a model is LOADING, so the body must be read) and, with expected_version, that version
+// is the expected one. Consecutive passes/failures move the backend between healthy and
+// unhealthy (thresholds); a wrong version makes it version_mismatch at once.
+//
+// HealthState and evaluate_model_status() are pure. HealthChecker does the I/O on one
+// io_context (the admin thread): one probe loop per backend, keep-alive connection reused,
+// interval with jitter (faster while unhealthy), per-probe timeout. Probes are never counted
+// as client traffic.
+
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fusebox/common/clock.h"
+#include "fusebox/config/config.h"
+#include "fusebox/upstream/backend.h"
+
+namespace fusebox::health {
+
+// Stored in BackendState::health. Numeric values are stable (metrics, atomics).
+enum class HealthStatus : std::uint8_t { unknown = 0, healthy = 1, unhealthy = 2, version_mismatch = 3 };
+const char* to_string(HealthStatus status);
+// Whether a backend in this status may receive traffic (unknown: yes, until the first probe).
+inline bool eligible(HealthStatus s) { return s == HealthStatus::unknown || s == HealthStatus::healthy; }
+
+enum class ProbeResult : std::uint8_t {
+  passed,
+  not_available,     // 200 but no version AVAILABLE (LOADING, UNLOADING, END, ...)
+  version_mismatch,  // AVAILABLE, but not expected_version
+  http_error,        // a status other than 200 (e.g. 404: the model is not served there)
+  bad_response,      // unparsable JSON / unexpected shape
+  connect_failure,
+  timeout,
+};
+const char* to_string(ProbeResult result);
+
+struct ModelStatusVerdict {
+  ProbeResult result = ProbeResult::bad_response;
+  std::int64_t available_version = 0;  // highest AVAILABLE version, when there is one
+  std::string detail;                  // e.g. "state LOADING", "version 2, expected 3"
+};
+
+// Reads TF Serving's model status answer. `expected_version` 0 = any.
+ModelStatusVerdict evaluate_model_status(unsigned http_status, std::string_view body,
+                                         std::int64_t expected_version);
+
+// Threshold logic of one backend (pure).
+class HealthState {
+ public:
+  explicit HealthState(const config::HealthCheckConfig& config) : config_(config) {}
+  // Applies one probe's overall result; returns true when the status changed.
+  bool on_probe(ProbeResult result);
+  HealthStatus status() const { return status_; }
+  // Delay until the next probe: interval (unhealthy_interval while not healthy) +- jitter.
+  std::chrono::milliseconds next_delay(Random& random) const;
+
+ private:
+  config::HealthCheckConfig config_;
+  HealthStatus status_ = HealthStatus::unknown;
+  std::uint32_t passes_ = 0;
+  std::uint32_t failures_ = 0;
+};
+
+// Told about every probe and every status change; called on the checker's thread.
+class HealthListener {
+ public:
+  virtual ~HealthListener() = default;
+  virtual void on_probe(upstream::BackendState& backend, ProbeResult result,
+                        const std::string& detail) = 0;
+  virtual void on_status_change(upstream::BackendState& backend, HealthStatus from,
+                                HealthStatus to, const std::string& detail) = 0;
+};
+
+class HealthChecker {
+ public:
+  // `models[p]`: the models probed on pool p's backends (the pool's health_check.models, or
+  // the models of the routes that use the pool). A pool with health checks disabled, or with
+  // no models (a route matching "*" only), is not probed: its backends stay `unknown`.
+  HealthChecker(boost::asio::io_context& ioc, std::vector<upstream::PoolState*> pools,
+                std::vector<std::vector<std::string>> models, HealthListener& listener,
+                Random& random);
+  ~HealthChecker();
+  void start();  // first probes at once
+  void stop();   // cancels everything; safe to call twice
+
+  class Prober;
+
+ private:
+  boost::asio::io_context& ioc_;
+  std::vector<std::shared_ptr<Prober>> probers_;
+};
+
+}  // namespace fusebox::health
