@@ -1,6 +1,7 @@
 // GET /admin/config: the effective configuration in the same shape and units as the YAML file,
 // so an operator can copy a value back into the file.
 
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "fusebox/config/loader.h"
@@ -24,6 +25,69 @@ json to_json(const HttpListenerConfig& c) {
   };
 }
 
+// Percentages are written as the operator would: 50, not 50.0.
+json percent(double value) {
+  if (value == std::floor(value) && std::fabs(value) < 1e15)
+    return static_cast<std::int64_t>(value);
+  return value;
+}
+
+json to_json(const LoadBalancingConfig& c) {
+  return {
+      {"policy",
+       c.policy == BalancerPolicy::least_request ? "least_request" : "weighted_round_robin"},
+      {"slow_start", format_duration(c.slow_start)},
+      {"slow_start_min_weight_percent", percent(c.slow_start_min_weight_percent)},
+  };
+}
+
+const char* to_string(BreakerMode mode) {
+  switch (mode) {
+    case BreakerMode::auto_:
+      return "auto";
+    case BreakerMode::disabled:
+      return "disabled";
+    case BreakerMode::metrics_only:
+      return "metrics_only";
+  }
+  return "auto";
+}
+
+json to_json(const CircuitBreakerConfig& c) {
+  return {
+      {"mode", to_string(c.mode)},
+      {"consecutive_failures", c.consecutive_failures},
+      {"window",
+       {{"type", c.window_type == WindowType::time ? "time" : "count"},
+        {"size", c.window_size},
+        {"duration", format_duration(c.window_duration)}}},
+      {"minimum_calls", c.minimum_calls},
+      {"failure_rate_percent", percent(c.failure_rate_percent)},
+      {"slow_call_rate_percent", percent(c.slow_call_rate_percent)},
+      {"slow_call_duration", format_duration(c.slow_call_duration)},
+      {"failure_statuses", c.failure_statuses},
+      {"open_duration", format_duration(c.open_duration)},
+      {"max_open_duration", format_duration(c.max_open_duration)},
+      {"open_jitter_percent", percent(c.open_jitter_percent)},
+      {"half_open_max_calls", c.half_open_max_calls},
+      {"require_health_check", c.require_health_check},
+  };
+}
+
+json to_json(const HealthCheckConfig& c) {
+  return {
+      {"enabled", c.enabled},
+      {"interval", format_duration(c.interval)},
+      {"unhealthy_interval", format_duration(c.unhealthy_interval)},
+      {"jitter_percent", percent(c.jitter_percent)},
+      {"timeout", format_duration(c.timeout)},
+      {"healthy_threshold", c.healthy_threshold},
+      {"unhealthy_threshold", c.unhealthy_threshold},
+      {"models", c.models},
+      {"expected_version", c.expected_version},
+  };
+}
+
 json to_json(const PoolConfig& c) {
   json endpoints = json::array();
   for (const EndpointConfig& e : c.endpoints)
@@ -34,7 +98,33 @@ json to_json(const PoolConfig& c) {
       {"max_connections_per_backend", c.max_connections_per_backend},
       {"idle_connection_timeout", format_duration(c.idle_connection_timeout)},
       {"max_response_body", format_size(c.max_response_body)},
-      {"reachability_interval", format_duration(c.reachability_interval)},
+      {"max_ejection_percent", percent(c.max_ejection_percent)},
+      {"load_balancing", to_json(c.load_balancing)},
+      {"circuit_breaker", to_json(c.circuit_breaker)},
+      {"health_check", to_json(c.health_check)},
+      {"retry_budget",
+       {{"budget_percent", percent(c.retry_budget.budget_percent)},
+        {"min_concurrency", c.retry_budget.min_concurrency}}},
+  };
+}
+
+// In the file's vocabulary: the failure words, then the statuses.
+json to_json(const RetryOn& c) {
+  json out = json::array();
+  if (c.connect_failure) out.push_back("connect_failure");
+  if (c.reset) out.push_back("reset");
+  if (c.timeout) out.push_back("timeout");
+  for (unsigned status : c.statuses) out.push_back(status);
+  return out;
+}
+
+json to_json(const RetryConfig& c) {
+  return {
+      {"max_attempts", c.max_attempts},
+      {"retry_on", to_json(c.retry_on)},
+      {"per_try_timeout", format_duration(c.per_try_timeout)},
+      {"backoff",
+       {{"base", format_duration(c.backoff_base)}, {"max", format_duration(c.backoff_max)}}},
   };
 }
 
@@ -44,6 +134,9 @@ json to_json(const RouteConfig& c) {
       {"match", {{"model", c.match.model}}},
       {"pool", c.pool},
       {"timeout", format_duration(c.timeout)},
+      {"max_timeout", format_duration(c.max_timeout)},
+      {"retry", to_json(c.retry)},
+      {"hedge", {{"delay", format_duration(c.hedge.delay)}}},
   };
 }
 

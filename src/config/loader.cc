@@ -10,6 +10,7 @@
 #include <array>
 #include <boost/asio/ip/address.hpp>
 #include <cerrno>
+#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -31,6 +32,7 @@ using detail::ListItem;
 using detail::LoadContext;
 using detail::MapReader;
 using detail::NamedEntry;
+using detail::NumberRange;
 using detail::Presence;
 using detail::ZeroDuration;
 
@@ -45,6 +47,19 @@ constexpr IntegerRange kWeight{1, 1000};
 constexpr IntegerRange kThreads{0, 1024};  // 0 = one per core
 constexpr IntegerRange kPositiveCount{1, kUint32Max};
 constexpr IntegerRange kCountOrUnlimited{0, kUint32Max};  // 0 = unlimited
+constexpr IntegerRange kCountOrOff{0, kUint32Max};        // 0 = this trigger is off
+constexpr IntegerRange kMaxAttempts{1, 10};
+constexpr IntegerRange kModelVersion{0, std::numeric_limits<std::int64_t>::max()};  // 0 = any
+constexpr IntegerRange kFailureStatus{400, 599};
+constexpr NumberRange kPercent{0, 100};
+constexpr NumberRange kPositivePercent{1, 100};
+constexpr NumberRange kJitterPercent{0, 50};
+
+constexpr std::array<std::string_view, 2> kBalancerPolicies = {
+    "weighted_round_robin", "least_request"};  // BalancerPolicy order
+constexpr std::array<std::string_view, 3> kBreakerModes = {"auto", "disabled",
+                                                           "metrics_only"};  // BreakerMode order
+constexpr std::array<std::string_view, 2> kWindowTypes = {"count", "time"};  // WindowType order
 
 constexpr std::array<std::string_view, 7> kLogLevels = {"trace", "debug",    "info", "warn",
                                                         "error", "critical", "off"};
@@ -94,6 +109,28 @@ std::optional<std::string> name_problem(std::string_view kind, std::string_view 
              " (use letters, digits, \"_\", \"-\" and \".\")";
   }
   return std::nullopt;
+}
+
+// True when a read left a usable value: it succeeded, or the key is absent and the default
+// stands. Cross-field rules skip values already reported, so one mistake gives one error.
+bool usable(MapReader& map, std::string_view key, bool read) {
+  return read || !map.context().was_written(map.child_path(key));
+}
+
+// For a rule between two keys of one map, either of which may have kept its default: blame the
+// key the operator wrote; `preferred` when both (or neither) were.
+std::string_view key_to_blame(MapReader& map, std::string_view preferred, std::string_view other) {
+  const LoadContext& ctx = map.context();
+  if (!ctx.was_written(map.child_path(preferred)) && ctx.was_written(map.child_path(other)))
+    return other;
+  return preferred;
+}
+
+std::optional<std::int64_t> parse_int64(std::string_view text) {
+  std::int64_t value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc{} || end != text.data() + text.size() || text.empty()) return std::nullopt;
+  return value;
 }
 
 std::string host_port(const std::string& address, std::uint16_t port) {
@@ -172,6 +209,149 @@ void check_duplicate_endpoints(LoadContext& ctx, const List& list, const PoolCon
   }
 }
 
+// ---- pool resilience ------------------------------------------------------------------------
+
+void read_load_balancing(MapReader& pool, LoadBalancingConfig& out) {
+  MapReader map = pool.map("load_balancing");
+  if (auto policy = map.one_of("policy", kBalancerPolicies))
+    out.policy = static_cast<BalancerPolicy>(*policy);
+  map.duration("slow_start", out.slow_start, ZeroDuration::allowed);
+  map.number("slow_start_min_weight_percent", out.slow_start_min_weight_percent, kPositivePercent);
+}
+
+// A status counts as a backend failure only if the backend is to blame: 5xx, and of the 4xx
+// only 408 (it timed out reading) and 429 (TF Serving's RESOURCE_EXHAUSTED).
+void read_failure_statuses(MapReader& breaker, std::vector<unsigned>& out) {
+  LoadContext& ctx = breaker.context();
+  const List list = breaker.list("failure_statuses");
+  if (!list.present) return;
+  std::vector<unsigned> statuses;
+  for (const ListItem& item : list.items) {
+    auto scalar = detail::list_scalar(ctx, item, "an HTTP status");
+    if (!scalar) continue;
+    auto status = detail::interpret_integer(ctx, *scalar, kFailureStatus);
+    if (!status) continue;
+    if (*status < 500 && *status != 408 && *status != 429) {
+      detail::value_error(ctx, *scalar,
+                          "status " + scalar->text +
+                              " is a client error: client errors never count as backend "
+                              "failures (of the 4xx statuses only 408 and 429 may be listed)");
+      continue;
+    }
+    if (std::find(statuses.begin(), statuses.end(), *status) != statuses.end()) {
+      detail::value_error(ctx, *scalar, "duplicate status " + scalar->text);
+      continue;
+    }
+    statuses.push_back(static_cast<unsigned>(*status));
+  }
+  out = std::move(statuses);
+}
+
+// Returns whether window.size is usable (for the minimum_calls rule).
+bool read_breaker_window(MapReader& breaker, CircuitBreakerConfig& out) {
+  MapReader map = breaker.map("window");
+  if (auto type = map.one_of("type", kWindowTypes))
+    out.window_type = static_cast<WindowType>(*type);
+  const bool size_ok = usable(map, "size", map.integer("size", out.window_size, kPositiveCount));
+  map.duration("duration", out.window_duration, ZeroDuration::rejected);
+  return size_ok;
+}
+
+void read_circuit_breaker(MapReader& pool, CircuitBreakerConfig& out) {
+  MapReader map = pool.map("circuit_breaker");
+  if (auto mode = map.one_of("mode", kBreakerModes)) out.mode = static_cast<BreakerMode>(*mode);
+  map.integer("consecutive_failures", out.consecutive_failures, kCountOrOff);
+  const bool window_size_ok = read_breaker_window(map, out);
+  const bool minimum_calls_ok =
+      usable(map, "minimum_calls", map.integer("minimum_calls", out.minimum_calls, kPositiveCount));
+  map.number("failure_rate_percent", out.failure_rate_percent, kPercent);
+  map.number("slow_call_rate_percent", out.slow_call_rate_percent, kPercent);
+  map.duration("slow_call_duration", out.slow_call_duration, ZeroDuration::rejected);
+  read_failure_statuses(map, out.failure_statuses);
+  const bool open_ok =
+      usable(map, "open_duration",
+             map.duration("open_duration", out.open_duration, ZeroDuration::rejected));
+  const bool max_open_ok =
+      usable(map, "max_open_duration",
+             map.duration("max_open_duration", out.max_open_duration, ZeroDuration::rejected));
+  map.number("open_jitter_percent", out.open_jitter_percent, kJitterPercent);
+  map.integer("half_open_max_calls", out.half_open_max_calls, kPositiveCount);
+  map.boolean("require_health_check", out.require_health_check);
+
+  if (open_ok && max_open_ok && out.max_open_duration < out.open_duration) {
+    if (key_to_blame(map, "max_open_duration", "open_duration") == "max_open_duration") {
+      map.error("max_open_duration",
+                "must be at least open_duration (" + format_duration(out.open_duration) + ")");
+    } else {
+      map.error("open_duration", "must not exceed max_open_duration (" +
+                                     format_duration(out.max_open_duration) + ")");
+    }
+  }
+  // A count window holds window.size calls: a larger minimum would never be reached, and the
+  // rate triggers would silently never fire.
+  const bool rate_trigger_on = out.failure_rate_percent > 0 || out.slow_call_rate_percent > 0;
+  if (minimum_calls_ok && window_size_ok && rate_trigger_on &&
+      out.window_type == WindowType::count && out.minimum_calls > out.window_size) {
+    if (key_to_blame(map, "minimum_calls", "window.size") == "minimum_calls") {
+      map.error("minimum_calls", "must not exceed window.size (" + std::to_string(out.window_size) +
+                                     ") with a count window, or the rate triggers never fire");
+    } else {
+      map.error("window.size", "must be at least minimum_calls (" +
+                                   std::to_string(out.minimum_calls) +
+                                   ") with a count window, or the rate triggers never fire");
+    }
+  }
+}
+
+void read_health_check_models(MapReader& health, std::vector<std::string>& out) {
+  LoadContext& ctx = health.context();
+  const List list = health.list("models");
+  for (const ListItem& item : list.items) {
+    auto scalar = detail::list_scalar(ctx, item, "a model name");
+    if (!scalar) continue;
+    if (scalar->text.empty()) {
+      detail::value_error(ctx, *scalar, "must not be empty");
+    } else if (scalar->text.find('*') != std::string::npos) {
+      detail::value_error(ctx, *scalar,
+                          "a probe needs an exact model name, got " + quoted(scalar->text));
+    } else if (std::find(out.begin(), out.end(), scalar->text) != out.end()) {
+      detail::value_error(ctx, *scalar, "duplicate model " + quoted(scalar->text));
+    } else {
+      out.push_back(scalar->text);
+    }
+  }
+}
+
+void read_health_check(MapReader& pool, HealthCheckConfig& out) {
+  MapReader map = pool.map("health_check");
+  map.boolean("enabled", out.enabled);
+  const bool interval_ok =
+      usable(map, "interval", map.duration("interval", out.interval, ZeroDuration::rejected));
+  map.duration("unhealthy_interval", out.unhealthy_interval, ZeroDuration::rejected);
+  map.number("jitter_percent", out.jitter_percent, kJitterPercent);
+  const bool timeout_ok =
+      usable(map, "timeout", map.duration("timeout", out.timeout, ZeroDuration::rejected));
+  map.integer("healthy_threshold", out.healthy_threshold, kPositiveCount);
+  map.integer("unhealthy_threshold", out.unhealthy_threshold, kPositiveCount);
+  read_health_check_models(map, out.models);
+  map.integer("expected_version", out.expected_version, kModelVersion);
+
+  // A probe still waiting when the next one is due would overlap it.
+  if (interval_ok && timeout_ok && out.timeout >= out.interval) {
+    if (key_to_blame(map, "timeout", "interval") == "timeout") {
+      map.error("timeout", "must be less than interval (" + format_duration(out.interval) + ")");
+    } else {
+      map.error("interval", "must be greater than timeout (" + format_duration(out.timeout) + ")");
+    }
+  }
+}
+
+void read_retry_budget(MapReader& pool, RetryBudgetConfig& out) {
+  MapReader map = pool.map("retry_budget");
+  map.number("budget_percent", out.budget_percent, kPercent);
+  map.integer("min_concurrency", out.min_concurrency, kCountOrUnlimited);
+}
+
 PoolConfig read_pool(LoadContext& ctx, const NamedEntry& entry) {
   PoolConfig out;
   out.name = entry.name;
@@ -190,7 +370,11 @@ PoolConfig read_pool(LoadContext& ctx, const NamedEntry& entry) {
   map.integer("max_connections_per_backend", out.max_connections_per_backend, kPositiveCount);
   map.duration("idle_connection_timeout", out.idle_connection_timeout, ZeroDuration::rejected);
   map.size("max_response_body", out.max_response_body, 1);
-  map.duration("reachability_interval", out.reachability_interval, ZeroDuration::rejected);
+  map.number("max_ejection_percent", out.max_ejection_percent, kPercent);
+  read_load_balancing(map, out.load_balancing);
+  read_circuit_breaker(map, out.circuit_breaker);
+  read_health_check(map, out.health_check);
+  read_retry_budget(map, out.retry_budget);
   return out;
 }
 
@@ -212,6 +396,88 @@ void read_route_match(MapReader& route, RouteMatch& out) {
   }
 }
 
+// ---- route resilience -----------------------------------------------------------------------
+
+constexpr std::string_view kRetryOnExpected =
+    "connect_failure, reset, timeout, or an HTTP status 500..599 or 429";
+
+// Each item is a failure word or an upstream status. Listing the key replaces the default set
+// entirely, so an empty list means "never retry".
+void read_retry_on(MapReader& retry, RetryOn& out) {
+  LoadContext& ctx = retry.context();
+  const List list = retry.list("retry_on");
+  if (!list.present) return;
+  RetryOn read{.connect_failure = false, .reset = false, .timeout = false, .statuses = {}};
+  for (const ListItem& item : list.items) {
+    auto scalar = detail::list_scalar(ctx, item, "a retry condition");
+    if (!scalar) continue;
+    const std::string& text = scalar->text;
+    bool* word = text == "connect_failure" ? &read.connect_failure
+                 : text == "reset"         ? &read.reset
+                 : text == "timeout"       ? &read.timeout
+                                           : nullptr;
+    const auto status = parse_int64(text);
+    const bool duplicate = word != nullptr
+                               ? *word
+                               : status && std::find(read.statuses.begin(), read.statuses.end(),
+                                                     *status) != read.statuses.end();
+    if (duplicate) {
+      detail::value_error(ctx, *scalar, "duplicate retry condition " + quoted(text));
+    } else if (word != nullptr) {
+      *word = true;
+    } else if (status && ((*status >= 500 && *status <= 599) || *status == 429)) {
+      read.statuses.push_back(static_cast<unsigned>(*status));
+    } else if (status && *status >= 400 && *status <= 499) {
+      detail::value_error(ctx, *scalar,
+                          "status " + text +
+                              " is a client error: it would fail again, so it is never retried "
+                              "(of the 4xx statuses only 429 may be listed)");
+    } else {
+      detail::value_error(ctx, *scalar,
+                          "invalid value " + quoted(text) +
+                              " (expected one of: " + std::string(kRetryOnExpected) + ")");
+    }
+  }
+  out = std::move(read);
+}
+
+void read_backoff(MapReader& retry, RetryConfig& out) {
+  MapReader map = retry.map("backoff");
+  const bool base_ok =
+      usable(map, "base", map.duration("base", out.backoff_base, ZeroDuration::rejected));
+  const bool max_ok =
+      usable(map, "max", map.duration("max", out.backoff_max, ZeroDuration::rejected));
+  if (base_ok && max_ok && out.backoff_max < out.backoff_base) {
+    if (key_to_blame(map, "max", "base") == "max") {
+      map.error("max", "must be at least base (" + format_duration(out.backoff_base) + ")");
+    } else {
+      map.error("base", "must not exceed max (" + format_duration(out.backoff_max) + ")");
+    }
+  }
+}
+
+// `route_timeout` is nullopt when the route's timeout was itself invalid (already reported).
+void read_retry(MapReader& route, RetryConfig& out, std::optional<Duration> route_timeout) {
+  MapReader map = route.map("retry");
+  map.integer("max_attempts", out.max_attempts, kMaxAttempts);
+  read_retry_on(map, out.retry_on);
+  map.duration("per_try_timeout", out.per_try_timeout, ZeroDuration::allowed);
+  read_backoff(map, out);
+  if (route_timeout && out.per_try_timeout > *route_timeout) {
+    map.error("per_try_timeout",
+              "must not exceed the route's timeout (" + format_duration(*route_timeout) + ")");
+  }
+}
+
+void read_hedge(MapReader& route, HedgeConfig& out, std::optional<Duration> route_timeout) {
+  MapReader map = route.map("hedge");
+  map.duration("delay", out.delay, ZeroDuration::allowed);
+  if (route_timeout && out.delay.count() != 0 && out.delay >= *route_timeout) {
+    map.error("delay", "must be 0 (off) or less than the route's timeout (" +
+                           format_duration(*route_timeout) + ")");
+  }
+}
+
 RouteConfig read_route(LoadContext& ctx, const ListItem& item) {
   RouteConfig out;
   MapReader map(ctx, item.node, item.path, item.node.Mark());
@@ -221,7 +487,20 @@ RouteConfig read_route(LoadContext& ctx, const ListItem& item) {
   read_route_match(map, out.match);
   if (map.string("pool", out.pool, Presence::required) && out.pool.empty())
     map.error("pool", "must not be empty");
-  map.duration("timeout", out.timeout, ZeroDuration::rejected);
+  const bool timeout_ok =
+      usable(map, "timeout", map.duration("timeout", out.timeout, ZeroDuration::rejected));
+  const bool max_timeout_ok = usable(
+      map, "max_timeout", map.duration("max_timeout", out.max_timeout, ZeroDuration::allowed));
+  read_retry(map, out.retry, timeout_ok ? std::optional(out.timeout) : std::nullopt);
+  read_hedge(map, out.hedge, timeout_ok ? std::optional(out.timeout) : std::nullopt);
+
+  // X-Fusebox-Timeout-Ms may shorten the deadline up to max_timeout; a cap below the
+  // route's own timeout would shorten every request.
+  if (timeout_ok && max_timeout_ok && out.max_timeout.count() != 0 &&
+      out.max_timeout < out.timeout) {
+    map.error("max_timeout",
+              "must be 0 or at least timeout (" + format_duration(out.timeout) + ")");
+  }
   return out;
 }
 
@@ -298,6 +577,31 @@ void check_routes(LoadContext& ctx, const Config& config) {
   }
 }
 
+// require_health_check holds a backend open until an active probe passes: without probes that
+// can run, the backend would stay out of rotation for good.
+void check_required_health_checks(LoadContext& ctx, const Config& config) {
+  for (const PoolConfig& pool : config.pools) {
+    if (!pool.circuit_breaker.require_health_check) continue;
+    const std::string path = "pools." + pool.name + ".circuit_breaker.require_health_check";
+    if (!pool.health_check.enabled) {
+      ctx.error_at(path,
+                   "needs health_check.enabled: true (without probes an open breaker "
+                   "would never close)");
+      continue;
+    }
+    if (!pool.health_check.models.empty()) continue;
+    const bool has_exact_model =
+        std::any_of(config.routes.begin(), config.routes.end(), [&](const RouteConfig& route) {
+          return route.pool == pool.name && !route.match.model.empty() && route.match.model != "*";
+        });
+    if (!has_exact_model) {
+      ctx.error_at(path,
+                   "needs a model to probe: list it in health_check.models (no route "
+                   "using this pool names an exact model, and \"*\" gives none)");
+    }
+  }
+}
+
 Config read_config(LoadContext& ctx, const YAML::Node& root_node) {
   Config config;
   {
@@ -310,6 +614,7 @@ Config read_config(LoadContext& ctx, const YAML::Node& root_node) {
   }  // unknown top-level keys are reported here
   check_listener_ports(ctx, config.listeners);
   check_routes(ctx, config);
+  check_required_health_checks(ctx, config);
   return config;
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <tuple>
 #include <utility>
 #include <variant>
@@ -27,7 +28,78 @@ bool all_digits(std::string_view text) {
          std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
+// "50", "12.5": whole numbers without a fraction, as an operator would write them.
+std::string format_number(double value) {
+  if (value == std::floor(value) && std::fabs(value) < 1e15)
+    return std::to_string(static_cast<std::int64_t>(value));
+  char buffer[32];
+  const auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, value);
+  return ec == std::errc{} ? std::string(buffer, end) : std::to_string(value);
+}
+
+// The scalar held by `value` (a map value or a list item) at `path`. An empty value is
+// reported at `empty_mark`, where the reader looks for it.
+std::optional<Scalar> read_scalar(LoadContext& ctx, const YAML::Node& value,
+                                  const YAML::Mark& empty_mark, std::string path,
+                                  std::string_view expected) {
+  if (value.IsNull()) {
+    // yaml-cpp places an empty value at the next token; the key is where the reader looks.
+    ctx.remember(path, empty_mark);
+    ctx.diagnostics().error(empty_mark, path,
+                            "missing value (expected " + std::string(expected) + ")");
+    return std::nullopt;
+  }
+  const YAML::Mark mark = value.Mark();
+  ctx.remember(path, mark);
+  if (!value.IsScalar()) {
+    ctx.diagnostics().error(
+        mark, path,
+        "expected " + std::string(expected) + ", got " + std::string(describe_node_type(value)));
+    return std::nullopt;
+  }
+  const std::string& raw = value.Scalar();
+  auto substituted = substitute_env(raw, ctx.env());
+  if (auto* failure = std::get_if<SubstitutionError>(&substituted)) {
+    ctx.diagnostics().error(mark, path, std::move(failure->message));
+    return std::nullopt;
+  }
+  return Scalar{std::move(std::get<std::string>(substituted)), raw, std::move(path), mark};
+}
+
 }  // namespace
+
+std::optional<Scalar> list_scalar(LoadContext& ctx, const ListItem& item,
+                                  std::string_view expected) {
+  return read_scalar(ctx, item.node, item.node.Mark(), item.path, expected);
+}
+
+void value_error(LoadContext& ctx, const Scalar& scalar, std::string message) {
+  // Show what the file said when ${VAR} substitution produced the bad value.
+  if (scalar.raw != scalar.text) message += " (from " + quoted(scalar.raw) + ")";
+  ctx.diagnostics().error(scalar.mark, scalar.path, std::move(message));
+}
+
+std::optional<std::int64_t> interpret_integer(LoadContext& ctx, const Scalar& scalar,
+                                              IntegerRange range) {
+  const std::string& t = scalar.text;
+  std::int64_t number = 0;
+  const auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), number);
+  const std::string range_text =
+      "must be between " + std::to_string(range.min) + " and " + std::to_string(range.max);
+  if (ec == std::errc::result_out_of_range && end == t.data() + t.size()) {
+    value_error(ctx, scalar, range_text + ", got " + t);
+    return std::nullopt;
+  }
+  if (ec != std::errc{} || end != t.data() + t.size() || t.empty()) {
+    value_error(ctx, scalar, "not an integer: " + quoted(t));
+    return std::nullopt;
+  }
+  if (number < range.min || number > range.max) {
+    value_error(ctx, scalar, range_text + ", got " + t);
+    return std::nullopt;
+  }
+  return number;
+}
 
 std::string_view describe_node_type(const YAML::Node& node) {
   switch (node.Type()) {
@@ -161,35 +233,7 @@ std::optional<Scalar> MapReader::scalar(std::string_view key, std::string_view e
                                         Presence presence) {
   const Entry* entry = declare(key, presence);
   if (entry == nullptr) return std::nullopt;
-  std::string path = child_path(key);
-  if (entry->value.IsNull()) {
-    // yaml-cpp places an empty value at the next token; the key is where the reader looks.
-    ctx_.remember(path, entry->key_node.Mark());
-    ctx_.diagnostics().error(entry->key_node.Mark(), path,
-                             "missing value (expected " + std::string(expected) + ")");
-    return std::nullopt;
-  }
-  const YAML::Mark mark = entry->value.Mark();
-  ctx_.remember(path, mark);
-  if (!entry->value.IsScalar()) {
-    ctx_.diagnostics().error(mark, path,
-                             "expected " + std::string(expected) + ", got " +
-                                 std::string(describe_node_type(entry->value)));
-    return std::nullopt;
-  }
-  const std::string& raw = entry->value.Scalar();
-  auto substituted = substitute_env(raw, ctx_.env());
-  if (auto* failure = std::get_if<SubstitutionError>(&substituted)) {
-    ctx_.diagnostics().error(mark, path, std::move(failure->message));
-    return std::nullopt;
-  }
-  return Scalar{std::move(std::get<std::string>(substituted)), raw, std::move(path), mark};
-}
-
-void MapReader::value_error(const Scalar& scalar, std::string message) {
-  // Show what the file said when ${VAR} substitution produced the bad value.
-  if (scalar.raw != scalar.text) message += " (from " + quoted(scalar.raw) + ")";
-  ctx_.diagnostics().error(scalar.mark, scalar.path, std::move(message));
+  return read_scalar(ctx_, entry->value, entry->key_node.Mark(), child_path(key), expected);
 }
 
 bool MapReader::string(std::string_view key, std::string& out, Presence presence) {
@@ -211,7 +255,7 @@ bool MapReader::boolean(std::string_view key, bool& out, Presence presence) {
     out = false;
     return true;
   }
-  value_error(*value, "not a boolean: " + quoted(t) + " (expected true or false)");
+  value_error(ctx_, *value, "not a boolean: " + quoted(t) + " (expected true or false)");
   return false;
 }
 
@@ -219,24 +263,30 @@ std::optional<std::int64_t> MapReader::read_integer(std::string_view key, Intege
                                                     Presence presence) {
   auto value = scalar(key, "an integer", presence);
   if (!value) return std::nullopt;
+  return interpret_integer(ctx_, *value, range);
+}
+
+bool MapReader::number(std::string_view key, double& out, NumberRange range, Presence presence) {
+  auto value = scalar(key, "a number", presence);
+  if (!value) return false;
   const std::string& t = value->text;
-  std::int64_t number = 0;
+  double number = 0;
   const auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), number);
-  const std::string range_text =
-      "must be between " + std::to_string(range.min) + " and " + std::to_string(range.max);
-  if (ec == std::errc::result_out_of_range && end == t.data() + t.size()) {
-    value_error(*value, range_text + ", got " + t);
-    return std::nullopt;
-  }
-  if (ec != std::errc{} || end != t.data() + t.size() || t.empty()) {
-    value_error(*value, "not an integer: " + quoted(t));
-    return std::nullopt;
+  // from_chars accepts "inf" and "nan", which no setting means.
+  if (ec != std::errc{} || end != t.data() + t.size() || t.empty() || !std::isfinite(number)) {
+    std::string message = "not a number: " + quoted(t);
+    if (!t.empty() && t.back() == '%') message += " (write the percentage without \"%\")";
+    value_error(ctx_, *value, std::move(message));
+    return false;
   }
   if (number < range.min || number > range.max) {
-    value_error(*value, range_text + ", got " + t);
-    return std::nullopt;
+    value_error(ctx_, *value,
+                "must be between " + format_number(range.min) + " and " + format_number(range.max) +
+                    ", got " + t);
+    return false;
   }
-  return number;
+  out = number;
+  return true;
 }
 
 bool MapReader::duration(std::string_view key, Duration& out, ZeroDuration zero,
@@ -245,14 +295,15 @@ bool MapReader::duration(std::string_view key, Duration& out, ZeroDuration zero,
   if (!value) return false;
   auto parsed = parse_duration(value->text);
   if (!parsed) {
-    value_error(*value, "not a duration: " + quoted(value->text) +
-                            (all_digits(value->text)
-                                 ? " (a unit is required: ms, s, m or h, e.g. 250ms, 2s, 1m30s)"
-                                 : " (expected e.g. 250ms, 2s, 1m30s, 1h)"));
+    value_error(
+        ctx_, *value,
+        "not a duration: " + quoted(value->text) +
+            (all_digits(value->text) ? " (a unit is required: ms, s, m or h, e.g. 250ms, 2s, 1m30s)"
+                                     : " (expected e.g. 250ms, 2s, 1m30s, 1h)"));
     return false;
   }
   if (zero == ZeroDuration::rejected && parsed->count() == 0) {
-    value_error(*value, "must be greater than 0");
+    value_error(ctx_, *value, "must be greater than 0");
     return false;
   }
   out = *parsed;
@@ -265,14 +316,16 @@ bool MapReader::size(std::string_view key, std::uint64_t& out, std::uint64_t min
   if (!value) return false;
   auto parsed = parse_size(value->text);
   if (!parsed) {
-    value_error(*value, "not a size: " + quoted(value->text) +
-                            " (expected bytes, or a number with B, KiB, MiB, GiB, KB, MB or GB, "
-                            "e.g. 64MiB)");
+    value_error(ctx_, *value,
+                "not a size: " + quoted(value->text) +
+                    " (expected bytes, or a number with B, KiB, MiB, GiB, KB, MB or GB, "
+                    "e.g. 64MiB)");
     return false;
   }
   if (*parsed < min) {
-    value_error(*value, min == 1 ? std::string("must be greater than 0")
-                                 : "must be at least " + format_size(min));
+    value_error(
+        ctx_, *value,
+        min == 1 ? std::string("must be greater than 0") : "must be at least " + format_size(min));
     return false;
   }
   out = *parsed;
@@ -290,7 +343,7 @@ std::optional<std::size_t> MapReader::one_of(std::string_view key,
     if (name == value->text) return i;
     names.emplace_back(name);
   }
-  value_error(*value,
+  value_error(ctx_, *value,
               "invalid value " + quoted(value->text) + " (expected one of: " + join(names) + ")");
   return std::nullopt;
 }

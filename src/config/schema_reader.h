@@ -76,6 +76,12 @@ struct IntegerRange {
   std::int64_t max;
 };
 
+// Inclusive bounds of a number that may have a fraction (percentages).
+struct NumberRange {
+  double min;
+  double max;
+};
+
 // One scalar after ${VAR} substitution.
 struct Scalar {
   std::string text;  // substituted
@@ -96,6 +102,17 @@ struct List {
 };
 
 class MapReader;
+
+// Scalar entries of a list (`failure_statuses: [500, 502]`), read like the values of a map:
+// ${VAR} is substituted and where each item was written is remembered.
+std::optional<Scalar> list_scalar(LoadContext& ctx, const ListItem& item,
+                                  std::string_view expected);
+// Interprets a scalar as an integer within `range`; reports and returns nullopt otherwise.
+std::optional<std::int64_t> interpret_integer(LoadContext& ctx, const Scalar& scalar,
+                                              IntegerRange range);
+// Reports a problem with a scalar's value, adding what the file said when ${VAR} substitution
+// produced it.
+void value_error(LoadContext& ctx, const Scalar& scalar, std::string message);
 
 // An entry of a map whose keys are data (pool names), not schema.
 struct NamedEntry {
@@ -129,6 +146,10 @@ class MapReader {
                 Presence presence = Presence::optional);
   bool size(std::string_view key, std::uint64_t& out, std::uint64_t min,
             Presence presence = Presence::optional);
+
+  // A decimal number, with or without a fraction ("50", "12.5"), within `range`.
+  bool number(std::string_view key, double& out, NumberRange range,
+              Presence presence = Presence::optional);
 
   template <std::integral T>
   bool integer(std::string_view key, T& out, IntegerRange range,
@@ -171,7 +192,6 @@ class MapReader {
   const Entry* declare(std::string_view key, Presence presence);
   std::optional<std::int64_t> read_integer(std::string_view key, IntegerRange range,
                                            Presence presence);
-  void value_error(const Scalar& scalar, std::string message);
 
   LoadContext& ctx_;
   std::string path_;

@@ -5,6 +5,7 @@
 #include "fusebox/http/json_error.h"
 #include "fusebox/http/rest_path.h"
 #include "fusebox/logging/logging.h"
+#include "fusebox/resilience/retry.h"
 
 namespace fusebox::proxy {
 
@@ -16,7 +17,6 @@ struct ProxyHandler::Call {
   server::Request request;
   std::shared_ptr<server::ResponseSink> sink;
   Clock::time_point start;
-  Clock::time_point upstream_start;
   std::string client;
   std::string_view method;      // into `request`, which outlives every use
   std::string_view target;
@@ -32,16 +32,6 @@ struct ProxyHandler::Call {
 namespace {
 
 std::string_view to_sv(boost::beast::string_view s) { return {s.data(), s.size()}; }
-
-upstream::PoolLimits pool_limits(const config::PoolConfig& pool, std::size_t workers) {
-  upstream::PoolLimits limits;
-  limits.max_connections =
-      std::max<std::size_t>(1, (pool.max_connections_per_backend + workers - 1) / workers);
-  limits.connect_timeout = pool.connect_timeout;
-  limits.idle_timeout = pool.idle_connection_timeout;
-  limits.max_response_body = pool.max_response_body;
-  return limits;
-}
 
 // TF Serving's wording for a model it does not serve.
 std::string unknown_model_message(const http::RestTarget& target) {
@@ -69,28 +59,14 @@ ProxyHandler::ProxyHandler(boost::asio::io_context& ioc, Runtime& runtime, std::
                            std::size_t workers)
     : runtime_(runtime),
       shard_(shard),
+      pipeline_(ioc, runtime.pools, runtime.metrics, *runtime.resilience_metrics, *runtime.events,
+                shard, workers),
       ids_(0x9e3779b97f4a7c15ull * (shard + 1) ^
-           static_cast<std::uint64_t>(Clock::now().time_since_epoch().count())) {
-  for (auto& pool : runtime.pools) {
-    std::vector<std::uint32_t> weights;
-    for (const auto& e : pool.config->endpoints) weights.push_back(e.weight);
-    balancers_.emplace_back(std::move(weights));
-    // Workers start at different backends so that light traffic still spreads.
-    for (std::size_t i = 0; i < shard % pool.backends.size(); ++i) balancers_.back().pick();
-    auto limits = pool_limits(*pool.config, workers);
-    auto& conns = pools_.emplace_back();
-    for (auto& backend : pool.backends) {
-      conns.push_back(std::make_unique<upstream::ConnectionPool>(ioc, *backend, limits));
-    }
-  }
-}
+           static_cast<std::uint64_t>(Clock::now().time_since_epoch().count())) {}
 
 ProxyHandler::~ProxyHandler() = default;
 
-void ProxyHandler::close_idle_upstreams() {
-  for (auto& pool : pools_)
-    for (auto& conn : pool) conn->close_idle();
-}
+void ProxyHandler::close_idle_upstreams() { pipeline_.close_idle_upstreams(); }
 
 void ProxyHandler::handle(server::Request&& request, const server::ConnectionInfo& connection,
                           Clock::time_point start, std::shared_ptr<server::ResponseSink> sink) {
@@ -134,7 +110,14 @@ void ProxyHandler::handle(server::Request&& request, const server::ConnectionInf
   }
   call->route = *route;
   const auto& route_config = runtime_.config->routes[*route];
-  auto pool = runtime_.route_pool[*route];
+
+  auto client_timeout = req["X-Fusebox-Timeout-Ms"];
+  auto deadline = resilience::request_deadline(
+      route_config, Clock::now(),
+      client_timeout.empty() ? std::nullopt : std::optional<std::string_view>(to_sv(client_timeout)));
+  if (!deadline) {
+    return respond_local(call, 400, "X-Fusebox-Timeout-Ms must be a whole number of milliseconds");
+  }
 
   http::strip_hop_by_hop(req);
   req.erase(bhttp::field::expect);  // the body is already here; the backend need not ask for it
@@ -143,50 +126,40 @@ void ProxyHandler::handle(server::Request&& request, const server::ConnectionInf
   req.keep_alive(true);
   req.prepare_payload();
 
-  call->backend = pick_backend(pool);
-  call->attempts = 1;
-  call->backend->requests_total.fetch_add(1, std::memory_order_relaxed);
-  call->backend->active_requests.fetch_add(1, std::memory_order_relaxed);
-  call->upstream_start = Clock::now();
-  auto deadline = call->upstream_start + route_config.timeout;
-  pools_[pool][call->backend->backend_index]->send(
-      call->request, deadline, [this, call](upstream::UpstreamResult&& result) {
-        on_upstream_result(call, std::move(result));
-      });
+  resilience::PipelineRequest pipeline_request;
+  pipeline_request.request = &req;
+  pipeline_request.route = &route_config;
+  pipeline_request.pool = runtime_.route_pool[*route];
+  pipeline_request.deadline = *deadline;
+  // Inference is a pure function of its input, so a predict may race a hedged copy of itself.
+  pipeline_request.idempotent = parsed.target->verb != http::RestVerb::status &&
+                                parsed.target->verb != http::RestVerb::metadata;
+  pipeline_.execute(pipeline_request, [this, call](resilience::PipelineResult&& result) {
+    on_pipeline_result(call, std::move(result));
+  });
 }
 
-upstream::BackendState* ProxyHandler::pick_backend(std::size_t pool) {
-  // Smooth weighted round-robin over the backends whose last connect succeeded; when none did,
-  // over all of them (the probe may be stale). The resilience pipeline refines eligibility.
-  auto& backends = runtime_.pools[pool].backends;
-  auto reachable = [&](std::size_t i) {
-    return backends[i]->reachable.load(std::memory_order_relaxed);
-  };
-  auto index = balancers_[pool].pick(reachable);
-  if (!index) index = balancers_[pool].pick();
-  return backends[*index].get();
-}
-
-void ProxyHandler::on_upstream_result(const std::shared_ptr<Call>& call,
-                                      upstream::UpstreamResult&& result) {
-  auto& backend = *call->backend;
-  backend.active_requests.fetch_sub(1, std::memory_order_relaxed);
-  if (result.outcome != UpstreamOutcome::success) {
-    backend.failures_total.fetch_add(1, std::memory_order_relaxed);
+void ProxyHandler::on_pipeline_result(const std::shared_ptr<Call>& call,
+                                      resilience::PipelineResult&& result) {
+  using Kind = resilience::PipelineResult::Kind;
+  call->backend = result.backend;
+  call->attempts = result.attempts;
+  switch (result.kind) {
+    case Kind::response: {
+      auto response = std::move(result.upstream.response);
+      http::strip_hop_by_hop(response);
+      unsigned upstream_status = response.result_int();
+      return finish(call, std::move(response), upstream_status);
+    }
+    case Kind::no_backend:
+      return respond_local(call, 503, result.error);
+    case Kind::deadline_exceeded:
+      return respond_local(call, 504, result.error);
+    case Kind::upstream_failure:
+      logging::log().debug("request {}: {} after {} attempts", call->request_id, result.error,
+                           result.attempts);
+      return respond_local(call, status_for(result.upstream.outcome), result.error);
   }
-  std::chrono::duration<double> upstream_seconds = Clock::now() - call->upstream_start;
-  runtime_.metrics.record_upstream(shard_, backend.pool_index, backend.backend_index,
-                                   result.outcome, upstream_seconds.count());
-
-  if (result.outcome == UpstreamOutcome::success || result.outcome == UpstreamOutcome::http_5xx) {
-    auto response = std::move(result.response);
-    http::strip_hop_by_hop(response);
-    unsigned upstream_status = response.result_int();
-    return finish(call, std::move(response), upstream_status);
-  }
-  logging::log().debug("request {} to {}: {}", call->request_id, backend.label, result.error);
-  auto response = ::fusebox::http::json_error_response(status_for(result.outcome), result.error);
-  finish(call, std::move(response), 0);
 }
 
 void ProxyHandler::respond_local(const std::shared_ptr<Call>& call, unsigned status,

@@ -3,6 +3,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <algorithm>
 #include <stdexcept>
 
 namespace fusebox::proxy {
@@ -48,8 +49,8 @@ std::vector<metrics::PoolLayout> pool_layouts(const config::Config& config) {
 Runtime::Runtime(std::shared_ptr<const config::Config> cfg, std::size_t shards)
     : config(std::move(cfg)),
       routes(*config),
+      pools(config->pools.size()),
       metrics(route_names(*config), pool_layouts(*config), shards, FUSEBOX_VERSION) {
-  pools.resize(config->pools.size());
   for (std::size_t p = 0; p < config->pools.size(); ++p) {
     const auto& pool_config = config->pools[p];
     auto& pool = pools[p];
@@ -63,6 +64,10 @@ Runtime::Runtime(std::shared_ptr<const config::Config> cfg, std::size_t shards)
       backend->endpoint = pool_config.endpoints[b];
       backend->label = backend->endpoint.address + ":" + std::to_string(backend->endpoint.port);
       backend->resolved = resolve(backend->endpoint);
+      backend->breaker = std::make_unique<resilience::SharedBreaker>(
+          pool_config.circuit_breaker, SteadyClock::instance(),
+          0xb4ea6e4ull ^ (p << 32) ^ b ^ static_cast<std::uint64_t>(
+              std::chrono::steady_clock::now().time_since_epoch().count()));
       pool.backends.push_back(std::move(backend));
     }
   }
@@ -74,6 +79,24 @@ Runtime::Runtime(std::shared_ptr<const config::Config> cfg, std::size_t shards)
   if (route_pool.size() != config->routes.size()) {
     throw std::runtime_error("a route names a pool that does not exist");  // validated earlier
   }
+  health_models.resize(pools.size());
+  for (std::size_t p = 0; p < pools.size(); ++p) {
+    const auto& configured = config->pools[p].health_check.models;
+    auto& models = health_models[p];
+    if (!configured.empty()) {
+      models = configured;
+      continue;
+    }
+    for (std::size_t r = 0; r < config->routes.size(); ++r) {
+      const auto& model = config->routes[r].match.model;
+      if (route_pool[r] == p && model != "*" &&
+          std::find(models.begin(), models.end(), model) == models.end()) {
+        models.push_back(model);
+      }
+    }
+  }
+  resilience_metrics = std::make_unique<resilience::ResilienceMetrics>(pools, shards);
+  events = std::make_unique<resilience::ResilienceEvents>(*resilience_metrics, shards - 1);
 }
 
 }  // namespace fusebox::proxy

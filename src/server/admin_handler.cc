@@ -3,7 +3,10 @@
 #include <nlohmann/json.hpp>
 
 #include "fusebox/config/loader.h"
+#include "fusebox/health/health_checker.h"
 #include "fusebox/http/json_error.h"
+#include "fusebox/logging/logging.h"
+#include "fusebox/metrics/family_builder.h"
 
 namespace fusebox::server {
 namespace {
@@ -23,25 +26,125 @@ std::string_view path_of(std::string_view target) {
 
 }  // namespace
 
+namespace {
+
+// A backend counts for readiness when its breaker does not eject it and its health check has
+// passed (or, where nothing is probed, has not failed).
+bool serving(const upstream::BackendState& b, bool probed) {
+  if (b.breaker->ejected()) return false;
+  auto health = static_cast<health::HealthStatus>(b.health.load(std::memory_order_relaxed));
+  return probed ? health == health::HealthStatus::healthy : health::eligible(health);
+}
+
+std::optional<resilience::BreakerState> parse_operator_state(std::string_view s, bool& ok) {
+  ok = true;
+  if (s == "auto") return std::nullopt;
+  if (s == "closed") return resilience::BreakerState::closed;
+  if (s == "forced_open") return resilience::BreakerState::forced_open;
+  if (s == "disabled") return resilience::BreakerState::disabled;
+  if (s == "metrics_only") return resilience::BreakerState::metrics_only;
+  ok = false;
+  return std::nullopt;
+}
+
+nlohmann::json backend_json(const upstream::BackendState& b) {
+  auto health = static_cast<health::HealthStatus>(b.health.load(std::memory_order_relaxed));
+  auto stats = b.breaker->stats();
+  return {{"address", b.endpoint.address},
+          {"port", b.endpoint.port},
+          {"weight", b.endpoint.weight},
+          {"health", health::to_string(health)},
+          {"circuit_breaker",
+           {{"state", resilience::to_string(b.breaker->state())},
+            {"window_calls", stats.calls},
+            {"window_failures", stats.failures},
+            {"window_slow_calls", stats.slow_calls},
+            {"failure_rate_percent", stats.failure_rate_percent},
+            {"slow_rate_percent", stats.slow_rate_percent},
+            {"consecutive_failures", stats.consecutive_failures}}},
+          {"reachable", b.reachable.load(std::memory_order_relaxed)},
+          {"open_connections", b.open_connections.load(std::memory_order_relaxed)},
+          {"active_requests", b.active_requests.load(std::memory_order_relaxed)},
+          {"requests_total", b.requests_total.load(std::memory_order_relaxed)},
+          {"failures_total", b.failures_total.load(std::memory_order_relaxed)}};
+}
+
+}  // namespace
+
 std::string AdminHandler::not_ready_reason() const {
   if (runtime_.draining.load(std::memory_order_relaxed)) return "shutting down";
   const auto& config = *runtime_.config;
   for (std::size_t r = 0; r < config.routes.size(); ++r) {
-    const auto& pool = runtime_.pools[runtime_.route_pool[r]];
+    auto p = runtime_.route_pool[r];
+    const auto& pool = runtime_.pools[p];
+    bool probed = pool.config->health_check.enabled && !runtime_.health_models[p].empty();
     bool any = false;
-    for (const auto& b : pool.backends) any = any || b->reachable.load(std::memory_order_relaxed);
+    for (const auto& b : pool.backends) any = any || serving(*b, probed);
     if (!any) {
-      return "route \"" + config.routes[r].name + "\": no reachable backend in pool \"" +
+      return "route \"" + config.routes[r].name + "\": no healthy backend in pool \"" +
              pool.config->name + "\"";
     }
   }
   return {};
 }
 
+Response AdminHandler::control_breaker(const Request& request, std::string_view path) {
+  // /admin/pools/{pool}/backends/{backend}/breaker ; backend = "address:port" or its index
+  auto version = request.version();
+  constexpr std::string_view prefix = "/admin/pools/";
+  auto rest = path.substr(prefix.size());
+  auto slash = rest.find('/');
+  auto pool_name = rest.substr(0, slash);
+  rest = slash == std::string_view::npos ? std::string_view() : rest.substr(slash);
+  constexpr std::string_view mid = "/backends/";
+  constexpr std::string_view suffix = "/breaker";
+  if (!rest.starts_with(mid) || !rest.ends_with(suffix) || rest.size() <= mid.size() + suffix.size()) {
+    return ::fusebox::http::json_error_response(404, "no admin endpoint " + std::string(path), version);
+  }
+  auto backend_name = rest.substr(mid.size(), rest.size() - mid.size() - suffix.size());
+  upstream::PoolState* pool = nullptr;
+  for (auto& p : runtime_.pools)
+    if (p.config->name == pool_name) pool = &p;
+  if (!pool) return ::fusebox::http::json_error_response(404, "no pool named \"" + std::string(pool_name) + "\"", version);
+  upstream::BackendState* backend = nullptr;
+  for (auto& b : pool->backends) {
+    if (b->label == backend_name || std::to_string(b->backend_index) == backend_name) backend = b.get();
+  }
+  if (!backend) {
+    return ::fusebox::http::json_error_response(
+        404, "no backend \"" + std::string(backend_name) + "\" in pool \"" + std::string(pool_name) + "\"", version);
+  }
+  auto body = nlohmann::json::parse(request.body(), nullptr, /*allow_exceptions=*/false);
+  if (!body.is_object() || !body.contains("state") || !body["state"].is_string()) {
+    return ::fusebox::http::json_error_response(
+        400, "expected a JSON object {\"state\": \"forced_open|closed|disabled|metrics_only|auto\"}", version);
+  }
+  bool ok = false;
+  auto requested = body["state"].get<std::string>();
+  auto state = parse_operator_state(requested, ok);
+  if (!ok) {
+    return ::fusebox::http::json_error_response(
+        400, "unknown breaker state \"" + requested + "\" (expected forced_open, closed, disabled, metrics_only or auto)", version);
+  }
+  auto transitions = backend->breaker->set_operator_state(state);
+  if (!transitions.empty()) {
+    runtime_.events->on_breaker_transitions(runtime_.metrics.shard_count() - 1, *backend, transitions);
+  }
+  logging::log().info("operator set circuit breaker pool={} backend={} to {}", pool->config->name,
+                      backend->label, requested);
+  return json_response(200, backend_json(*backend), version);
+}
+
 void AdminHandler::handle(Request&& request, const ConnectionInfo&, Clock::time_point,
                           std::shared_ptr<ResponseSink> sink) {
   auto version = request.version();
   auto path = path_of(request.target());
+  if (path.starts_with("/admin/pools/")) {
+    if (request.method() != http::verb::post) {
+      return sink->send(::fusebox::http::json_error_response(405, "use POST", version));
+    }
+    return sink->send(control_breaker(request, path));
+  }
   if (request.method() != http::verb::get) {
     return sink->send(::fusebox::http::json_error_response(405, "only GET is supported", version));
   }
@@ -56,7 +159,10 @@ void AdminHandler::handle(Request&& request, const ConnectionInfo&, Clock::time_
   if (path == "/metrics") {
     Response res{http::status::ok, version};
     res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
-    res.body() = runtime_.metrics.expose();
+    std::vector<prometheus::MetricFamily> families;
+    runtime_.metrics.collect(families);
+    runtime_.resilience_metrics->collect(families);
+    res.body() = metrics::serialize(families);
     return sink->send(std::move(res));
   }
   if (path == "/admin/config") {
@@ -66,16 +172,7 @@ void AdminHandler::handle(Request&& request, const ConnectionInfo&, Clock::time_
     nlohmann::json pools = nlohmann::json::object();
     for (const auto& pool : runtime_.pools) {
       auto list = nlohmann::json::array();
-      for (const auto& b : pool.backends) {
-        list.push_back({{"address", b->endpoint.address},
-                        {"port", b->endpoint.port},
-                        {"weight", b->endpoint.weight},
-                        {"reachable", b->reachable.load(std::memory_order_relaxed)},
-                        {"open_connections", b->open_connections.load(std::memory_order_relaxed)},
-                        {"active_requests", b->active_requests.load(std::memory_order_relaxed)},
-                        {"requests_total", b->requests_total.load(std::memory_order_relaxed)},
-                        {"failures_total", b->failures_total.load(std::memory_order_relaxed)}});
-      }
+      for (const auto& b : pool.backends) list.push_back(backend_json(*b));
       pools[pool.config->name] = {{"backends", std::move(list)}};
     }
     return sink->send(json_response(200, {{"pools", std::move(pools)}}, version));

@@ -16,7 +16,7 @@
 #include "fusebox/proxy/proxy_handler.h"
 #include "fusebox/server/admin_handler.h"
 #include "fusebox/server/http_session.h"
-#include "fusebox/upstream/reachability_prober.h"
+#include "fusebox/health/health_checker.h"
 
 namespace fusebox::server {
 
@@ -52,6 +52,12 @@ std::size_t worker_threads(const config::Config& config) {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
+std::vector<upstream::PoolState*> pool_pointers(proxy::Runtime& runtime) {
+  std::vector<upstream::PoolState*> out;
+  for (auto& p : runtime.pools) out.push_back(&p);
+  return out;
+}
+
 config::HttpListenerConfig admin_limits() {
   config::HttpListenerConfig limits;
   limits.max_request_body = 1 << 20;
@@ -83,7 +89,10 @@ struct Gateway::Impl {
         admin_handler(runtime),
         admin_tracker([](int) {}),
         admin_session_limits(admin_limits()),
-        prober(admin_ioc, runtime),
+        health_random(static_cast<std::uint64_t>(
+            std::chrono::steady_clock::now().time_since_epoch().count())),
+        health_checker(admin_ioc, pool_pointers(runtime), runtime.health_models, *runtime.events,
+                       health_random),
         signals(admin_ioc, SIGINT, SIGTERM),
         drain_timer(admin_ioc) {
     for (std::size_t i = 0; i < workers_n; ++i) {
@@ -200,7 +209,7 @@ struct Gateway::Impl {
 
   void stop_all() {
     if (stopped.exchange(true)) return;
-    prober.stop();
+    health_checker.stop();
     signals.cancel();
     boost::system::error_code ec;
     admin_acceptor->close(ec);
@@ -222,7 +231,7 @@ struct Gateway::Impl {
     }
     asio::post(workers[0]->ioc, [this] { accept_next(); });
     accept_admin();
-    prober.start();
+    health_checker.start();
     wait_for_signal();
     admin_ioc.run();
     stop_all();  // in case the admin loop ended for another reason
@@ -241,7 +250,8 @@ struct Gateway::Impl {
   AdminHandler admin_handler;
   SessionTracker admin_tracker;
   config::HttpListenerConfig admin_session_limits;
-  upstream::ReachabilityProber prober;
+  FastRandom health_random;
+  health::HealthChecker health_checker;
   asio::signal_set signals;
   asio::steady_timer drain_timer;
   std::vector<std::unique_ptr<Worker>> workers;

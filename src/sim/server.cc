@@ -14,6 +14,9 @@
 
 namespace tfs_sim {
 
+// Requests with this User-Agent prefix are health checks (fusebox sends it).
+constexpr std::string_view kProbeUserAgent = "fusebox-health-check";
+
 namespace beast = boost::beast;
 namespace http = beast::http;
 namespace net = boost::asio;
@@ -120,7 +123,14 @@ class Session : public std::enable_shared_from_this<Session> {
     if (route_.kind == RouteKind::not_v1 || route_.kind == RouteKind::bad_uri) {
       return send(ctx_.api.handle(route_, {}, FaultSet{}), request_.keep_alive(), head);
     }
-    ctx_.stats.on_v1_request(route_.model);
+    // A gateway's health probe is not client traffic: counted apart, so tests and operators
+    // can tell what clients sent. Faults apply to probes all the same.
+    probe_ = request_[http::field::user_agent].starts_with(kProbeUserAgent);
+    if (probe_) {
+      ctx_.stats.on_probe_request();
+    } else {
+      ctx_.stats.on_v1_request(route_.model);
+    }
     faults_ = ctx_.faults.snapshot();
     faulted_ = faults_->applies_to(route_.model);
     if (faulted_ && faults_->hang) {
@@ -159,7 +169,7 @@ class Session : public std::enable_shared_from_this<Session> {
     } else {
       reply = ctx_.api.handle(route_, request_.body(), *faults_);
     }
-    ctx_.stats.on_v1_response(reply.status);
+    if (!probe_) ctx_.stats.on_v1_response(reply.status);
     send(std::move(reply), request_.keep_alive(), request_.method() == http::verb::head);
   }
 
@@ -219,6 +229,7 @@ class Session : public std::enable_shared_from_this<Session> {
   Route route_;
   std::shared_ptr<const FaultSet> faults_;
   bool faulted_ = false;
+  bool probe_ = false;  // this request is a gateway health check
   std::array<char, 4096> drain_{};
 };
 

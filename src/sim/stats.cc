@@ -32,6 +32,8 @@ void SimStats::on_v1_request(std::string_view model) {
   other_models_.fetch_add(1, kRelaxed);
 }
 
+void SimStats::on_probe_request() { probe_requests_.fetch_add(1, kRelaxed); }
+
 void SimStats::on_v1_response(int http_status) {
   if (http_status < kMinStatus || http_status > kMaxStatus) return;
   by_status_[static_cast<std::size_t>(http_status - kMinStatus)].fetch_add(1, kRelaxed);
@@ -58,6 +60,7 @@ std::string SimStats::to_json() const {
   j["responses_by_status"] = by_status;
   j["connections_accepted"] = connections_accepted_.load(kRelaxed);
   j["connections_open"] = connections_open_.load(kRelaxed);
+  j["probe_requests"] = probe_requests_.load(kRelaxed);
   j["faults"] = {
       {"errors", faults_[static_cast<std::size_t>(InjectedFault::error)].load(kRelaxed)},
       {"resets", faults_[static_cast<std::size_t>(InjectedFault::reset)].load(kRelaxed)},
@@ -70,6 +73,7 @@ std::string SimStats::to_json() const {
 
 void SimStats::reset() {
   requests_.store(0, kRelaxed);
+  probe_requests_.store(0, kRelaxed);
   other_models_.store(0, kRelaxed);
   connections_accepted_.store(0, kRelaxed);
   for (std::size_t i = 0; i < model_names_.size(); ++i) per_model_[i].store(0, kRelaxed);

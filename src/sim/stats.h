@@ -23,12 +23,15 @@ class SimStats {
   void on_connection_accepted();
   void on_connection_closed();
   void on_v1_request(std::string_view model);
+  // A /v1 request from a gateway health check (User-Agent "fusebox-health-check"): counted only
+  // as "probe_requests", never in "requests" or "responses_by_status".
+  void on_probe_request();
   void on_v1_response(int http_status);
   void on_fault(InjectedFault fault);
 
   // {"requests": N, "requests_by_model": {"m": N, ...}, "requests_other_models": N,
   //  "responses_by_status": {"200": N, ...}, "connections_accepted": N, "connections_open": N,
-  //  "faults": {"errors": N, "resets": N, "hangs": N, "delayed": N}}
+  //  "faults": {"errors": N, "resets": N, "hangs": N, "delayed": N}, "probe_requests": N}
   std::string to_json() const;
   // Zeroes every counter except connections_open (a gauge).
   void reset();
@@ -48,6 +51,7 @@ class SimStats {
   std::unique_ptr<std::atomic<std::uint64_t>[]> per_model_;
   std::atomic<std::uint64_t> other_models_{0};
   std::atomic<std::uint64_t> requests_{0};
+  std::atomic<std::uint64_t> probe_requests_{0};
   std::atomic<std::uint64_t> connections_accepted_{0};
   std::atomic<std::int64_t> connections_open_{0};
   std::array<std::atomic<std::uint64_t>, kMaxStatus - kMinStatus + 1> by_status_{};

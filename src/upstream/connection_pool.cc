@@ -34,7 +34,23 @@ class ConnectionPool::Exchange : public std::enable_shared_from_this<Exchange> {
         request_(request),
         deadline_(deadline),
         done_(std::move(done)),
-        wait_timer_(pool.ioc_.get_executor()) {}
+        wait_timer_(pool.ioc_.get_executor()) {
+    ::fusebox::http::append_request_head(request_, head_);
+  }
+
+  void cancel() {
+    if (cancelled_ || !done_) return;
+    cancelled_ = true;
+    if (waiting_) {
+      waiting_ = false;
+      wait_timer_.cancel();
+      return finish(UpstreamOutcome::reset, "cancelled");
+    }
+    if (conn_) {
+      beast::error_code ec;
+      conn_->stream.socket().cancel(ec);  // the pending operation ends with operation_aborted
+    }
+  }
 
   // Waits in the pool's queue until a connection is handed over or the deadline passes.
   void wait_for_connection() {
@@ -77,6 +93,7 @@ class ConnectionPool::Exchange : public std::enable_shared_from_this<Exchange> {
 
   void on_connect(beast::error_code ec, bool deadline_first) {
     if (!pool_alive()) return;
+    if (cancelled_) return abandon();
     if (ec) {
       pool_->backend_.reachable.store(false, std::memory_order_relaxed);
       pool_->forget(std::move(conn_));
@@ -95,7 +112,6 @@ class ConnectionPool::Exchange : public std::enable_shared_from_this<Exchange> {
   }
 
   void write() {
-    if (head_.empty()) ::fusebox::http::append_request_head(request_, head_);
     std::array<asio::const_buffer, 2> buffers{asio::buffer(head_), asio::buffer(request_.body())};
     conn_->stream.expires_at(deadline_);
     asio::async_write(conn_->stream, buffers,
@@ -106,6 +122,7 @@ class ConnectionPool::Exchange : public std::enable_shared_from_this<Exchange> {
 
   void on_write(beast::error_code ec) {
     if (!pool_alive()) return;
+    if (cancelled_) return abandon();
     if (ec) return fail(ec, /*response_started=*/false);
     read_response();
   }
@@ -121,6 +138,7 @@ class ConnectionPool::Exchange : public std::enable_shared_from_this<Exchange> {
 
   void on_read(beast::error_code ec) {
     if (!pool_alive()) return;
+    if (cancelled_) return abandon();
     if (ec) return fail(ec, parser_->got_some());
     // An interim answer (100 Continue, 103 Early Hints) precedes the real one: skip it.
     if (auto status = parser_->get().result_int(); status >= 100 && status < 200 && status != 101) {
@@ -160,6 +178,12 @@ class ConnectionPool::Exchange : public std::enable_shared_from_this<Exchange> {
     return finish(UpstreamOutcome::reset, "upstream connection error: " + ec.message());
   }
 
+  // A cancelled exchange: its connection may hold half a request or response, so it is closed.
+  void abandon() {
+    pool_->forget(std::move(conn_));
+    finish(UpstreamOutcome::reset, "cancelled");
+  }
+
   void finish(UpstreamOutcome outcome, std::string error) {
     UpstreamResult result;
     result.outcome = outcome;
@@ -170,6 +194,7 @@ class ConnectionPool::Exchange : public std::enable_shared_from_this<Exchange> {
 
   void complete(UpstreamResult&& result) {
     auto done = std::move(done_);
+    done_ = nullptr;
     done(std::move(result));
   }
 
@@ -185,6 +210,7 @@ class ConnectionPool::Exchange : public std::enable_shared_from_this<Exchange> {
   bool waiting_ = false;
   bool reused_ = false;
   bool retried_stale_ = false;
+  bool cancelled_ = false;
 };
 
 ConnectionPool::ConnectionPool(asio::io_context& ioc, BackendState& backend, PoolLimits limits)
@@ -197,12 +223,22 @@ ConnectionPool::~ConnectionPool() {
   close_idle();
 }
 
-void ConnectionPool::send(Request& request, Clock::time_point deadline, ResultHandler done) {
+ConnectionPool::ExchangeHandle ConnectionPool::send(Request& request, Clock::time_point deadline,
+                                                    ResultHandler done) {
   auto ex = std::make_shared<Exchange>(*this, request, deadline, std::move(done));
-  if (auto conn = take_idle()) return ex->use(std::move(conn), /*reused=*/true);
-  if (open_ < limits_.max_connections) return ex->connect_new();
-  waiters_.push_back(ex);
-  ex->wait_for_connection();
+  if (auto conn = take_idle()) {
+    ex->use(std::move(conn), /*reused=*/true);
+  } else if (open_ < limits_.max_connections) {
+    ex->connect_new();
+  } else {
+    waiters_.push_back(ex);
+    ex->wait_for_connection();
+  }
+  return ex;
+}
+
+void ConnectionPool::cancel(const ExchangeHandle& handle) {
+  if (auto ex = handle.lock()) ex->cancel();
 }
 
 namespace {

@@ -157,7 +157,7 @@ std::string to_yaml(const GatewayConfig& config) {
     y << "  " << pool.name << ":\n"
       << "    endpoints:\n";
     for (auto port : pool.ports) y << "      - {address: 127.0.0.1, port: " << port << "}\n";
-    y << "    reachability_interval: " << pool.reachability_interval << "\n";
+    y << "    health_check: " << pool.health_check << "\n";
     for (const auto& line : pool.extra) y << "    " << line << "\n";
   }
   y << "routes:\n";

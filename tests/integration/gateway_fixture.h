@@ -77,7 +77,10 @@ class HeldPort {
 struct PoolSpec {
   std::string name = "primary";
   std::vector<std::uint16_t> ports;  // endpoints on 127.0.0.1
-  std::string reachability_interval = "100ms";
+  // Fast model-aware health checks, so readiness and health flip within a test's patience.
+  std::string health_check =
+      "{interval: 100ms, unhealthy_interval: 100ms, timeout: 50ms, healthy_threshold: 1, "
+      "unhealthy_threshold: 1}";
   std::vector<std::string> extra;  // more "key: value" lines for the pool
 };
 

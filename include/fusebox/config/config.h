@@ -102,7 +102,6 @@ struct PoolConfig {
   std::uint32_t max_connections_per_backend = 1024;  // per process
   Duration idle_connection_timeout{60'000};  // idle upstream keep-alive connections are closed
   std::uint64_t max_response_body = 64ull << 20;  // larger upstream answers -> 502
-  Duration reachability_interval{2'000};     // TCP connect probe of each backend (for /readyz)
 };
 
 struct RouteMatch {

@@ -1,8 +1,9 @@
 #pragma once
-// The data path for one worker thread: TF Serving REST request -> route -> backend -> response.
+// The data path for one worker thread: TF Serving REST request -> route -> resilience pipeline
+// (backend choice, retries, hedging) -> response.
 //
-//   session --handle()--> ProxyHandler --send()--> upstream::ConnectionPool
-//                               <--UpstreamResult--
+//   session --handle()--> ProxyHandler --execute()--> resilience::Pipeline --> ConnectionPool
+//                               <------PipelineResult------
 // Gateway-made errors use TF Serving's JSON error shape. Single-threaded: one instance per
 // worker, owning that worker's upstream connection pools.
 
@@ -13,8 +14,7 @@
 #include "fusebox/http/proxy_headers.h"
 #include "fusebox/proxy/runtime.h"
 #include "fusebox/server/http_session.h"
-#include "fusebox/upstream/connection_pool.h"
-#include "fusebox/upstream/weighted_round_robin.h"
+#include "fusebox/resilience/pipeline.h"
 
 namespace fusebox::proxy {
 
@@ -37,16 +37,14 @@ class ProxyHandler final : public server::RequestHandler {
   struct Call;
 
  private:
-  upstream::BackendState* pick_backend(std::size_t pool);
-  void on_upstream_result(const std::shared_ptr<Call>& call, upstream::UpstreamResult&& result);
+  void on_pipeline_result(const std::shared_ptr<Call>& call, resilience::PipelineResult&& result);
   void respond_local(const std::shared_ptr<Call>& call, unsigned status, std::string_view message);
   void finish(const std::shared_ptr<Call>& call, server::Response&& response,
               unsigned upstream_status);
 
   Runtime& runtime_;
   std::size_t shard_;
-  std::vector<std::vector<std::unique_ptr<upstream::ConnectionPool>>> pools_;  // [pool][backend]
-  std::vector<upstream::WeightedRoundRobin> balancers_;  // per pool
+  resilience::Pipeline pipeline_;
   http::IdGenerator ids_;
 };
 

@@ -10,6 +10,24 @@
 //
 // Operator states: forced_open (rejects all), disabled (admits all, records nothing),
 // metrics_only (computes and reports transitions, admits all).
+//
+// Details the diagram leaves open:
+// - Open period: min(max_open_duration, open_duration * 2^(trips-1)), then times (1 + u) with
+//   u = j * (2 * random.next_double() - 1), j = open_jitter_percent / 100, rounded to the
+//   nearest millisecond and capped again at max_open_duration (no draw when j is 0).
+// - Rates compare 100.0 * count / calls (product first, so 29 of 100 is exactly 29%) with >=.
+//   Trigger order when several hold: consecutive_failures, failure_rate, slow_call_rate.
+// - Time window: a call expires once now - its time >= window_duration.
+// - Half-open: only probes of the current half-open period count; results of calls admitted
+//   before the breaker opened are ignored while open or half-open. Probe results enter the
+//   (cleared) window so the transition that ends half-open reports them. A slow probe success
+//   is a success. half_open_max_calls 0 behaves as 1.
+// - require_health_check: the latest on_health_check() since opening must be a pass (a later
+//   failure withdraws an earlier pass).
+// - metrics_only: admits everything and never hands out probes. The shadow machine moves to
+//   half_open in try_acquire() once the period (and health check) allow, and in half_open
+//   every counted call is a "probe": K successes close it, any failure re-opens it. Trips
+//   still ask the EjectionGuard, so "ejection_cap" is reported as it would happen.
 
 #include <chrono>
 #include <cstdint>
@@ -72,6 +90,9 @@ class EjectionGuard {
 struct Admission {
   bool allowed = false;
   bool probe = false;  // a half-open probe: its result decides the state
+  // Which half-open period issued the probe: a probe that outlives its period (the breaker
+  // re-opened meanwhile) frees no slot and decides nothing in a later one.
+  std::uint64_t generation = 0;
 };
 
 class CircuitBreaker {
@@ -90,11 +111,15 @@ class CircuitBreaker {
   // Active health check results (for require_health_check).
   void on_health_check(bool passed);
 
-  // Operator control. `auto` (nullopt) returns to the configured mode, closed.
+  // Operator control: forced_open, disabled, metrics_only or closed (auto mode, reset);
+  // nullopt ("auto") returns to the configured mode, closed. Every call resets the automatic
+  // machine (window, counters, trips) and reports one "operator" transition. open and
+  // half_open are not operator states and are ignored.
   void set_operator_state(std::optional<BreakerState> state);
 
   BreakerState state() const { return state_; }
-  // The state as far as admission goes: metrics_only reports what it would be in `shadow`.
+  // The automatic machine's state: state() in auto mode; in metrics_only what the breaker
+  // would be; closed while forced_open or disabled (the machine is reset and idle).
   BreakerState shadow_state() const { return shadow_; }
   WindowStats stats() const;
   std::uint32_t consecutive_trips() const { return trips_; }
@@ -114,6 +139,16 @@ class CircuitBreaker {
   void move_to(BreakerState to, std::string reason, std::chrono::milliseconds open_for = {});
   std::chrono::milliseconds next_open_period();
 
+  bool auto_mode() const;               // state_ follows shadow_ (no operator or dry-run mode)
+  bool machine_runs() const;            // auto or metrics_only: the automatic machine sees calls
+  void enter_open(const char* reason);  // trips_ already counts this trip
+  void clear_counters();
+  void record_closed(bool failure, bool slow, const EjectionGuard& guard);
+  void record_half_open(bool failure, bool slow);
+  std::uint32_t probe_limit() const;
+  bool expired(const Call& call, TimePoint now) const;
+  WindowStats stats_at(TimePoint now) const;
+
   config::CircuitBreakerConfig config_;
   const Clock& clock_;
   Random& random_;
@@ -128,6 +163,7 @@ class CircuitBreaker {
   bool health_passed_since_open_ = false;
   std::uint32_t probes_in_flight_ = 0;
   std::uint32_t probe_successes_ = 0;
+  std::uint64_t generation_ = 0;                // bumped on every state change
   std::vector<Transition> transitions_;
 };
 

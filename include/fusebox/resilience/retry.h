@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <string_view>
 
 #include "fusebox/common/clock.h"
 #include "fusebox/config/config.h"

@@ -1,5 +1,6 @@
 #pragma once
-// The admin listener's endpoints: /healthz, /readyz, /metrics, /admin/config, /admin/backends.
+// The admin listener's endpoints: /healthz, /readyz, /metrics, /admin/config, /admin/backends,
+// and breaker control: POST /admin/pools/{pool}/backends/{backend}/breaker.
 // Runs on the admin thread, never on a data-path worker.
 
 #include "fusebox/proxy/runtime.h"
@@ -19,6 +20,9 @@ class AdminHandler final : public RequestHandler {
   std::string not_ready_reason() const;
 
  private:
+  // POST /admin/pools/{pool}/backends/{backend}/breaker {"state": ...}
+  Response control_breaker(const Request& request, std::string_view path);
+
   proxy::Runtime& runtime_;
 };
 

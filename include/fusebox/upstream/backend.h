@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "fusebox/config/config.h"
+#include "fusebox/resilience/shared_breaker.h"
 
 namespace fusebox::upstream {
 
@@ -31,12 +32,18 @@ struct BackendState {
   std::atomic<std::int64_t> active_requests{0};
   std::atomic<std::uint64_t> requests_total{0};
   std::atomic<std::uint64_t> failures_total{0};  // connect failures, resets, timeouts, 5xx
+
+  std::unique_ptr<resilience::SharedBreaker> breaker;  // set at start-up, never replaced
 };
 
 struct PoolState {
   std::size_t index = 0;
   const config::PoolConfig* config = nullptr;   // owned by the config snapshot
   std::vector<std::unique_ptr<BackendState>> backends;
+
+  // Retry budget inputs (any thread).
+  std::atomic<std::int64_t> active_requests{0};    // client requests being served by the pool
+  std::atomic<std::int64_t> retries_in_flight{0};  // attempts after the first, incl. hedges
 };
 
 }  // namespace fusebox::upstream

@@ -50,10 +50,18 @@ class ConnectionPool {
   ConnectionPool(const ConnectionPool&) = delete;
   ConnectionPool& operator=(const ConnectionPool&) = delete;
 
+  class Exchange;
+  using ExchangeHandle = std::weak_ptr<Exchange>;
+
   // Sends `request` and calls `done` exactly once, on this pool's thread, with the response
   // or the reason there is none. The whole exchange (waiting for a connection, connecting,
-  // writing, reading) ends by `deadline`. `request` must stay alive until `done` runs.
-  void send(Request& request, Clock::time_point deadline, ResultHandler done);
+  // writing, reading) ends by `deadline`. The request line and headers are serialized before
+  // send() returns; the body must stay alive until `done` runs.
+  ExchangeHandle send(Request& request, Clock::time_point deadline, ResultHandler done);
+
+  // Abandons an exchange still in progress (its connection is closed, not reused): `done` then
+  // runs with outcome reset and error "cancelled". Does nothing when it already finished.
+  static void cancel(const ExchangeHandle& handle);
 
   // Closes idle connections (shutdown).
   void close_idle();
@@ -62,7 +70,6 @@ class ConnectionPool {
   std::size_t open_count() const { return open_; }
 
   class Connection;
-  class Exchange;
 
  private:
   friend class Exchange;

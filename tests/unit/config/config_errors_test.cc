@@ -131,7 +131,8 @@ routes:
                           "(expected one of: address, port, weight)",
                           "f.yaml:5:5: pools.p.timeout: unknown key \"timeout\" (expected one "
                           "of: endpoints, connect_timeout, max_connections_per_backend, "
-                          "idle_connection_timeout, max_response_body, reachability_interval)",
+                          "idle_connection_timeout, max_response_body, max_ejection_percent, "
+                          "load_balancing, circuit_breaker, health_check, retry_budget)",
                           "f.yaml:7:33: routes[0].match.version: unknown key \"version\" "
                           "(expected one of: model)"));
 }
@@ -478,6 +479,345 @@ routes:
                           "name: \"[::1]\"",
                           "f.yaml:7:19: pools.p.endpoints[3].address: not an IP address or host "
                           "name: \"-tfs\""));
+}
+
+// ---- resilience settings --------------------------------------------------------------------
+
+TEST(ConfigErrors, ResilienceUnknownKeysAndInvalidWords) {
+  // reachability_interval is gone: active health checks replaced it.
+  EXPECT_THAT(errors_of(R"(pools:
+  p:
+    endpoints: [{address: 10.0.0.1}]
+    reachability_interval: 2s
+    load_balancing: {policy: round_robin}
+    circuit_breaker:
+      mode: on
+      window: {type: sliding, length: 10}
+    health_check: {path: /healthz}
+routes:
+  - {name: r, match: {model: m}, pool: p, retries: 3}
+)"),
+              ElementsAre("f.yaml:4:5: pools.p.reachability_interval: unknown key "
+                          "\"reachability_interval\" (expected one of: endpoints, "
+                          "connect_timeout, max_connections_per_backend, "
+                          "idle_connection_timeout, max_response_body, max_ejection_percent, "
+                          "load_balancing, circuit_breaker, health_check, retry_budget)",
+                          "f.yaml:5:30: pools.p.load_balancing.policy: invalid value "
+                          "\"round_robin\" (expected one of: weighted_round_robin, "
+                          "least_request)",
+                          "f.yaml:7:13: pools.p.circuit_breaker.mode: invalid value \"on\" "
+                          "(expected one of: auto, disabled, metrics_only)",
+                          "f.yaml:8:22: pools.p.circuit_breaker.window.type: invalid value "
+                          "\"sliding\" (expected one of: count, time)",
+                          "f.yaml:8:31: pools.p.circuit_breaker.window.length: unknown key "
+                          "\"length\" (expected one of: type, size, duration)",
+                          "f.yaml:9:20: pools.p.health_check.path: unknown key \"path\" "
+                          "(expected one of: enabled, interval, unhealthy_interval, "
+                          "jitter_percent, timeout, healthy_threshold, unhealthy_threshold, "
+                          "models, expected_version)",
+                          "f.yaml:11:43: routes[0].retries: unknown key \"retries\" (expected "
+                          "one of: name, match, pool, timeout, max_timeout, retry, hedge)"));
+}
+
+TEST(ConfigErrors, ResilienceSectionsMustBeMapsAndLists) {
+  EXPECT_THAT(errors_of(R"(pools:
+  p:
+    endpoints: [{address: 10.0.0.1}]
+    circuit_breaker:
+      window: [count, 20]
+      failure_statuses: 503
+    retry_budget: 20
+routes:
+  - name: r
+    match: {model: m}
+    pool: p
+    retry: {retry_on: reset, backoff: 25ms}
+    hedge: 50ms
+)"),
+              ElementsAre("f.yaml:5:15: pools.p.circuit_breaker.window: expected a map, got a "
+                          "list",
+                          "f.yaml:6:25: pools.p.circuit_breaker.failure_statuses: expected a "
+                          "list, got a scalar",
+                          "f.yaml:7:19: pools.p.retry_budget: expected a map, got a scalar",
+                          "f.yaml:12:23: routes[0].retry.retry_on: expected a list, got a scalar",
+                          "f.yaml:12:39: routes[0].retry.backoff: expected a map, got a scalar",
+                          "f.yaml:13:12: routes[0].hedge: expected a map, got a scalar"));
+}
+
+TEST(ConfigErrors, PercentagesAreNumbersWithinTheirRange) {
+  EXPECT_THAT(errors_of(R"(pools:
+  p:
+    endpoints: [{address: 10.0.0.1}]
+    max_ejection_percent: 101
+    load_balancing: {slow_start_min_weight_percent: 0}
+    circuit_breaker:
+      failure_rate_percent: 50%
+      slow_call_rate_percent: -1
+      open_jitter_percent: 50.5
+    health_check: {jitter_percent: inf}
+    retry_budget: {budget_percent: lots}
+routes:
+  - {name: r, match: {model: m}, pool: p}
+)"),
+              ElementsAre("f.yaml:4:27: pools.p.max_ejection_percent: must be between 0 and 100, "
+                          "got 101",
+                          "f.yaml:5:53: pools.p.load_balancing.slow_start_min_weight_percent: "
+                          "must be between 1 and 100, got 0",
+                          "f.yaml:7:29: pools.p.circuit_breaker.failure_rate_percent: not a "
+                          "number: \"50%\" (write the percentage without \"%\")",
+                          "f.yaml:8:31: pools.p.circuit_breaker.slow_call_rate_percent: must be "
+                          "between 0 and 100, got -1",
+                          "f.yaml:9:28: pools.p.circuit_breaker.open_jitter_percent: must be "
+                          "between 0 and 50, got 50.5",
+                          "f.yaml:10:36: pools.p.health_check.jitter_percent: not a number: "
+                          "\"inf\"",
+                          "f.yaml:11:36: pools.p.retry_budget.budget_percent: not a number: "
+                          "\"lots\""));
+}
+
+TEST(ConfigErrors, ResilienceCountsOutOfRange) {
+  EXPECT_THAT(
+      errors_of(R"(pools:
+  p:
+    endpoints: [{address: 10.0.0.1}]
+    circuit_breaker:
+      consecutive_failures: -1
+      window: {size: 0, duration: 0s}
+      minimum_calls: 0
+      half_open_max_calls: 0
+    health_check: {healthy_threshold: 0, unhealthy_threshold: 0, expected_version: -3}
+    retry_budget: {min_concurrency: -1}
+routes:
+  - name: r
+    match: {model: m}
+    pool: p
+    retry: {max_attempts: 11}
+  - name: s
+    match: {model: n}
+    pool: p
+    retry: {max_attempts: 0}
+)"),
+      ElementsAre(
+          "f.yaml:5:29: pools.p.circuit_breaker.consecutive_failures: must be between 0 and "
+          "4294967295, got -1",
+          "f.yaml:6:22: pools.p.circuit_breaker.window.size: must be between 1 and 4294967295, "
+          "got 0",
+          "f.yaml:6:35: pools.p.circuit_breaker.window.duration: must be greater than 0",
+          "f.yaml:7:22: pools.p.circuit_breaker.minimum_calls: must be between 1 and 4294967295, "
+          "got 0",
+          "f.yaml:8:28: pools.p.circuit_breaker.half_open_max_calls: must be between 1 and "
+          "4294967295, got 0",
+          "f.yaml:9:39: pools.p.health_check.healthy_threshold: must be between 1 and "
+          "4294967295, got 0",
+          "f.yaml:9:63: pools.p.health_check.unhealthy_threshold: must be between 1 and "
+          "4294967295, got 0",
+          "f.yaml:9:84: pools.p.health_check.expected_version: must be between 0 and "
+          "9223372036854775807, got -3",
+          "f.yaml:10:37: pools.p.retry_budget.min_concurrency: must be between 0 and 4294967295, "
+          "got -1",
+          "f.yaml:15:27: routes[0].retry.max_attempts: must be between 1 and 10, got 11",
+          "f.yaml:19:27: routes[1].retry.max_attempts: must be between 1 and 10, got 0"));
+}
+
+TEST(ConfigErrors, ZeroResilienceDurationsAreRejectedWithoutKnockOnErrors) {
+  // The invalid open_duration, interval/timeout and route timeout keep their defaults, but the
+  // rules that compare them are skipped: one mistake, one error.
+  EXPECT_THAT(errors_of(R"(pools:
+  p:
+    endpoints: [{address: 10.0.0.1}]
+    circuit_breaker: {slow_call_duration: 0, open_duration: 0s, max_open_duration: 1s}
+    health_check: {interval: 0s, unhealthy_interval: 0ms, timeout: 0}
+routes:
+  - name: r
+    match: {model: m}
+    pool: p
+    timeout: 0s
+    retry: {per_try_timeout: 5s, backoff: {base: 0ms}}
+    hedge: {delay: 40s}
+)"),
+              ElementsAre("f.yaml:4:43: pools.p.circuit_breaker.slow_call_duration: must be "
+                          "greater than 0",
+                          "f.yaml:4:61: pools.p.circuit_breaker.open_duration: must be greater "
+                          "than 0",
+                          "f.yaml:5:30: pools.p.health_check.interval: must be greater than 0",
+                          "f.yaml:5:54: pools.p.health_check.unhealthy_interval: must be greater "
+                          "than 0",
+                          "f.yaml:5:68: pools.p.health_check.timeout: must be greater than 0",
+                          "f.yaml:10:14: routes[0].timeout: must be greater than 0",
+                          "f.yaml:11:50: routes[0].retry.backoff.base: must be greater than 0"));
+}
+
+TEST(ConfigErrors, FailureStatusesAreBackendFailuresOnly) {
+  EXPECT_THAT(errors_of(R"(pools:
+  p:
+    endpoints: [{address: 10.0.0.1}]
+    circuit_breaker:
+      failure_statuses: [500, 404, 429, 408, 600, 399, 5xx, 500, {code: 503}, ~]
+routes:
+  - {name: r, match: {model: m}, pool: p}
+)"),
+              ElementsAre("f.yaml:5:31: pools.p.circuit_breaker.failure_statuses[1]: status 404 "
+                          "is a client error: client errors never count as backend failures (of "
+                          "the 4xx statuses only 408 and 429 may be listed)",
+                          "f.yaml:5:46: pools.p.circuit_breaker.failure_statuses[4]: must be "
+                          "between 400 and 599, got 600",
+                          "f.yaml:5:51: pools.p.circuit_breaker.failure_statuses[5]: must be "
+                          "between 400 and 599, got 399",
+                          "f.yaml:5:56: pools.p.circuit_breaker.failure_statuses[6]: not an "
+                          "integer: \"5xx\"",
+                          "f.yaml:5:61: pools.p.circuit_breaker.failure_statuses[7]: duplicate "
+                          "status 500",
+                          "f.yaml:5:66: pools.p.circuit_breaker.failure_statuses[8]: expected an "
+                          "HTTP status, got a map",
+                          "f.yaml:5:79: pools.p.circuit_breaker.failure_statuses[9]: missing "
+                          "value (expected an HTTP status)"));
+}
+
+TEST(ConfigErrors, RetryOnIsFailureWordsAndServerStatuses) {
+  EXPECT_THAT(
+      errors_of(R"(pools:
+  p: {endpoints: [{address: 10.0.0.1}]}
+routes:
+  - name: r
+    match: {model: m}
+    pool: p
+    retry:
+      retry_on: [reset, connect-failure, 404, 408, 200, 600, reset, gateway-error, 503, 503]
+)"),
+      ElementsAre("f.yaml:8:25: routes[0].retry.retry_on[1]: invalid value \"connect-failure\" "
+                  "(expected one of: connect_failure, reset, timeout, or an HTTP status 500..599 "
+                  "or 429)",
+                  "f.yaml:8:42: routes[0].retry.retry_on[2]: status 404 is a client error: it "
+                  "would fail again, so it is never retried (of the 4xx statuses only 429 may be "
+                  "listed)",
+                  "f.yaml:8:47: routes[0].retry.retry_on[3]: status 408 is a client error: it "
+                  "would fail again, so it is never retried (of the 4xx statuses only 429 may be "
+                  "listed)",
+                  "f.yaml:8:52: routes[0].retry.retry_on[4]: invalid value \"200\" (expected one "
+                  "of: connect_failure, reset, timeout, or an HTTP status 500..599 or 429)",
+                  "f.yaml:8:57: routes[0].retry.retry_on[5]: invalid value \"600\" (expected one "
+                  "of: connect_failure, reset, timeout, or an HTTP status 500..599 or 429)",
+                  "f.yaml:8:62: routes[0].retry.retry_on[6]: duplicate retry condition "
+                  "\"reset\"",
+                  "f.yaml:8:69: routes[0].retry.retry_on[7]: invalid value \"gateway-error\" "
+                  "(expected one of: connect_failure, reset, timeout, or an HTTP status 500..599 "
+                  "or 429)",
+                  "f.yaml:8:89: routes[0].retry.retry_on[9]: duplicate retry condition "
+                  "\"503\""));
+}
+
+TEST(ConfigErrors, HealthCheckModelsAreExactNames) {
+  EXPECT_THAT(errors_of(R"(pools:
+  p:
+    endpoints: [{address: 10.0.0.1}]
+    health_check:
+      models: [resnet, "", "res*", resnet, [a]]
+routes:
+  - {name: r, match: {model: m}, pool: p}
+)"),
+              ElementsAre("f.yaml:5:24: pools.p.health_check.models[1]: must not be empty",
+                          "f.yaml:5:28: pools.p.health_check.models[2]: a probe needs an exact "
+                          "model name, got \"res*\"",
+                          "f.yaml:5:36: pools.p.health_check.models[3]: duplicate model "
+                          "\"resnet\"",
+                          "f.yaml:5:44: pools.p.health_check.models[4]: expected a model name, "
+                          "got a list"));
+}
+
+TEST(ConfigErrors, PoolCrossFieldRulesBlameTheKeyThatWasWritten) {
+  // Pool a writes both keys of each rule: the dependent one is blamed. Pool b writes only one
+  // key of each (the other keeps its default): that one is blamed.
+  EXPECT_THAT(errors_of(R"(pools:
+  a:
+    endpoints: [{address: 10.0.0.1}]
+    circuit_breaker: {open_duration: 10s, max_open_duration: 5s}
+    health_check: {interval: 2s, timeout: 2s}
+  b:
+    endpoints: [{address: 10.0.0.1}]
+    circuit_breaker:
+      open_duration: 2m
+      window: {size: 5}
+    health_check:
+      interval: 500ms
+  c:
+    endpoints: [{address: 10.0.0.1}]
+    circuit_breaker: {minimum_calls: 21}
+routes:
+  - {name: r, match: {model: m}, pool: a}
+)"),
+              ElementsAre("f.yaml:4:62: pools.a.circuit_breaker.max_open_duration: must be at "
+                          "least open_duration (10s)",
+                          "f.yaml:5:43: pools.a.health_check.timeout: must be less than interval "
+                          "(2s)",
+                          "f.yaml:9:22: pools.b.circuit_breaker.open_duration: must not exceed "
+                          "max_open_duration (1m)",
+                          "f.yaml:10:22: pools.b.circuit_breaker.window.size: must be at least "
+                          "minimum_calls (10) with a count window, or the rate triggers never "
+                          "fire",
+                          "f.yaml:12:17: pools.b.health_check.interval: must be greater than "
+                          "timeout (1s)",
+                          "f.yaml:15:38: pools.c.circuit_breaker.minimum_calls: must not exceed "
+                          "window.size (20) with a count window, or the rate triggers never "
+                          "fire"));
+}
+
+TEST(ConfigErrors, RouteCrossFieldRules) {
+  EXPECT_THAT(errors_of(R"(pools:
+  p: {endpoints: [{address: 10.0.0.1}]}
+routes:
+  - name: a
+    match: {model: a}
+    pool: p
+    timeout: 5s
+    max_timeout: 4s
+    retry:
+      per_try_timeout: 6s
+      backoff: {base: 100ms, max: 50ms}
+    hedge: {delay: 5s}
+  - name: b
+    match: {model: b}
+    pool: p
+    retry:
+      backoff: {base: 1s}
+    hedge: {delay: 31s}
+)"),
+              ElementsAre("f.yaml:8:18: routes[0].max_timeout: must be 0 or at least timeout "
+                          "(5s)",
+                          "f.yaml:10:24: routes[0].retry.per_try_timeout: must not exceed the "
+                          "route's timeout (5s)",
+                          "f.yaml:11:35: routes[0].retry.backoff.max: must be at least base "
+                          "(100ms)",
+                          "f.yaml:12:20: routes[0].hedge.delay: must be 0 (off) or less than the "
+                          "route's timeout (5s)",
+                          "f.yaml:17:23: routes[1].retry.backoff.base: must not exceed max "
+                          "(250ms)",
+                          "f.yaml:18:20: routes[1].hedge.delay: must be 0 (off) or less than the "
+                          "route's timeout (30s)"));
+}
+
+TEST(ConfigErrors, RequireHealthCheckNeedsProbesThatRun) {
+  EXPECT_THAT(errors_of(R"(pools:
+  unchecked:
+    endpoints: [{address: 10.0.0.1}]
+    circuit_breaker: {require_health_check: true}
+    health_check: {enabled: false}
+  wildcard:
+    endpoints: [{address: 10.0.0.2}]
+    circuit_breaker: {require_health_check: true}
+  listed:
+    endpoints: [{address: 10.0.0.3}]
+    circuit_breaker: {require_health_check: true}
+    health_check: {models: [resnet]}
+routes:
+  - {name: any, match: {model: "*"}, pool: wildcard}
+  - {name: m, match: {model: m}, pool: unchecked}
+)"),
+              ElementsAre("f.yaml:4:45: pools.unchecked.circuit_breaker.require_health_check: "
+                          "needs health_check.enabled: true (without probes an open breaker "
+                          "would never close)",
+                          "f.yaml:8:45: pools.wildcard.circuit_breaker.require_health_check: "
+                          "needs a model to probe: list it in health_check.models (no route "
+                          "using this pool names an exact model, and \"*\" gives none)"));
 }
 
 // ---- environment substitution ---------------------------------------------------------------

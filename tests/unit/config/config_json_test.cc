@@ -44,10 +44,33 @@ routes:
                       {"address": "tfs-b", "port": 8601, "weight": 1}],
         "connect_timeout": "250ms", "max_connections_per_backend": 1024,
         "idle_connection_timeout": "1m", "max_response_body": "1000B",
-        "reachability_interval": "2s"
+        "max_ejection_percent": 50,
+        "load_balancing": {"policy": "weighted_round_robin", "slow_start": "0s",
+                           "slow_start_min_weight_percent": 10},
+        "circuit_breaker": {
+          "mode": "auto", "consecutive_failures": 5,
+          "window": {"type": "count", "size": 20, "duration": "10s"},
+          "minimum_calls": 10, "failure_rate_percent": 50, "slow_call_rate_percent": 0,
+          "slow_call_duration": "1s", "failure_statuses": [500, 502, 503, 504],
+          "open_duration": "5s", "max_open_duration": "1m", "open_jitter_percent": 10,
+          "half_open_max_calls": 3, "require_health_check": false
+        },
+        "health_check": {
+          "enabled": true, "interval": "5s", "unhealthy_interval": "1s", "jitter_percent": 10,
+          "timeout": "1s", "healthy_threshold": 2, "unhealthy_threshold": 2, "models": [],
+          "expected_version": 0
+        },
+        "retry_budget": {"budget_percent": 20, "min_concurrency": 3}
       }
     },
-    "routes": [{"name": "all", "match": {"model": "*"}, "pool": "heavy", "timeout": "1m30s"}],
+    "routes": [{
+      "name": "all", "match": {"model": "*"}, "pool": "heavy", "timeout": "1m30s",
+      "max_timeout": "0s",
+      "retry": {"max_attempts": 3,
+                "retry_on": ["connect_failure", "reset", "timeout", 502, 503, 504],
+                "per_try_timeout": "0s", "backoff": {"base": "25ms", "max": "250ms"}},
+      "hedge": {"delay": "0s"}
+    }],
     "logging": {"level": "info", "format": "json", "access_log": true, "file": "",
                 "access_log_file": ""}
   })");
@@ -61,7 +84,7 @@ listeners:
   http: {address: 0.0.0.0, port: 0, max_request_body: 3MB, idle_timeout: 1h}
   admin: {address: "::1", port: 9999}
 pools:
-  b: {endpoints: [{address: "fd00::1", weight: 7}], reachability_interval: 61s}
+  b: {endpoints: [{address: "fd00::1", weight: 7}], idle_connection_timeout: 61s}
   a: {endpoints: [{address: tfs.example.com}], max_connections_per_backend: 2}
 routes:
   - {name: one, match: {model: m1}, pool: b}
@@ -73,12 +96,88 @@ logging: {level: off, format: text, access_log: false, file: /tmp/x.log}
   auto reloaded = load_ok(first.dump());
   ASSERT_NE(reloaded, nullptr);
   EXPECT_EQ(config_to_json(*reloaded), first);
-  EXPECT_EQ(first["pools"]["b"]["reachability_interval"], "1m1s");
+  EXPECT_EQ(first["pools"]["b"]["idle_connection_timeout"], "1m1s");
   EXPECT_EQ(first["listeners"]["http"]["max_request_body"], "3000000B");
   EXPECT_EQ(first["logging"]["level"], "off");
   EXPECT_EQ(first["routes"][1]["timeout"], "45s");
   // Pool order in the file survives in Config::pools even though JSON objects are unordered.
   EXPECT_EQ(reloaded->pools.size(), 2u);
+}
+
+TEST(ConfigJson, ResilienceSettingsRoundTrip) {
+  // Every resilience key away from its default, including fractions, an empty retry_on and
+  // the enum spellings: the output must load back to the same configuration.
+  auto config = load_ok(R"(pools:
+  p:
+    endpoints: [{address: 10.0.0.1}]
+    max_ejection_percent: 33.5
+    load_balancing: {policy: least_request, slow_start: 1m30s,
+                     slow_start_min_weight_percent: 1}
+    circuit_breaker:
+      mode: disabled
+      consecutive_failures: 0
+      window: {type: time, size: 7, duration: 1500ms}
+      minimum_calls: 1
+      failure_rate_percent: 0.25
+      slow_call_rate_percent: 90
+      slow_call_duration: 3s
+      failure_statuses: [429, 503]
+      open_duration: 1s
+      max_open_duration: 1h
+      open_jitter_percent: 49.5
+      half_open_max_calls: 9
+      require_health_check: true
+    health_check: {enabled: true, interval: 2s, unhealthy_interval: 250ms, jitter_percent: 0,
+                   timeout: 1999ms, healthy_threshold: 1, unhealthy_threshold: 7,
+                   models: [m1, m3], expected_version: 42}
+    retry_budget: {budget_percent: 100, min_concurrency: 0}
+routes:
+  - name: one
+    match: {model: m1}
+    pool: p
+    timeout: 3s
+    max_timeout: 1m
+    retry: {max_attempts: 1, retry_on: [], per_try_timeout: 900ms,
+            backoff: {base: 1s, max: 2s}}
+    hedge: {delay: 150ms}
+  - name: two
+    match: {model: "*"}
+    pool: p
+    retry: {retry_on: [timeout, 429]}
+)");
+  ASSERT_NE(config, nullptr);
+  const json first = config_to_json(*config);
+  auto reloaded = load_ok(first.dump());
+  ASSERT_NE(reloaded, nullptr);
+  EXPECT_EQ(config_to_json(*reloaded), first) << first.dump(2);
+
+  const json& pool = first["pools"]["p"];
+  EXPECT_EQ(pool["max_ejection_percent"], 33.5);
+  EXPECT_EQ(pool["load_balancing"],
+            json::parse(R"({"policy": "least_request", "slow_start": "1m30s",
+                            "slow_start_min_weight_percent": 1})"));
+  EXPECT_EQ(pool["circuit_breaker"]["mode"], "disabled");
+  EXPECT_EQ(pool["circuit_breaker"]["window"],
+            json::parse(R"({"type": "time", "size": 7, "duration": "1500ms"})"));
+  EXPECT_EQ(pool["circuit_breaker"]["failure_rate_percent"], 0.25);
+  EXPECT_EQ(pool["circuit_breaker"]["failure_statuses"], json::parse("[429, 503]"));
+  EXPECT_EQ(pool["circuit_breaker"]["max_open_duration"], "1h");
+  EXPECT_EQ(pool["health_check"]["models"], json::parse(R"(["m1", "m3"])"));
+  EXPECT_EQ(pool["health_check"]["expected_version"], 42);
+  EXPECT_EQ(pool["retry_budget"], json::parse(R"({"budget_percent": 100, "min_concurrency": 0})"));
+
+  const json& one = first["routes"][0];
+  EXPECT_EQ(one["max_timeout"], "1m");
+  EXPECT_EQ(one["retry"]["retry_on"], json::array());
+  EXPECT_EQ(one["retry"]["per_try_timeout"], "900ms");
+  EXPECT_EQ(one["retry"]["backoff"], json::parse(R"({"base": "1s", "max": "2s"})"));
+  EXPECT_EQ(one["hedge"]["delay"], "150ms");
+  EXPECT_EQ(first["routes"][1]["retry"]["retry_on"], json::parse(R"(["timeout", 429])"));
+  // The mode renders as the YAML word, not the C++ enumerator auto_.
+  EXPECT_EQ(config_to_json(*load_ok(R"(pools: {p: {endpoints: [{address: 10.0.0.1}]}}
+routes: [{name: r, match: {model: m}, pool: p}]
+)"))["pools"]["p"]["circuit_breaker"]["mode"],
+            "auto");
 }
 
 }  // namespace

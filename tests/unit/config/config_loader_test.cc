@@ -14,6 +14,8 @@ namespace fusebox::config {
 namespace {
 
 using namespace std::chrono_literals;
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
 using testing::ScopedTestEnv;
 using testing::test_env;
 
@@ -67,13 +69,59 @@ TEST(ConfigLoader, MinimalFileGetsEveryDefault) {
   EXPECT_EQ(pool.max_connections_per_backend, 1024u);
   EXPECT_EQ(pool.idle_connection_timeout, 60s);
   EXPECT_EQ(pool.max_response_body, 64u << 20);
-  EXPECT_EQ(pool.reachability_interval, 2s);
+  EXPECT_EQ(pool.max_ejection_percent, 50);
+
+  EXPECT_EQ(pool.load_balancing.policy, BalancerPolicy::weighted_round_robin);
+  EXPECT_EQ(pool.load_balancing.slow_start, 0s);
+  EXPECT_EQ(pool.load_balancing.slow_start_min_weight_percent, 10);
+
+  const CircuitBreakerConfig& breaker = pool.circuit_breaker;
+  EXPECT_EQ(breaker.mode, BreakerMode::auto_);
+  EXPECT_EQ(breaker.consecutive_failures, 5u);
+  EXPECT_EQ(breaker.window_type, WindowType::count);
+  EXPECT_EQ(breaker.window_size, 20u);
+  EXPECT_EQ(breaker.window_duration, 10s);
+  EXPECT_EQ(breaker.minimum_calls, 10u);
+  EXPECT_EQ(breaker.failure_rate_percent, 50);
+  EXPECT_EQ(breaker.slow_call_rate_percent, 0);
+  EXPECT_EQ(breaker.slow_call_duration, 1s);
+  EXPECT_THAT(breaker.failure_statuses, ElementsAre(500u, 502u, 503u, 504u));
+  EXPECT_EQ(breaker.open_duration, 5s);
+  EXPECT_EQ(breaker.max_open_duration, 60s);
+  EXPECT_EQ(breaker.open_jitter_percent, 10);
+  EXPECT_EQ(breaker.half_open_max_calls, 3u);
+  EXPECT_FALSE(breaker.require_health_check);
+
+  const HealthCheckConfig& health = pool.health_check;
+  EXPECT_TRUE(health.enabled);
+  EXPECT_EQ(health.interval, 5s);
+  EXPECT_EQ(health.unhealthy_interval, 1s);
+  EXPECT_EQ(health.jitter_percent, 10);
+  EXPECT_EQ(health.timeout, 1s);
+  EXPECT_EQ(health.healthy_threshold, 2u);
+  EXPECT_EQ(health.unhealthy_threshold, 2u);
+  EXPECT_THAT(health.models, IsEmpty());
+  EXPECT_EQ(health.expected_version, 0);
+
+  EXPECT_EQ(pool.retry_budget.budget_percent, 20);
+  EXPECT_EQ(pool.retry_budget.min_concurrency, 3u);
 
   ASSERT_EQ(config->routes.size(), 1u);
-  EXPECT_EQ(config->routes[0].name, "all");
-  EXPECT_EQ(config->routes[0].match.model, "*");
-  EXPECT_EQ(config->routes[0].pool, "primary");
-  EXPECT_EQ(config->routes[0].timeout, 30s);
+  const RouteConfig& route = config->routes[0];
+  EXPECT_EQ(route.name, "all");
+  EXPECT_EQ(route.match.model, "*");
+  EXPECT_EQ(route.pool, "primary");
+  EXPECT_EQ(route.timeout, 30s);
+  EXPECT_EQ(route.max_timeout, 0s);
+  EXPECT_EQ(route.retry.max_attempts, 3u);
+  EXPECT_TRUE(route.retry.retry_on.connect_failure);
+  EXPECT_TRUE(route.retry.retry_on.reset);
+  EXPECT_TRUE(route.retry.retry_on.timeout);
+  EXPECT_THAT(route.retry.retry_on.statuses, ElementsAre(502u, 503u, 504u));
+  EXPECT_EQ(route.retry.per_try_timeout, 0s);
+  EXPECT_EQ(route.retry.backoff_base, 25ms);
+  EXPECT_EQ(route.retry.backoff_max, 250ms);
+  EXPECT_EQ(route.hedge.delay, 0s);
 
   EXPECT_EQ(config->logging.level, "info");
   EXPECT_EQ(config->logging.format, LogFormat::json);
@@ -106,7 +154,6 @@ pools:
     max_connections_per_backend: 8
     idle_connection_timeout: 5s
     max_response_body: 2GiB
-    reachability_interval: 1h
   light:
     endpoints: [{address: "fd00::2"}]
 routes:
@@ -151,7 +198,6 @@ logging: {level: debug, format: text, access_log: false, file: /var/log/f.log,
   EXPECT_EQ(heavy.max_connections_per_backend, 8u);
   EXPECT_EQ(heavy.idle_connection_timeout, 5s);
   EXPECT_EQ(heavy.max_response_body, 2ull << 30);
-  EXPECT_EQ(heavy.reachability_interval, 1h);
   EXPECT_EQ(config->pools[1].name, "light");
   EXPECT_EQ(config->pools[1].endpoints.at(0).address, "fd00::2");
   EXPECT_EQ(config->find_pool("light"), &config->pools[1]);
@@ -170,6 +216,190 @@ logging: {level: debug, format: text, access_log: false, file: /var/log/f.log,
   EXPECT_FALSE(config->logging.access_log);
   EXPECT_EQ(config->logging.file, "/var/log/f.log");
   EXPECT_EQ(config->logging.access_log_file, "/var/log/access.log");
+}
+
+TEST(ConfigLoader, ReadsEveryResilienceKey) {
+  auto config = load_ok(R"(pools:
+  primary:
+    endpoints: [{address: 10.0.0.1}, {address: 10.0.0.2}]
+    max_ejection_percent: 33.5
+    load_balancing:
+      policy: least_request
+      slow_start: 30s
+      slow_start_min_weight_percent: 25
+    circuit_breaker:
+      mode: metrics_only
+      consecutive_failures: 0
+      window: {type: time, size: 50, duration: 30s}
+      minimum_calls: 40
+      failure_rate_percent: 12.5
+      slow_call_rate_percent: 80
+      slow_call_duration: 2500ms
+      failure_statuses: [503, 429, 408, 599]
+      open_duration: 2s
+      max_open_duration: 2s
+      open_jitter_percent: 0
+      half_open_max_calls: 1
+      require_health_check: true
+    health_check:
+      enabled: true
+      interval: 10s
+      unhealthy_interval: 500ms
+      jitter_percent: 50
+      timeout: 9s
+      healthy_threshold: 3
+      unhealthy_threshold: 4
+      models: [resnet, bert]
+      expected_version: 1700000000
+    retry_budget: {budget_percent: 0, min_concurrency: 0}
+routes:
+  - name: resnet
+    match: {model: resnet}
+    pool: primary
+    timeout: 2s
+    max_timeout: 10s
+    retry:
+      max_attempts: 10
+      retry_on: [reset, 503, 429, 599]
+      per_try_timeout: 2s
+      backoff: {base: 10ms, max: 10ms}
+    hedge: {delay: 1999ms}
+)");
+  ASSERT_NE(config, nullptr);
+  const PoolConfig& pool = config->pools.at(0);
+  EXPECT_EQ(pool.max_ejection_percent, 33.5);
+  EXPECT_EQ(pool.load_balancing.policy, BalancerPolicy::least_request);
+  EXPECT_EQ(pool.load_balancing.slow_start, 30s);
+  EXPECT_EQ(pool.load_balancing.slow_start_min_weight_percent, 25);
+
+  const CircuitBreakerConfig& breaker = pool.circuit_breaker;
+  EXPECT_EQ(breaker.mode, BreakerMode::metrics_only);
+  EXPECT_EQ(breaker.consecutive_failures, 0u);
+  EXPECT_EQ(breaker.window_type, WindowType::time);
+  EXPECT_EQ(breaker.window_size, 50u);
+  EXPECT_EQ(breaker.window_duration, 30s);
+  EXPECT_EQ(breaker.minimum_calls, 40u);
+  EXPECT_EQ(breaker.failure_rate_percent, 12.5);
+  EXPECT_EQ(breaker.slow_call_rate_percent, 80);
+  EXPECT_EQ(breaker.slow_call_duration, 2500ms);
+  // File order is kept; 408 and 429 are the 4xx statuses a backend can be blamed for.
+  EXPECT_THAT(breaker.failure_statuses, ElementsAre(503u, 429u, 408u, 599u));
+  EXPECT_EQ(breaker.open_duration, 2s);
+  EXPECT_EQ(breaker.max_open_duration, 2s);  // equal is allowed: no doubling
+  EXPECT_EQ(breaker.open_jitter_percent, 0);
+  EXPECT_EQ(breaker.half_open_max_calls, 1u);
+  EXPECT_TRUE(breaker.require_health_check);
+
+  const HealthCheckConfig& health = pool.health_check;
+  EXPECT_TRUE(health.enabled);
+  EXPECT_EQ(health.interval, 10s);
+  EXPECT_EQ(health.unhealthy_interval, 500ms);
+  EXPECT_EQ(health.jitter_percent, 50);
+  EXPECT_EQ(health.timeout, 9s);
+  EXPECT_EQ(health.healthy_threshold, 3u);
+  EXPECT_EQ(health.unhealthy_threshold, 4u);
+  EXPECT_THAT(health.models, ElementsAre("resnet", "bert"));
+  EXPECT_EQ(health.expected_version, 1'700'000'000);
+
+  EXPECT_EQ(pool.retry_budget.budget_percent, 0);
+  EXPECT_EQ(pool.retry_budget.min_concurrency, 0u);
+
+  const RouteConfig& route = config->routes.at(0);
+  EXPECT_EQ(route.timeout, 2s);
+  EXPECT_EQ(route.max_timeout, 10s);
+  EXPECT_EQ(route.retry.max_attempts, 10u);
+  // Listing retry_on replaces the default set: only what is listed.
+  EXPECT_FALSE(route.retry.retry_on.connect_failure);
+  EXPECT_TRUE(route.retry.retry_on.reset);
+  EXPECT_FALSE(route.retry.retry_on.timeout);
+  EXPECT_THAT(route.retry.retry_on.statuses, ElementsAre(503u, 429u, 599u));
+  EXPECT_EQ(route.retry.per_try_timeout, 2s);  // equal to the timeout is allowed
+  EXPECT_EQ(route.retry.backoff_base, 10ms);
+  EXPECT_EQ(route.retry.backoff_max, 10ms);
+  EXPECT_EQ(route.hedge.delay, 1999ms);
+}
+
+TEST(ConfigLoader, EmptyListsMeanNever) {
+  auto config = load_ok(R"(pools:
+  primary:
+    endpoints: [{address: 10.0.0.1}]
+    circuit_breaker: {failure_statuses: []}
+    health_check: {enabled: false, models: []}
+routes:
+  - name: all
+    match: {model: "*"}
+    pool: primary
+    retry: {retry_on: []}
+  - name: other
+    match: {model: other}
+    pool: primary
+    retry:
+      retry_on:
+)");
+  ASSERT_NE(config, nullptr);
+  // Only connect failures, resets and timeouts count against the breaker.
+  EXPECT_THAT(config->pools[0].circuit_breaker.failure_statuses, IsEmpty());
+  EXPECT_FALSE(config->pools[0].health_check.enabled);
+  EXPECT_THAT(config->pools[0].health_check.models, IsEmpty());
+  for (const RouteConfig& route : config->routes) {
+    SCOPED_TRACE(route.name);
+    EXPECT_FALSE(route.retry.retry_on.connect_failure);
+    EXPECT_FALSE(route.retry.retry_on.reset);
+    EXPECT_FALSE(route.retry.retry_on.timeout);
+    EXPECT_THAT(route.retry.retry_on.statuses, IsEmpty());
+    EXPECT_EQ(route.retry.max_attempts, 3u);
+  }
+}
+
+TEST(ConfigLoader, PercentagesAcceptIntegersFractionsAndTheirBounds) {
+  ScopedTestEnv env{{"BUDGET", "12.75"}};
+  auto config = load_ok(R"(pools:
+  primary:
+    endpoints: [{address: 10.0.0.1}]
+    max_ejection_percent: 100
+    load_balancing: {slow_start_min_weight_percent: 100}
+    circuit_breaker: {failure_rate_percent: 0, slow_call_rate_percent: 100.0,
+                      open_jitter_percent: 50}
+    health_check: {jitter_percent: 0.5}
+    retry_budget: {budget_percent: "${BUDGET}"}
+routes:
+  - {name: all, match: {model: "*"}, pool: primary}
+)");
+  ASSERT_NE(config, nullptr);
+  const PoolConfig& pool = config->pools[0];
+  EXPECT_EQ(pool.max_ejection_percent, 100);
+  EXPECT_EQ(pool.load_balancing.slow_start_min_weight_percent, 100);
+  EXPECT_EQ(pool.circuit_breaker.failure_rate_percent, 0);
+  EXPECT_EQ(pool.circuit_breaker.slow_call_rate_percent, 100);
+  EXPECT_EQ(pool.circuit_breaker.open_jitter_percent, 50);
+  EXPECT_EQ(pool.health_check.jitter_percent, 0.5);
+  EXPECT_EQ(pool.retry_budget.budget_percent, 12.75);
+}
+
+TEST(ConfigLoader, RequireHealthCheckIsSatisfiedByTheRoutesModels) {
+  // No explicit health_check.models: the exact models of the routes using the pool are probed.
+  auto config = load_ok(R"(pools:
+  primary:
+    endpoints: [{address: 10.0.0.1}]
+    circuit_breaker: {require_health_check: true}
+routes:
+  - {name: resnet, match: {model: resnet}, pool: primary}
+  - {name: rest, match: {model: "*"}, pool: primary}
+)");
+  ASSERT_NE(config, nullptr);
+  EXPECT_TRUE(config->pools[0].circuit_breaker.require_health_check);
+  // A count window smaller than minimum_calls is fine when no rate trigger is on.
+  config = load_ok(R"(pools:
+  primary:
+    endpoints: [{address: 10.0.0.1}]
+    circuit_breaker:
+      window: {size: 5}
+      minimum_calls: 10
+      failure_rate_percent: 0
+routes:
+  - {name: all, match: {model: "*"}, pool: primary}
+)");
+  ASSERT_NE(config, nullptr);
 }
 
 TEST(ConfigLoader, EmptySectionsMeanDefaults) {

@@ -1,0 +1,84 @@
+#pragma once
+// The resilience pipeline of one worker thread: given a request for a pool, it chooses a
+// backend (health, circuit breaker, load balancer, slow start), sends the request through that
+// worker's connection pool, and on a retryable failure tries again on a different backend after
+// a jittered backoff, within the pool's retry budget and the request's deadline. Optionally it
+// hedges: when the first attempt has not answered after hedge.delay, a second one races it on
+// another backend and the first good answer wins.
+//
+// Single-threaded (one per worker); shared state lives in the atomics of PoolState and
+// BackendState and in each backend's SharedBreaker.
+
+#include <boost/asio/io_context.hpp>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "fusebox/balancer/load_balancer.h"
+#include "fusebox/common/clock.h"
+#include "fusebox/metrics/gateway_metrics.h"
+#include "fusebox/resilience/resilience_metrics.h"
+#include "fusebox/upstream/connection_pool.h"
+
+namespace fusebox::resilience {
+
+struct PipelineResult {
+  enum class Kind : std::uint8_t {
+    response,           // `upstream.response` is the answer to relay (any status)
+    upstream_failure,   // the last attempt failed without a response (see upstream.outcome)
+    deadline_exceeded,  // the request's deadline passed
+    no_backend,         // no healthy backend with a closed breaker (nothing was sent)
+  };
+  Kind kind = Kind::response;
+  upstream::UpstreamResult upstream;
+  upstream::BackendState* backend = nullptr;  // the backend of the last attempt, if any
+  unsigned attempts = 0;                      // attempts started (retries and hedges included)
+  std::string error;                          // message for the client when not `response`
+};
+
+using PipelineHandler = std::function<void(PipelineResult&&)>;
+
+struct PipelineRequest {
+  upstream::Request* request = nullptr;      // forwarded as is, plus X-Fusebox-Timeout-Ms
+  const config::RouteConfig* route = nullptr;
+  std::size_t pool = 0;
+  TimePoint deadline{};
+  bool idempotent = false;                   // may be hedged
+};
+
+// Breaker transitions and health changes are reported here (logging, metrics, slow start).
+class TransitionSink {
+ public:
+  virtual ~TransitionSink() = default;
+  virtual void on_breaker_transitions(std::size_t shard, upstream::BackendState& backend,
+                                      const std::vector<Transition>& transitions) = 0;
+};
+
+class Pipeline {
+ public:
+  Pipeline(boost::asio::io_context& ioc, std::vector<upstream::PoolState>& pools,
+           metrics::GatewayMetrics& gateway_metrics, ResilienceMetrics& metrics,
+           TransitionSink& transitions, std::size_t shard, std::size_t workers);
+  ~Pipeline();
+
+  // Runs the request; `done` is called exactly once on this worker's thread.
+  void execute(const PipelineRequest& request, PipelineHandler done);
+  void close_idle_upstreams();
+
+  class Call;
+
+ private:
+  friend class Call;
+  boost::asio::io_context& ioc_;
+  std::vector<upstream::PoolState>& pools_;
+  metrics::GatewayMetrics& gateway_metrics_;
+  ResilienceMetrics& metrics_;
+  TransitionSink& transitions_;
+  std::size_t shard_;
+  FastRandom random_;
+  std::vector<std::unique_ptr<balancer::LoadBalancer>> balancers_;                  // per pool
+  std::vector<std::vector<std::unique_ptr<upstream::ConnectionPool>>> connections_;  // [pool][backend]
+  std::vector<balancer::Candidate> scratch_;
+};
+
+}  // namespace fusebox::resilience

@@ -1,0 +1,393 @@
+#include "fusebox/resilience/pipeline.h"
+
+#include <algorithm>
+
+#include "fusebox/common/io.h"
+#include "fusebox/health/health_checker.h"
+#include "fusebox/resilience/retry.h"
+
+namespace fusebox::resilience {
+
+namespace asio = boost::asio;
+using metrics::UpstreamOutcome;
+using upstream::BackendState;
+using upstream::UpstreamResult;
+using SteadyTime = std::chrono::steady_clock;
+
+namespace {
+
+upstream::PoolLimits pool_limits(const config::PoolConfig& pool, std::size_t workers) {
+  upstream::PoolLimits limits;
+  limits.max_connections =
+      std::max<std::size_t>(1, (pool.max_connections_per_backend + workers - 1) / workers);
+  limits.connect_timeout = pool.connect_timeout;
+  limits.idle_timeout = pool.idle_connection_timeout;
+  limits.max_response_body = pool.max_response_body;
+  return limits;
+}
+
+bool contains(const std::vector<unsigned>& statuses, unsigned status) {
+  return std::find(statuses.begin(), statuses.end(), status) != statuses.end();
+}
+
+// max_ejection_percent: a breaker may open only while few enough of its pool's backends are
+// ejected, unless every other backend is failing too.
+class PoolEjectionGuard final : public EjectionGuard {
+ public:
+  PoolEjectionGuard(const upstream::PoolState& pool, const BackendState& self)
+      : pool_(pool), self_(self) {}
+  bool may_eject() const override {
+    std::size_t ejected = 0, others_failing = 0;
+    for (const auto& b : pool_.backends) {
+      if (b.get() == &self_) continue;
+      bool out = b->breaker->ejected();
+      ejected += out;
+      auto health = static_cast<health::HealthStatus>(b->health.load(std::memory_order_relaxed));
+      others_failing += out || !health::eligible(health);
+    }
+    auto n = pool_.backends.size();
+    if (others_failing == n - 1) return true;  // every backend is failing: eject freely
+    return static_cast<double>(ejected + 1) * 100.0 <=
+           pool_.config->max_ejection_percent * static_cast<double>(n);
+  }
+
+ private:
+  const upstream::PoolState& pool_;
+  const BackendState& self_;
+};
+
+}  // namespace
+
+class Pipeline::Call : public std::enable_shared_from_this<Call> {
+ public:
+  Call(Pipeline& p, const PipelineRequest& req, PipelineHandler done)
+      : p_(p),
+        req_(req),
+        pool_(p.pools_[req.pool]),
+        done_(std::move(done)),
+        tried_(pool_.backends.size(), false),
+        backoff_timer_(p.ioc_.get_executor()),
+        hedge_timer_(p.ioc_.get_executor()) {
+    pool_.active_requests.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  ~Call() { pool_.active_requests.fetch_sub(1, std::memory_order_relaxed); }
+
+  void start() {
+    if (!launch(/*retry=*/false)) return;
+    const auto& hedge = req_.route->hedge;
+    if (req_.idempotent && hedge.delay.count() > 0 && req_.route->retry.max_attempts > 1) {
+      hedge_timer_.expires_after(hedge.delay);
+      hedge_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+        if (!ec) self->on_hedge_timer();
+      });
+    }
+  }
+
+ private:
+  struct Attempt {
+    BackendState* backend = nullptr;
+    Admission admission;
+    TimePoint started{};
+    bool counted_as_retry = false;
+    bool cancelled = false;
+    bool in_flight = false;
+    upstream::ConnectionPool::ExchangeHandle exchange;
+  };
+
+  // Picks a backend and sends one attempt. Returns false when nothing could be sent (and the
+  // call was finished if no other attempt is in flight).
+  bool launch(bool retry) {
+    auto now = SteadyTime::now();
+    if (now >= req_.deadline) {
+      if (in_flight_ == 0) finish_deadline();
+      return false;
+    }
+    BackendState* backend = nullptr;
+    Admission admission;
+    if (!choose(backend, admission, now)) {
+      if (in_flight_ == 0) {
+        if (attempts_.empty()) {
+          p_.metrics_.record_no_backend(p_.shard_, pool_.index);
+          finish_kind(PipelineResult::Kind::no_backend,
+                      "no healthy backend in pool \"" + pool_.config->name + "\"");
+        } else {
+          finish_last();
+        }
+      }
+      return false;
+    }
+    tried_[backend->backend_index] = true;
+    auto index = attempts_.size();
+    auto& attempt = attempts_.emplace_back();
+    attempt.backend = backend;
+    attempt.admission = admission;
+    attempt.started = now;
+    attempt.counted_as_retry = retry;
+    attempt.in_flight = true;
+    ++in_flight_;
+    if (retry) pool_.retries_in_flight.fetch_add(1, std::memory_order_relaxed);
+    backend->active_requests.fetch_add(1, std::memory_order_relaxed);
+    backend->requests_total.fetch_add(1, std::memory_order_relaxed);
+
+    auto attempt_end = attempt_deadline(req_.route->retry, now, req_.deadline);
+    auto remaining_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(attempt_end - now).count();
+    req_.request->set("X-Fusebox-Timeout-Ms", std::to_string(std::max<std::int64_t>(1, remaining_ms)));
+    attempt.exchange = p_.connections_[pool_.index][backend->backend_index]->send(
+        *req_.request, attempt_end, [self = shared_from_this(), index](UpstreamResult&& result) {
+          self->on_attempt_done(index, std::move(result));
+        });
+    return true;
+  }
+
+  bool choose(BackendState*& chosen, Admission& admission, TimePoint now) {
+    const auto& lb_config = pool_.config->load_balancing;
+    for (int pass = 0; pass < 2; ++pass) {
+      // First pass: backends not tried yet; second pass: any (a retry may go back to the only
+      // backend left).
+      auto& candidates = p_.scratch_;
+      candidates.clear();
+      for (const auto& b : pool_.backends) {
+        if (pass == 0 && tried_[b->backend_index]) continue;
+        auto health = static_cast<health::HealthStatus>(b->health.load(std::memory_order_relaxed));
+        if (!health::eligible(health)) continue;
+        if (b->breaker->state() == BreakerState::forced_open) continue;
+        TimePoint since{std::chrono::nanoseconds(
+            b->in_rotation_since_ns.load(std::memory_order_relaxed))};
+        double weight = b->endpoint.weight * balancer::slow_start_factor(lb_config, since, now);
+        candidates.push_back({b->backend_index, weight,
+                              b->active_requests.load(std::memory_order_relaxed)});
+      }
+      while (!candidates.empty()) {
+        auto pick = p_.balancers_[pool_.index]->pick(candidates);
+        if (!pick) break;
+        auto* backend = pool_.backends[*pick].get();
+        std::vector<Transition> transitions;
+        auto a = backend->breaker->try_acquire(transitions);
+        if (!transitions.empty()) p_.transitions_.on_breaker_transitions(p_.shard_, *backend, transitions);
+        if (a.allowed) {
+          chosen = backend;
+          admission = a;
+          return true;
+        }
+        p_.metrics_.record_rejected(p_.shard_, *backend);
+        candidates.erase(std::remove_if(candidates.begin(), candidates.end(),
+                                        [&](const balancer::Candidate& c) {
+                                          return c.backend == *pick;
+                                        }),
+                         candidates.end());
+      }
+    }
+    return false;
+  }
+
+  void on_hedge_timer() {
+    if (finished_ || in_flight_ != 1) return;
+    if (attempts_.size() >= req_.route->retry.max_attempts) return;
+    if (!retry_budget_allows(pool_.config->retry_budget,
+                             pool_.active_requests.load(std::memory_order_relaxed),
+                             pool_.retries_in_flight.load(std::memory_order_relaxed))) {
+      p_.metrics_.record_budget_exhausted(p_.shard_, pool_.index);
+      return;
+    }
+    // Only worth it when another backend can take the hedge.
+    bool other = false;
+    for (std::size_t i = 0; i < tried_.size(); ++i) other = other || !tried_[i];
+    if (!other) return;
+    auto before = attempts_.size();
+    launch(/*retry=*/true);
+    if (attempts_.size() > before) p_.metrics_.record_retry(p_.shard_, pool_.index, RetryReason::hedge);
+  }
+
+  void on_attempt_done(std::size_t index, UpstreamResult&& result) {
+    auto& attempt = attempts_[index];
+    attempt.in_flight = false;
+    --in_flight_;
+    auto* backend = attempt.backend;
+    backend->active_requests.fetch_sub(1, std::memory_order_relaxed);
+    if (attempt.counted_as_retry) pool_.retries_in_flight.fetch_sub(1, std::memory_order_relaxed);
+    auto now = SteadyTime::now();
+    auto latency = now - attempt.started;
+
+    if (attempt.cancelled) {
+      // A hedge that lost the race: not the backend's fault, not client traffic.
+      backend->breaker->record(attempt.admission, CallOutcome::ignored, latency,
+                               PoolEjectionGuard(pool_, *backend));
+      return;
+    }
+    const auto& retry_on = req_.route->retry.retry_on;
+    const auto& failure_statuses = pool_.config->circuit_breaker.failure_statuses;
+    bool has_response =
+        result.outcome == UpstreamOutcome::success || result.outcome == UpstreamOutcome::http_5xx;
+    unsigned status = has_response ? result.response.result_int() : 0;
+
+    CallOutcome outcome = CallOutcome::success;
+    bool may_retry = false;
+    RetryReason reason = RetryReason::status;
+    if (has_response) {
+      if (contains(failure_statuses, status)) {
+        outcome = CallOutcome::failure;
+      } else if (status >= 400 && status < 500) {
+        outcome = CallOutcome::ignored;  // the client's mistake, not the backend's
+      }
+      may_retry = retryable(retry_on, AttemptFailure::status, status);
+    } else {
+      outcome = CallOutcome::failure;
+      switch (result.outcome) {
+        case UpstreamOutcome::connect_failure:
+          may_retry = retryable(retry_on, AttemptFailure::connect_failure);
+          reason = RetryReason::connect_failure;
+          break;
+        case UpstreamOutcome::timeout:
+          may_retry = retryable(retry_on, AttemptFailure::timeout);
+          reason = RetryReason::timeout;
+          break;
+        case UpstreamOutcome::protocol_error:
+          may_retry = false;
+          break;
+        default:
+          may_retry = retryable(retry_on, AttemptFailure::reset);
+          reason = RetryReason::reset;
+      }
+    }
+    if (outcome == CallOutcome::failure) backend->failures_total.fetch_add(1, std::memory_order_relaxed);
+    p_.gateway_metrics_.record_upstream(p_.shard_, pool_.index, backend->backend_index,
+                                        result.outcome,
+                                        std::chrono::duration<double>(latency).count());
+    auto transitions = backend->breaker->record(attempt.admission, outcome, latency,
+                                                PoolEjectionGuard(pool_, *backend));
+    if (!transitions.empty()) p_.transitions_.on_breaker_transitions(p_.shard_, *backend, transitions);
+
+    if (finished_) return;
+    bool answer = has_response && outcome != CallOutcome::failure;
+    // A worse result never replaces a real answer kept from a racing attempt.
+    if (!last_ || !last_answer_ || answer) {
+      last_ = std::move(result);
+      last_backend_ = backend;
+      last_answer_ = answer;
+    }
+    if (answer && !may_retry) return finish_last();
+    if (in_flight_ > 0) return;  // a hedge is still running: its answer may yet win
+    if (!may_retry) return finish_last();
+    schedule_retry(reason, now);
+  }
+
+  void schedule_retry(RetryReason reason, TimePoint now) {
+    const auto& retry = req_.route->retry;
+    if (attempts_.size() >= retry.max_attempts) return finish_last();
+    if (!retry_budget_allows(pool_.config->retry_budget,
+                             pool_.active_requests.load(std::memory_order_relaxed),
+                             pool_.retries_in_flight.load(std::memory_order_relaxed))) {
+      p_.metrics_.record_budget_exhausted(p_.shard_, pool_.index);
+      return finish_last();
+    }
+    auto delay = backoff_delay(retry, static_cast<std::uint32_t>(attempts_.size()), p_.random_);
+    if (now + delay >= req_.deadline) return finish_last();
+    p_.metrics_.record_retry(p_.shard_, pool_.index, reason);
+    backoff_timer_.expires_after(delay);
+    backoff_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      if (ec || self->finished_) return;
+      self->launch(/*retry=*/true);
+    });
+  }
+
+  void finish_last() {
+    if (!last_) return finish_deadline();
+    PipelineResult result;
+    auto outcome = last_->outcome;
+    if (outcome == UpstreamOutcome::success || outcome == UpstreamOutcome::http_5xx) {
+      result.kind = PipelineResult::Kind::response;
+    } else {
+      result.kind = PipelineResult::Kind::upstream_failure;
+      result.error = last_->error;
+    }
+    result.upstream = std::move(*last_);
+    result.backend = last_backend_;
+    complete(std::move(result));
+  }
+
+  void finish_deadline() {
+    finish_kind(PipelineResult::Kind::deadline_exceeded, "upstream request timeout");
+  }
+
+  void finish_kind(PipelineResult::Kind kind, std::string error) {
+    PipelineResult result;
+    result.kind = kind;
+    result.error = std::move(error);
+    result.backend = last_backend_;
+    complete(std::move(result));
+  }
+
+  void complete(PipelineResult&& result) {
+    if (finished_) return;
+    finished_ = true;
+    result.attempts = static_cast<unsigned>(attempts_.size());
+    hedge_timer_.cancel();
+    backoff_timer_.cancel();
+    // Losers of a hedge race are abandoned; their completions only do bookkeeping.
+    for (auto& a : attempts_) {
+      if (a.in_flight && !a.cancelled) {
+        a.cancelled = true;
+        upstream::ConnectionPool::cancel(a.exchange);
+      }
+    }
+    auto done = std::move(done_);
+    done(std::move(result));
+  }
+
+  Pipeline& p_;
+  PipelineRequest req_;
+  upstream::PoolState& pool_;
+  PipelineHandler done_;
+  std::vector<bool> tried_;
+  std::vector<Attempt> attempts_;
+  io::Timer backoff_timer_;
+  io::Timer hedge_timer_;
+  std::optional<UpstreamResult> last_;
+  BackendState* last_backend_ = nullptr;
+  unsigned in_flight_ = 0;
+  bool finished_ = false;
+  bool last_answer_ = false;  // last_ is a real answer (not a failure)
+};
+
+Pipeline::Pipeline(asio::io_context& ioc, std::vector<upstream::PoolState>& pools,
+                   metrics::GatewayMetrics& gateway_metrics, ResilienceMetrics& metrics,
+                   TransitionSink& transitions, std::size_t shard, std::size_t workers)
+    : ioc_(ioc),
+      pools_(pools),
+      gateway_metrics_(gateway_metrics),
+      metrics_(metrics),
+      transitions_(transitions),
+      shard_(shard),
+      random_(0x5eed0000ull + shard * 0x9e3779b97f4a7c15ull) {
+  std::size_t most = 0;
+  for (auto& pool : pools_) {
+    auto n = pool.backends.size();
+    most = std::max(most, n);
+    balancers_.push_back(balancer::make_load_balancer(pool.config->load_balancing, n, random_));
+    // Workers start at different backends, so light traffic spreads too.
+    std::vector<balancer::Candidate> all;
+    for (std::size_t i = 0; i < n; ++i) all.push_back({i, static_cast<double>(pool.backends[i]->endpoint.weight), 0});
+    for (std::size_t i = 0; i < shard % std::max<std::size_t>(1, n); ++i) balancers_.back()->pick(all);
+    auto limits = pool_limits(*pool.config, workers);
+    auto& conns = connections_.emplace_back();
+    for (auto& backend : pool.backends) {
+      conns.push_back(std::make_unique<upstream::ConnectionPool>(ioc, *backend, limits));
+    }
+  }
+  scratch_.reserve(most);
+}
+
+Pipeline::~Pipeline() = default;
+
+void Pipeline::execute(const PipelineRequest& request, PipelineHandler done) {
+  std::make_shared<Call>(*this, request, std::move(done))->start();
+}
+
+void Pipeline::close_idle_upstreams() {
+  for (auto& pool : connections_)
+    for (auto& c : pool) c->close_idle();
+}
+
+}  // namespace fusebox::resilience
