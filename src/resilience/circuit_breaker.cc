@@ -105,19 +105,20 @@ void CircuitBreaker::record(const Admission& admission, CallOutcome outcome,
   const bool slow = latency > config_.slow_call_duration;
   switch (shadow_) {
     case BreakerState::closed:
-      record_closed(failure, slow, guard);
+      record_closed(failure, slow, latency, guard);
       break;
     case BreakerState::half_open:
-      if (current_probe || state_ == BreakerState::metrics_only) record_half_open(failure, slow);
+      if (current_probe || state_ == BreakerState::metrics_only) record_half_open(failure, slow, latency);
       break;
     default:
       break;  // open: calls admitted before it opened decide nothing
   }
 }
 
-void CircuitBreaker::record_closed(bool failure, bool slow, const EjectionGuard& guard) {
+void CircuitBreaker::record_closed(bool failure, bool slow, std::chrono::nanoseconds latency,
+                                   const EjectionGuard& guard) {
   expire_window();
-  add_to_window(failure, slow);
+  add_to_window(failure, slow, latency);
   consecutive_failures_ = failure ? consecutive_failures_ + 1 : 0;
 
   if (config_.consecutive_failures > 0 && consecutive_failures_ >= config_.consecutive_failures) {
@@ -135,9 +136,10 @@ void CircuitBreaker::record_closed(bool failure, bool slow, const EjectionGuard&
   }
 }
 
-void CircuitBreaker::record_half_open(bool failure, bool slow) {
+void CircuitBreaker::record_half_open(bool failure, bool slow,
+                                      std::chrono::nanoseconds latency) {
   expire_window();
-  add_to_window(failure, slow);
+  add_to_window(failure, slow, latency);
   consecutive_failures_ = failure ? consecutive_failures_ + 1 : 0;
   if (failure) {
     ++trips_;
@@ -151,7 +153,7 @@ void CircuitBreaker::record_half_open(bool failure, bool slow) {
 void CircuitBreaker::trip(const char* reason, const EjectionGuard& guard) {
   if (!guard.may_eject()) {
     // Stays closed and keeps counting: the next call that still meets a trigger asks again.
-    transitions_.push_back(Transition{shadow_, shadow_, "ejection_cap", stats_at(clock_.now())});
+    transitions_.push_back(Transition{shadow_, shadow_, "ejection_cap", transition_stats(clock_.now())});
     return;
   }
   ++trips_;
@@ -182,7 +184,7 @@ milliseconds CircuitBreaker::next_open_period() {
 
 void CircuitBreaker::move_to(BreakerState to, std::string reason, milliseconds open_for) {
   transitions_.push_back(
-      Transition{shadow_, to, std::move(reason), stats_at(clock_.now()), open_for});
+      Transition{shadow_, to, std::move(reason), transition_stats(clock_.now()), open_for});
   shadow_ = to;
   if (auto_mode()) state_ = to;
   clear_counters();
@@ -218,7 +220,7 @@ void CircuitBreaker::set_operator_state(std::optional<BreakerState> state) {
         return;  // states of the automatic machine, not operator states
     }
   }
-  transitions_.push_back(Transition{state_, to, "operator", stats_at(clock_.now())});
+  transitions_.push_back(Transition{state_, to, "operator", transition_stats(clock_.now())});
   state_ = to;
   shadow_ = BreakerState::closed;
   clear_counters();
@@ -228,8 +230,10 @@ void CircuitBreaker::set_operator_state(std::optional<BreakerState> state) {
   health_passed_since_open_ = false;
 }
 
-void CircuitBreaker::add_to_window(bool failure, bool slow) {
-  window_.push_back(Call{clock_.now(), failure, slow});
+void CircuitBreaker::add_to_window(bool failure, bool slow, std::chrono::nanoseconds latency) {
+  window_.push_back(
+      Call{clock_.now(), failure, slow,
+           std::chrono::duration_cast<std::chrono::microseconds>(latency)});
   window_failures_ += failure;
   window_slow_ += slow;
   if (config_.window_type == config::WindowType::count) {
@@ -275,6 +279,23 @@ WindowStats CircuitBreaker::stats_at(TimePoint now) const {
 }
 
 WindowStats CircuitBreaker::stats() const { return stats_at(clock_.now()); }
+
+WindowStats CircuitBreaker::transition_stats(TimePoint now) const {
+  WindowStats stats = stats_at(now);
+  std::vector<std::chrono::microseconds> latencies;
+  latencies.reserve(window_.size());
+  for (const Call& call : window_) {
+    if (!expired(call, now)) latencies.push_back(call.latency);
+  }
+  if (!latencies.empty()) {
+    // Nearest-rank percentile: the smallest latency with at least 99% of calls at or below it.
+    auto rank = (latencies.size() * 99 + 99) / 100;
+    auto nth = latencies.begin() + static_cast<std::ptrdiff_t>(rank - 1);
+    std::nth_element(latencies.begin(), nth, latencies.end());
+    stats.p99_latency = *nth;
+  }
+  return stats;
+}
 
 std::vector<Transition> CircuitBreaker::take_transitions() {
   return std::exchange(transitions_, {});

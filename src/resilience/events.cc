@@ -31,10 +31,11 @@ void ResilienceEvents::on_breaker_transitions(std::size_t shard, upstream::Backe
     logging::log().log(level,
                        "circuit breaker pool={} backend={} {} -> {} reason={} calls={} failures={} "
                        "slow_calls={} failure_rate={:.1f}% slow_rate={:.1f}% "
-                       "consecutive_failures={} open_for={}ms",
+                       "consecutive_failures={} p99={:.1f}ms open_for={}ms",
                        backend.pool_name, backend.label, to_string(t.from), to_string(t.to),
                        t.reason, s.calls, s.failures, s.slow_calls, s.failure_rate_percent,
-                       s.slow_rate_percent, s.consecutive_failures, t.open_for.count());
+                       s.slow_rate_percent, s.consecutive_failures,
+                       static_cast<double>(s.p99_latency.count()) / 1e3, t.open_for.count());
     if (t.to == BreakerState::closed && t.from != BreakerState::disabled &&
         t.from != BreakerState::metrics_only) {
       mark_back_in_rotation(backend);

@@ -186,7 +186,10 @@ class CliShutdownTest : public GatewayTest {};
 
 TEST_F(CliShutdownTest, SigtermWaitsForTheRequestInFlight) {
   const auto sim_port = start_sims(1, {"--latency", "1000ms"}).at(0);
-  start_gateway(single_route_config({sim_port}));
+  auto config = single_route_config({sim_port});
+  // The sim's latency applies to health checks too, which would time out and take it out.
+  config.pools[0].health_check = kHealthChecksOff;
+  start_gateway(config);
   ASSERT_TRUE(wait_readyz(200));
   auto c = client();
   c.send_raw("POST /v1/models/half_plus_two:predict HTTP/1.1\r\nHost: fusebox\r\nContent-Length: " +

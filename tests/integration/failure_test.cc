@@ -1,4 +1,8 @@
 // How fusebox answers when a backend is down, slow, failing, or answers nonsense.
+//
+// Most tests look at one upstream exchange: single_attempt_config() turns off health checks,
+// the circuit breaker and retries, so the client's answer is exactly what that exchange gave.
+// The others show what the resilience pipeline adds by default (retries, health checks).
 
 #include <gtest/gtest.h>
 
@@ -19,6 +23,10 @@ using std::chrono::steady_clock;
 std::string upstream_series(std::uint16_t port, std::string_view outcome) {
   return R"(fusebox_upstream_requests_total{pool="primary",backend="127.0.0.1:)" +
          std::to_string(port) + R"(",outcome=")" + std::string(outcome) + R"("})";
+}
+
+std::string retries_series(std::string_view reason) {
+  return R"(fusebox_retries_total{pool="primary",reason=")" + std::string(reason) + R"("})";
 }
 
 std::string requests_series(std::string_view code) {
@@ -42,7 +50,7 @@ class FailureTest : public GatewayTest {
 
 TEST_F(FailureTest, BackendDownIs502Json) {
   const auto port = unused_port();
-  start_gateway(single_route_config({port}));
+  start_gateway(single_attempt_config({port}));
   auto c = client();
   for (int i = 0; i < 2; ++i) {
     const auto r = c.post(kPredict, kThreeInstances);
@@ -58,11 +66,50 @@ TEST_F(FailureTest, BackendDownIs502Json) {
   EXPECT_EQ(backend.at("failures_total"), 2);
   EXPECT_EQ(backend.at("requests_total"), 2);
   EXPECT_EQ(backend.at("reachable"), false);
+  EXPECT_EQ(backend.at("health"), "unknown") << "nothing probes it";
+  EXPECT_EQ(metric_value(metrics, retries_series("connect_failure")), 0);
+}
+
+TEST_F(FailureTest, BackendDownIsTriedMaxAttemptsTimesThen502) {
+  const auto port = unused_port();
+  auto config = single_route_config({port});
+  config.pools[0].health_check = kHealthChecksOff;  // it would take the backend out first
+  start_gateway(config);
+  auto c = client();
+  const auto r = c.post(kPredict, kThreeInstances);
+  expect_gateway_error(r, 502);
+  EXPECT_EQ(json_of(r).at("error"), "upstream connect error: Connection refused");
+  // Default retry policy: 3 attempts; the only backend gets all of them.
+  const auto metrics = metrics_text();
+  EXPECT_EQ(metric_value(metrics, upstream_series(port, "connect_failure")), 3);
+  EXPECT_EQ(metric_value(metrics, retries_series("connect_failure")), 2);
+  EXPECT_EQ(metric_value(metrics, requests_series("502")), 1);
+  const auto backend = backend_json("primary", 0);
+  EXPECT_EQ(backend.at("requests_total"), 3);
+  EXPECT_EQ(backend.at("failures_total"), 3);
+  EXPECT_EQ(backend.at("circuit_breaker").at("state"), "closed") << "5 failures open it, not 3";
+  EXPECT_EQ(backend.at("circuit_breaker").at("consecutive_failures"), 3);
+}
+
+TEST_F(FailureTest, BackendDownFoundByItsHealthCheckIs503WithoutAnAttempt) {
+  const auto port = unused_port();
+  start_gateway(single_route_config({port}));
+  ASSERT_TRUE(wait_backend_health("primary", 0, "unhealthy"));
+  auto c = client();
+  const auto r = c.post(kPredict, kThreeInstances);
+  expect_gateway_error(r, 503);
+  EXPECT_EQ(json_of(r).at("error"), R"(no healthy backend in pool "primary")");
+  EXPECT_TRUE(c.connected());
+  const auto metrics = metrics_text();
+  EXPECT_EQ(metric_value(metrics, upstream_series(port, "connect_failure")), 0);
+  EXPECT_EQ(metric_value(metrics, requests_series("503")), 1);
+  EXPECT_EQ(metric_value(metrics, R"(fusebox_no_eligible_backend_total{pool="primary"})"), 1);
+  EXPECT_EQ(backend_json("primary", 0).at("requests_total"), 0);
 }
 
 TEST_F(FailureTest, HangingBackendIs504WithinTheRouteTimeout) {
   const auto port = start_sims(1, {"--hang"}).at(0);
-  start_gateway(single_route_config({port}, "300ms"));
+  start_gateway(single_attempt_config({port}, "300ms"));
   auto c = client();
   const auto begin = steady_clock::now();
   const auto r = c.post(kPredict, kThreeInstances);
@@ -79,7 +126,7 @@ TEST_F(FailureTest, HangingBackendIs504WithinTheRouteTimeout) {
 
 TEST_F(FailureTest, BackendErrorStatusIsRelayed) {
   const auto port = start_sims(1).at(0);
-  start_gateway(single_route_config({port}));
+  start_gateway(single_attempt_config({port}));
   set_sim_faults(port, {{"error_rate", 1.0}, {"error_status", 503}});
   auto c = client();
   const auto r = c.post(kPredict, kThreeInstances);
@@ -106,7 +153,7 @@ TEST_F(FailureTest, BackendErrorStatusIsRelayed) {
 
 TEST_F(FailureTest, BackendResetIs502) {
   const auto port = start_sims(1, {"--reset-rate", "1"}).at(0);
-  start_gateway(single_route_config({port}));
+  start_gateway(single_attempt_config({port}));
   auto c = client();
   const auto r = c.post(kPredict, kThreeInstances);
   expect_gateway_error(r, 502);
@@ -124,7 +171,7 @@ TEST_F(FailureTest, GarbageResponseIs502) {
   expect_gateway_error(r, 502);
   EXPECT_TRUE(json_of(r).at("error").get<std::string>().starts_with("invalid upstream response"))
       << r.body;
-  EXPECT_EQ(backend.request_count(), 1u);
+  EXPECT_EQ(backend.request_count(), 1u) << "an unparsable answer is not retried";
   EXPECT_EQ(metric_value(metrics_text(), upstream_series(backend.port(), "protocol_error")), 1);
 }
 
@@ -135,21 +182,45 @@ TEST_F(FailureTest, ResponseCutShortIs502) {
   auto c = client();
   const auto r = c.post(kPredict, kThreeInstances);
   expect_gateway_error(r, 502);
+  EXPECT_TRUE(json_of(r).at("error").get<std::string>().starts_with("invalid upstream response"))
+      << r.body;
   EXPECT_EQ(backend.request_count(), 1u) << "a partly answered request is not sent again";
 }
 
 TEST_F(FailureTest, ConnectionClosedWithoutAnswerIs502) {
   ScriptedBackend backend;
   backend.push(ScriptedReply::close_connection());
-  start_gateway(single_route_config({backend.port()}));
+  start_gateway(single_attempt_config({backend.port()}));
   auto c = client();
   const auto r = c.post(kPredict, kThreeInstances);
   expect_gateway_error(r, 502);
-  EXPECT_EQ(backend.request_count(), 1u) << "a fresh connection's failure is not retried";
+  EXPECT_TRUE(json_of(r).at("error").get<std::string>().starts_with("upstream connection closed"))
+      << r.body;
+  EXPECT_EQ(backend.request_count(), 1u)
+      << "the connection pool does not resend after a fresh connection's failure";
   // The backend answers again: so does fusebox.
   const auto ok = c.post(kPredict, kThreeInstances);
   EXPECT_EQ(ok.status, 200);
   EXPECT_EQ(ok.body, R"({"ok": true})");
+}
+
+TEST_F(FailureTest, ConnectionClosedWithoutAnswerIsRetriedByDefault) {
+  ScriptedBackend backend;
+  backend.push(ScriptedReply::close_connection());
+  start_gateway(single_route_config({backend.port()}));
+  auto c = client();
+  const auto r = c.post(kPredict, kThreeInstances);
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.body, R"({"ok": true})");
+  const auto seen = backend.requests();
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_NE(seen[0].connection, seen[1].connection);
+  EXPECT_EQ(seen[1].body, seen[0].body);
+  EXPECT_EQ(seen[1].header("X-Request-Id"), seen[0].header("X-Request-Id"));
+  const auto metrics = metrics_text();
+  EXPECT_EQ(metric_value(metrics, upstream_series(backend.port(), "reset")), 1);
+  EXPECT_EQ(metric_value(metrics, upstream_series(backend.port(), "success")), 1);
+  EXPECT_EQ(metric_value(metrics, retries_series("reset")), 1);
 }
 
 TEST_F(FailureTest, OversizedUpstreamResponseIs502) {
@@ -161,13 +232,15 @@ TEST_F(FailureTest, OversizedUpstreamResponseIs502) {
   const auto r = c.post(kPredict, kThreeInstances);
   expect_gateway_error(r, 502);
   EXPECT_EQ(json_of(r).at("error"), "upstream response body too large");
+  EXPECT_EQ(backend.request_count(), 1u) << "an oversized answer is not retried";
 }
 
 TEST_F(FailureTest, StaleKeptAliveConnectionIsRetriedOnAFreshOne) {
   ScriptedBackend backend(ScriptedReply::json(200, R"({"answer": "second"})"));
   backend.push(ScriptedReply::json(200, R"({"answer": "first"})"));
   backend.push(ScriptedReply::close_connection());  // closes the kept-alive connection unanswered
-  start_gateway(single_route_config({backend.port()}));
+  // One attempt: only the connection pool's own resend can save the second request.
+  start_gateway(single_attempt_config({backend.port()}));
   auto c = client();
   const auto first = c.post(kPredict, kThreeInstances);
   EXPECT_EQ(first.body, R"({"answer": "first"})");
@@ -202,21 +275,44 @@ TEST_F(FailureTest, InterimContinueFromBackendIsNotTakenForTheResponse) {
 
 TEST_F(FailureTest, KilledBackendIs502UntilItReturns) {
   start_sims(1);
-  start_gateway(single_route_config({sim(0).port}));
+  start_gateway(single_attempt_config({sim(0).port}));
   auto c = client();
   ASSERT_EQ(c.post(kPredict, kThreeInstances).body, kThreePredictions);
   kill_sim(0);
   const auto down = c.post(kPredict, kThreeInstances);
   expect_gateway_error(down, 502);
+  EXPECT_EQ(json_of(down).at("error"), "upstream connect error: Connection refused");
   if (!restart_sim_on_same_port(0)) GTEST_SKIP() << "cannot start tfs-sim on the same port again";
   const auto back = c.post(kPredict, kThreeInstances);
   EXPECT_EQ(back.status, 200);
   EXPECT_EQ(back.body, kThreePredictions);
 }
 
-TEST_F(FailureTest, RestartedBackendIsUsedAgainWithoutErrors) {
+TEST_F(FailureTest, KilledBackendIsTakenOutByItsHealthCheckUntilItReturns) {
   start_sims(1);
   start_gateway(single_route_config({sim(0).port}));
+  ASSERT_TRUE(wait_backend_health("primary", 0, "healthy"));
+  auto c = client();
+  ASSERT_EQ(c.post(kPredict, kThreeInstances).body, kThreePredictions);
+  kill_sim(0);
+  ASSERT_TRUE(wait_backend_health("primary", 0, "unhealthy"));
+  const auto down = c.post(kPredict, kThreeInstances);
+  expect_gateway_error(down, 503);
+  EXPECT_EQ(json_of(down).at("error"), R"(no healthy backend in pool "primary")");
+  if (!restart_sim_on_same_port(0)) GTEST_SKIP() << "cannot start tfs-sim on the same port again";
+  ASSERT_TRUE(wait_backend_health("primary", 0, "healthy"));
+  const auto back = c.post(kPredict, kThreeInstances);
+  EXPECT_EQ(back.status, 200);
+  EXPECT_EQ(back.body, kThreePredictions);
+  EXPECT_EQ(sim_stats(sim(0).port).at("requests"), 1) << "the new process saw one request";
+  EXPECT_EQ(backend_json("primary", 0).at("requests_total"), 2) << "none while it was out";
+}
+
+TEST_F(FailureTest, RestartedBackendIsUsedAgainWithoutErrors) {
+  start_sims(1);
+  // One attempt, no health checks: only the connection pool's handling of a connection to the
+  // old process (detected and replaced) can keep the answers free of errors.
+  start_gateway(single_attempt_config({sim(0).port}));
   auto c = client();
   ASSERT_EQ(c.post(kPredict, kThreeInstances).body, kThreePredictions);
   // fusebox keeps the connection to the old process; the new one never saw it.
@@ -235,8 +331,8 @@ TEST_F(FailureTest, UnreachableBackendIsSkippedWhileAnotherIsUp) {
   start_gateway(single_route_config({dead, alive}));
   ASSERT_TRUE(wait_until([&] {
     const auto backends = admin_json("/admin/backends").at("pools").at("primary").at("backends");
-    return backends.at(0).at("reachable") == false && backends.at(1).at("reachable") == true;
-  })) << "the probe must mark the dead backend unreachable and the live one reachable";
+    return backends.at(0).at("health") == "unhealthy" && backends.at(1).at("health") == "healthy";
+  })) << "the health check must mark the dead backend unhealthy and the live one healthy";
   auto c = client();
   for (int i = 0; i < 4; ++i) {
     const auto r = c.post(kPredict, kThreeInstances);
@@ -244,6 +340,7 @@ TEST_F(FailureTest, UnreachableBackendIsSkippedWhileAnotherIsUp) {
   }
   EXPECT_EQ(sim_stats(alive).at("requests"), 4);
   EXPECT_EQ(metric_value(metrics_text(), upstream_series(dead, "connect_failure")), 0);
+  EXPECT_EQ(backend_json("primary", 0).at("requests_total"), 0);
 }
 
 }  // namespace

@@ -139,6 +139,14 @@ GatewayConfig single_route_config(std::vector<std::uint16_t> ports, std::string 
   return config;
 }
 
+GatewayConfig single_attempt_config(std::vector<std::uint16_t> ports, std::string timeout) {
+  GatewayConfig config = single_route_config(std::move(ports), std::move(timeout));
+  config.pools[0].health_check = kHealthChecksOff;
+  config.pools[0].extra.emplace_back(kBreakerOff);
+  config.routes[0].extra.emplace_back(kSingleAttempt);
+  return config;
+}
+
 std::string to_yaml(const GatewayConfig& config) {
   std::ostringstream y;
   y << "server:\n"
@@ -166,6 +174,7 @@ std::string to_yaml(const GatewayConfig& config) {
       << "    match: {model: \"" << route.model << "\"}\n"
       << "    pool: " << route.pool << "\n"
       << "    timeout: " << route.timeout << "\n";
+    for (const auto& line : route.extra) y << "    " << line << "\n";
   }
   y << "logging:\n"
     << "  level: " << config.log_level << "\n"
@@ -438,18 +447,27 @@ void GatewayTest::set_sim_faults(std::uint16_t sim_port, const nlohmann::json& f
   }
 }
 
-bool GatewayTest::wait_all_backends_reachable(bool expected, Millis timeout) const {
+nlohmann::json GatewayTest::backend_json(std::string_view pool, std::size_t index) const {
+  return admin_json("/admin/backends").at("pools").at(std::string(pool)).at("backends").at(index);
+}
+
+bool GatewayTest::wait_all_backends_health(std::string expected, Millis timeout) const {
   return wait_until(
       [&] {
         const auto backends = admin_json("/admin/backends");
         for (const auto& [name, pool] : backends.at("pools").items()) {
           for (const auto& b : pool.at("backends")) {
-            if (b.at("reachable").get<bool>() != expected) return false;
+            if (b.at("health") != expected) return false;
           }
         }
         return true;
       },
       timeout);
+}
+
+bool GatewayTest::wait_backend_health(std::string_view pool, std::size_t index,
+                                      std::string expected, Millis timeout) const {
+  return wait_until([&] { return backend_json(pool, index).at("health") == expected; }, timeout);
 }
 
 bool GatewayTest::wait_readyz(int status, Millis timeout) const {

@@ -89,7 +89,14 @@ struct RouteSpec {
   std::string model = "half_plus_two";
   std::string pool = "primary";
   std::string timeout = "5s";
+  std::vector<std::string> extra;  // more "key: value" lines for the route, e.g. "retry: {...}"
 };
+
+// Lines that take the resilience pipeline out of a test about one upstream exchange, so what
+// the client sees is exactly what one attempt produced.
+inline constexpr std::string_view kHealthChecksOff = "{enabled: false}";  // PoolSpec::health_check
+inline constexpr std::string_view kBreakerOff = "circuit_breaker: {mode: disabled}";  // pool line
+inline constexpr std::string_view kSingleAttempt = "retry: {max_attempts: 1}";        // route line
 
 struct GatewayConfig {
   std::vector<PoolSpec> pools;
@@ -105,6 +112,10 @@ struct GatewayConfig {
 
 // Pool "primary" with `ports`, route "half_plus_two" (model half_plus_two) with `timeout`.
 GatewayConfig single_route_config(std::vector<std::uint16_t> ports, std::string timeout = "5s");
+
+// single_route_config() with no health checks, no circuit breaker and one attempt per request:
+// every client request is exactly one upstream exchange, answered as that exchange ended.
+GatewayConfig single_attempt_config(std::vector<std::uint16_t> ports, std::string timeout = "5s");
 
 // The configuration file for `config` (ports 0 unless set).
 std::string to_yaml(const GatewayConfig& config);
@@ -213,8 +224,14 @@ class GatewayTest : public ::testing::Test {
   static nlohmann::json sim_stats(std::uint16_t sim_port);
   static void set_sim_faults(std::uint16_t sim_port, const nlohmann::json& faults);
 
-  // Polls /admin/backends until every backend of every pool reports `reachable == expected`.
-  bool wait_all_backends_reachable(bool expected = true, Millis timeout = Millis{5000}) const;
+  // One entry of /admin/backends: backend `index` of `pool`.
+  nlohmann::json backend_json(std::string_view pool, std::size_t index) const;
+  // Polls /admin/backends until every backend of every pool reports `health == expected`
+  // ("unknown", "healthy", "unhealthy" or "version_mismatch").
+  bool wait_all_backends_health(std::string expected, Millis timeout = Millis{5000}) const;
+  // Polls until backend `index` of `pool` reports `health == expected`.
+  bool wait_backend_health(std::string_view pool, std::size_t index, std::string expected,
+                           Millis timeout = Millis{5000}) const;
   // Polls /readyz until it answers `status`.
   bool wait_readyz(int status, Millis timeout = Millis{5000}) const;
 

@@ -151,6 +151,11 @@ ScriptedReply ScriptedReply::raw_bytes(std::string bytes, bool close_after) {
   return r;
 }
 
+ScriptedReply ScriptedReply::model_status(std::string_view state) {
+  return json(200, R"({"model_version_status": [{"version": "1", "state": ")" + std::string(state) +
+                       R"(", "status": {"error_code": "OK", "error_message": ""}}]})");
+}
+
 struct ScriptedBackend::Client {
   int fd = -1;
   int index = 0;
@@ -199,6 +204,16 @@ void ScriptedBackend::push(ScriptedReply reply) {
 void ScriptedBackend::set_default(ScriptedReply reply) {
   std::lock_guard lock(mu_);
   default_reply_ = std::move(reply);
+}
+
+void ScriptedBackend::set_probe_reply(ScriptedReply reply) {
+  std::lock_guard lock(mu_);
+  probe_reply_ = std::move(reply);
+}
+
+std::size_t ScriptedBackend::probe_count() const {
+  std::lock_guard lock(mu_);
+  return probes_;
 }
 
 std::vector<RecordedRequest> ScriptedBackend::requests() const {
@@ -290,6 +305,17 @@ void ScriptedBackend::handle_requests(Client& c) {
       return;
     }
     request.connection = c.index;
+    const auto user_agent = request.header("User-Agent");
+    if (user_agent && user_agent->starts_with(kHealthCheckUserAgent)) {
+      ScriptedReply probe_reply;
+      {
+        std::lock_guard lock(mu_);
+        ++probes_;
+        probe_reply = probe_reply_;
+      }
+      act(c, probe_reply);
+      continue;
+    }
     const ScriptedReply reply = next_reply();
     {
       std::lock_guard lock(mu_);

@@ -5,6 +5,11 @@
 // each with the next scripted reply: a response, silence (hang), a FIN, a TCP reset, or raw
 // bytes (garbage, a truncated response).
 //
+// fusebox's health checks (User-Agent "fusebox-health-check") are answered apart: with the probe
+// reply (by default a model status with version 1 AVAILABLE, so the backend is healthy), never
+// with a scripted reply, and they are counted by probe_count() instead of being recorded, so
+// requests() is exactly the client traffic fusebox forwarded.
+//
 // Blocking sockets driven by poll() with timeouts; every send is bounded by SO_SNDTIMEO. The
 // destructor stops the thread and joins it. The accessors are thread-safe.
 
@@ -59,7 +64,12 @@ struct ScriptedReply {
   static ScriptedReply close_connection() { return ScriptedReply{Kind::close}; }
   static ScriptedReply reset_connection() { return ScriptedReply{Kind::reset}; }
   static ScriptedReply raw_bytes(std::string bytes, bool close_after = true);
+  // 200 with TF Serving's model status: version 1 in `state` (AVAILABLE, LOADING, ...).
+  static ScriptedReply model_status(std::string_view state = "AVAILABLE");
 };
+
+// The User-Agent of fusebox's health checks (a prefix match, as tfs-sim does).
+inline constexpr std::string_view kHealthCheckUserAgent = "fusebox-health-check";
 
 class ScriptedBackend {
  public:
@@ -75,7 +85,11 @@ class ScriptedBackend {
   // Replies for the next requests, in order; after them the default reply.
   void push(ScriptedReply reply);
   void set_default(ScriptedReply reply);
+  // The answer to every health check from now on.
+  void set_probe_reply(ScriptedReply reply);
 
+  // Health checks received (never in requests()).
+  std::size_t probe_count() const;
   std::vector<RecordedRequest> requests() const;
   std::size_t request_count() const;
   int connections_accepted() const { return accepted_.load(); }
@@ -97,6 +111,8 @@ class ScriptedBackend {
   mutable std::mutex mu_;
   std::deque<ScriptedReply> script_;
   ScriptedReply default_reply_;
+  ScriptedReply probe_reply_ = ScriptedReply::model_status();
+  std::size_t probes_ = 0;
   std::vector<RecordedRequest> requests_;
   std::vector<Client> clients_;  // only the thread touches it
   std::thread thread_;

@@ -67,6 +67,9 @@ struct WindowStats {
   std::uint32_t consecutive_failures = 0;
   double failure_rate_percent = 0;
   double slow_rate_percent = 0;
+  // 99th percentile latency of the calls in the window; filled in for transitions only (it
+  // costs a selection over the window).
+  std::chrono::microseconds p99_latency{0};
 };
 
 struct Transition {
@@ -132,8 +135,10 @@ class CircuitBreaker {
     TimePoint at;
     bool failure;
     bool slow;
+    std::chrono::microseconds latency{0};
   };
-  void add_to_window(bool failure, bool slow);
+  void add_to_window(bool failure, bool slow, std::chrono::nanoseconds latency = {});
+  WindowStats transition_stats(TimePoint now) const;  // stats_at() plus the window's p99
   void expire_window();
   void trip(const char* reason, const EjectionGuard& guard);
   void move_to(BreakerState to, std::string reason, std::chrono::milliseconds open_for = {});
@@ -143,8 +148,9 @@ class CircuitBreaker {
   bool machine_runs() const;            // auto or metrics_only: the automatic machine sees calls
   void enter_open(const char* reason);  // trips_ already counts this trip
   void clear_counters();
-  void record_closed(bool failure, bool slow, const EjectionGuard& guard);
-  void record_half_open(bool failure, bool slow);
+  void record_closed(bool failure, bool slow, std::chrono::nanoseconds latency,
+                     const EjectionGuard& guard);
+  void record_half_open(bool failure, bool slow, std::chrono::nanoseconds latency);
   std::uint32_t probe_limit() const;
   bool expired(const Call& call, TimePoint now) const;
   WindowStats stats_at(TimePoint now) const;
