@@ -23,7 +23,10 @@ bool HealthState::on_probe(ProbeResult result) {
   if (result == ProbeResult::passed) {
     failures_ = 0;
     passes_ = std::min(passes_ + 1, healthy_threshold);  // saturates: only ">= threshold" matters
-    if (status_ != HealthStatus::healthy && passes_ >= healthy_threshold) {
+    // The first check decides at once (as Envoy does at start-up): a gateway that just started
+    // should not wait healthy_threshold intervals to route to a replica that is fine.
+    if (status_ == HealthStatus::unknown ||
+        (status_ != HealthStatus::healthy && passes_ >= healthy_threshold)) {
       status_ = HealthStatus::healthy;
     }
   } else if (result == ProbeResult::version_mismatch) {
@@ -36,7 +39,8 @@ bool HealthState::on_probe(ProbeResult result) {
   } else {
     passes_ = 0;
     failures_ = std::min(failures_ + 1, unhealthy_threshold);
-    if (status_ != HealthStatus::unhealthy && failures_ >= unhealthy_threshold) {
+    if (status_ == HealthStatus::unknown ||
+        (status_ != HealthStatus::unhealthy && failures_ >= unhealthy_threshold)) {
       status_ = HealthStatus::unhealthy;
     }
   }

@@ -80,24 +80,24 @@ TEST_P(HealthStateThresholdTest, FollowsSequence) {
 INSTANTIATE_TEST_SUITE_P(
     Table, HealthStateThresholdTest,
     testing::Values(
-        ThresholdCase{"unknown_to_healthy_after_two_passes", 2, 2, "PPP", "?hh"},
-        ThresholdCase{"unknown_to_healthy_after_three_passes", 3, 2, "PPPP", "??hh"},
-        ThresholdCase{"unknown_to_unhealthy_after_two_failures", 2, 2, "CC", "?u"},
+        ThresholdCase{"first_pass_decides_from_unknown", 2, 2, "PPP", "hhh"},
+        ThresholdCase{"first_failure_decides_then_threshold", 3, 2, "CPPP", "uuuh"},
+        ThresholdCase{"first_failure_decides_from_unknown", 2, 2, "CC", "uu"},
         ThresholdCase{"threshold_one_changes_at_once", 1, 1, "PNPC", "huhu"},
         ThresholdCase{"threshold_zero_acts_as_one", 0, 0, "PN", "hu"},
-        ThresholdCase{"healthy_to_unhealthy_after_consecutive_failures", 2, 3, "PPNNN", "?hhhu"},
-        ThresholdCase{"pass_resets_failure_count", 2, 3, "PPNNPNNPNN", "?hhhhhhhhh"},
-        ThresholdCase{"failure_resets_pass_count", 3, 2, "CCPPCPPP", "?uuuuuuh"},
+        ThresholdCase{"healthy_to_unhealthy_after_consecutive_failures", 2, 3, "PPNNN", "hhhhu"},
+        ThresholdCase{"pass_resets_failure_count", 2, 3, "PPNNPNNPNN", "hhhhhhhhhh"},
+        ThresholdCase{"failure_resets_pass_count", 3, 2, "CCPPCPPP", "uuuuuuuh"},
         ThresholdCase{"all_failure_kinds_count", 1, 5, "PNHBCT", "hhhhhu"},
-        ThresholdCase{"unhealthy_back_to_healthy", 2, 2, "NNPPN", "?uuhh"},
+        ThresholdCase{"unhealthy_back_to_healthy", 2, 2, "NNPPN", "uuuhh"},
         ThresholdCase{"mismatch_is_immediate_from_unknown", 3, 3, "M", "v"},
         ThresholdCase{"mismatch_is_immediate_from_healthy", 1, 5, "PM", "hv"},
         ThresholdCase{"mismatch_is_immediate_from_unhealthy", 1, 1, "CM", "uv"},
         ThresholdCase{"mismatch_back_to_healthy_after_threshold", 2, 2, "MPPP", "vvhh"},
         ThresholdCase{"mismatch_then_pass_then_mismatch", 2, 2, "MPMPP", "vvvvh"},
         ThresholdCase{"mismatch_then_real_failures_become_unhealthy", 2, 2, "MCC", "vvu"},
-        ThresholdCase{"mismatch_resets_failure_count", 2, 2, "PPCMC", "?hhvv"},
-        ThresholdCase{"long_failure_run_stays_unhealthy", 2, 2, "CCCCCCCCCCP", "?uuuuuuuuuu"}),
+        ThresholdCase{"mismatch_resets_failure_count", 2, 2, "PPCMC", "hhhvv"},
+        ThresholdCase{"long_failure_run_stays_unhealthy", 2, 2, "CCCCCCCCCCP", "uuuuuuuuuuu"}),
     [](const testing::TestParamInfo<ThresholdCase>& info) { return info.param.name; });
 
 struct DelayCase {
