@@ -169,7 +169,7 @@ TEST_F(AdminTest, MetricsCountExactlyWhatWasSent) {
   EXPECT_EQ(metric_value(m, "fusebox_circuit_breaker_rejected_total{" + backend + "}"), 0);
   for (const char* reason : {"connect_failure", "reset", "timeout", "status", "hedge"}) {
     EXPECT_EQ(metric_value(m, R"(fusebox_retries_total{pool="primary",reason=")" +
-                                  std::string(reason) + ""}"),
+                                  std::string(reason) + "\"}"),
               0)
         << reason;
   }

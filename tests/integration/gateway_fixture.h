@@ -78,6 +78,7 @@ struct PoolSpec {
   std::string name = "primary";
   std::vector<std::uint16_t> ports;  // endpoints on 127.0.0.1
   // Fast model-aware health checks, so readiness and health flip within a test's patience.
+  // kHealthChecksOff turns them off (backends stay "unknown", eligible).
   std::string health_check =
       "{interval: 100ms, unhealthy_interval: 100ms, timeout: 50ms, healthy_threshold: 1, "
       "unhealthy_threshold: 1}";

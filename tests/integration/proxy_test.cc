@@ -296,8 +296,12 @@ TEST_F(ProxyTest, ForwardsEndToEndHeadersAndStripsHopByHopOnes) {
 TEST_F(ProxyTest, XForwardedForIsCreatedWhenAbsent) {
   ScriptedBackend backend;
   start_gateway(single_route_config({backend.port()}));
+  // The health check asks the same path; it is answered apart and never recorded.
+  ASSERT_TRUE(wait_until([&] { return backend.probe_count() > 0; }));
+  ASSERT_TRUE(wait_backend_health("primary", 0, "healthy"));
   auto c = client();
   ASSERT_EQ(c.get("/v1/models/half_plus_two").status, 200);
+  ASSERT_EQ(backend.request_count(), 1u);
   const auto got = backend.requests().at(0);
   EXPECT_EQ(got.count("X-Forwarded-For"), 1u);
   EXPECT_EQ(got.header("X-Forwarded-For"), "127.0.0.1");
