@@ -95,17 +95,35 @@ class Pipeline::Call : public std::enable_shared_from_this<Call> {
     upstream::ConnectionPool::ExchangeHandle exchange;
   };
 
-  // Picks a backend and sends one attempt. Returns false when nothing could be sent (and the
-  // call was finished if no other attempt is in flight).
+  // Takes a slot of the pool's retry budget for a retry or hedge, from the moment it is decided
+  // (a retry waiting out its backoff counts: with fast failures that is most of its life).
+  bool reserve_retry() {
+    if (!retry_budget_allows(pool_.config->retry_budget,
+                             pool_.active_requests.load(std::memory_order_relaxed),
+                             pool_.retries_in_flight.load(std::memory_order_relaxed))) {
+      p_.metrics_.record_budget_exhausted(p_.shard_, pool_.index);
+      return false;
+    }
+    pool_.retries_in_flight.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+
+  void release_retry() { pool_.retries_in_flight.fetch_sub(1, std::memory_order_relaxed); }
+
+  // Picks a backend and sends one attempt. `retry`: a retry slot is already reserved and passes
+  // to the attempt (or is released when nothing is sent). Returns false when nothing could be
+  // sent (and the call was finished if no other attempt is in flight).
   bool launch(bool retry) {
     auto now = SteadyTime::now();
     if (now >= req_.deadline) {
+      if (retry) release_retry();
       if (in_flight_ == 0) finish_deadline();
       return false;
     }
     BackendState* backend = nullptr;
     Admission admission;
     if (!choose(backend, admission, now)) {
+      if (retry) release_retry();
       if (in_flight_ == 0) {
         if (attempts_.empty()) {
           p_.metrics_.record_no_backend(p_.shard_, pool_.index);
@@ -126,7 +144,6 @@ class Pipeline::Call : public std::enable_shared_from_this<Call> {
     attempt.counted_as_retry = retry;
     attempt.in_flight = true;
     ++in_flight_;
-    if (retry) pool_.retries_in_flight.fetch_add(1, std::memory_order_relaxed);
     backend->active_requests.fetch_add(1, std::memory_order_relaxed);
     backend->requests_total.fetch_add(1, std::memory_order_relaxed);
 
@@ -185,16 +202,10 @@ class Pipeline::Call : public std::enable_shared_from_this<Call> {
   void on_hedge_timer() {
     if (finished_ || in_flight_ != 1) return;
     if (attempts_.size() >= req_.route->retry.max_attempts) return;
-    if (!retry_budget_allows(pool_.config->retry_budget,
-                             pool_.active_requests.load(std::memory_order_relaxed),
-                             pool_.retries_in_flight.load(std::memory_order_relaxed))) {
-      p_.metrics_.record_budget_exhausted(p_.shard_, pool_.index);
-      return;
-    }
     // Only worth it when another backend can take the hedge.
     bool other = false;
     for (std::size_t i = 0; i < tried_.size(); ++i) other = other || !tried_[i];
-    if (!other) return;
+    if (!other || !reserve_retry()) return;
     auto before = attempts_.size();
     launch(/*retry=*/true);
     if (attempts_.size() > before) p_.metrics_.record_retry(p_.shard_, pool_.index, RetryReason::hedge);
@@ -276,18 +287,13 @@ class Pipeline::Call : public std::enable_shared_from_this<Call> {
   void schedule_retry(RetryReason reason, TimePoint now) {
     const auto& retry = req_.route->retry;
     if (attempts_.size() >= retry.max_attempts) return finish_last();
-    if (!retry_budget_allows(pool_.config->retry_budget,
-                             pool_.active_requests.load(std::memory_order_relaxed),
-                             pool_.retries_in_flight.load(std::memory_order_relaxed))) {
-      p_.metrics_.record_budget_exhausted(p_.shard_, pool_.index);
-      return finish_last();
-    }
     auto delay = backoff_delay(retry, static_cast<std::uint32_t>(attempts_.size()), p_.random_);
     if (now + delay >= req_.deadline) return finish_last();
+    if (!reserve_retry()) return finish_last();
     p_.metrics_.record_retry(p_.shard_, pool_.index, reason);
     backoff_timer_.expires_after(delay);
     backoff_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
-      if (ec || self->finished_) return;
+      if (ec || self->finished_) return self->release_retry();
       self->launch(/*retry=*/true);
     });
   }

@@ -32,7 +32,6 @@ using fusebox_test::json_of;
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-constexpr std::string_view kNoHealthChecks = "{enabled: false}";
 constexpr std::string_view kInjected503 = "Servable not available (tfs-sim injected fault)";
 constexpr std::string_view kTimeoutHeader = "X-Fusebox-Timeout-Ms";
 
@@ -95,13 +94,11 @@ double counter(std::string_view exposition, std::string_view series) {
 
 // What a batch of client requests saw.
 struct LoadReport {
-  std::vector<int> statuses;       // 0: no HTTP response at all
-  std::vector<double> latency_ms;  // same order as statuses
-  std::vector<std::string> problems;  // the first few answers that were not the expected 200
+  std::vector<int> statuses;          // 0: no HTTP response at all
+  std::vector<double> latency_ms;     // same order as statuses
+  std::vector<std::string> problems;  // every answer that was not 200 with the predictions
 
-  int errors() const {
-    return static_cast<int>(problems.size());
-  }
+  int errors() const { return static_cast<int>(problems.size()); }
   double percentile_ms(double p) const {
     if (latency_ms.empty()) return 0;
     auto sorted = latency_ms;
@@ -183,7 +180,8 @@ class ResilienceTest : public GatewayTest {
 
   // The /admin/backends entry of the backend on `port`.
   json backend(std::uint16_t port) const {
-    for (const auto& b : admin_json("/admin/backends").at("pools").at("primary").at("backends")) {
+    const json all = admin_json("/admin/backends");  // outlives the loop (unlike a temporary)
+    for (const auto& b : all.at("pools").at("primary").at("backends")) {
       if (b.at("port") == port) return b;
     }
     ADD_FAILURE() << "no backend on port " << port << " in /admin/backends";
@@ -219,6 +217,9 @@ class ResilienceTest : public GatewayTest {
     return gateway_->process().wait_for_stderr(needle, Millis{5000});
   }
 
+  // Scenario 6, with every upstream answer delayed by `upstream_latency_ms`.
+  void expect_retry_budget_holds(int upstream_latency_ms);
+
   void expect_json_error(const HttpResponse& r, int status, std::string_view message) const {
     EXPECT_EQ(r.status, status) << r.body;
     EXPECT_EQ(r.header("Content-Type"), "application/json");
@@ -230,9 +231,9 @@ class ResilienceTest : public GatewayTest {
 // attempts, each of which was retried on a live backend, so no client notices.
 TEST_F(ResilienceTest, KilledBackendTripsOnConsecutiveFailuresWithoutClientErrors) {
   const auto ports = start_sims(3);
-  start_gateway(pool_config(
-      ports, kNoHealthChecks, {"circuit_breaker: {consecutive_failures: 3, open_duration: 30s}"},
-      {"retry: {max_attempts: 3, retry_on: [connect_failure, reset, 503]}"}));
+  start_gateway(pool_config(ports, kHealthChecksOff,
+                            {"circuit_breaker: {consecutive_failures: 3, open_duration: 30s}"},
+                            {"retry: {max_attempts: 3, retry_on: [connect_failure, reset, 503]}"}));
   const auto warm = load(1, 30);
   ASSERT_EQ(warm.errors(), 0) << warm.summary();
   for (auto port : ports) EXPECT_EQ(sim_requests(port), 10) << "round robin over three backends";
@@ -260,14 +261,14 @@ TEST_F(ResilienceTest, KilledBackendTripsOnConsecutiveFailuresWithoutClientError
       << "each failed attempt was retried once";
   EXPECT_GT(counter(metrics, rejected_series(ports[0])), 0)
       << "the balancer still picks it and the open breaker turns it away";
-  EXPECT_TRUE(wait_for_log("backend=" + label(ports[0]) +
-                           " closed -> open reason=consecutive_failures"));
+  EXPECT_TRUE(
+      wait_for_log("backend=" + label(ports[0]) + " closed -> open reason=consecutive_failures"));
 }
 
 // 2. A flaky backend (503 half the time) opens on its failure rate, the only trigger on.
 TEST_F(ResilienceTest, FlakyBackendTripsOnFailureRateWithoutClientErrors) {
   const auto ports = start_sims(3);
-  start_gateway(pool_config(ports, kNoHealthChecks,
+  start_gateway(pool_config(ports, kHealthChecksOff,
                             {"circuit_breaker: {consecutive_failures: 0, failure_rate_percent: 40, "
                              "minimum_calls: 10, window: {type: count, size: 20}, "
                              "open_duration: 30s}"},
@@ -298,7 +299,7 @@ TEST_F(ResilienceTest, FlakyBackendTripsOnFailureRateWithoutClientErrors) {
 TEST_F(ResilienceTest, SlowBackendTripsOnSlowCallRateAndClientLatencyStaysBounded) {
   const auto ports = start_sims(3);
   start_gateway(pool_config(
-      ports, kNoHealthChecks,
+      ports, kHealthChecksOff,
       {"circuit_breaker: {consecutive_failures: 0, failure_rate_percent: 0, "
        "slow_call_rate_percent: 50, slow_call_duration: 500ms, minimum_calls: 2, "
        "window: {type: count, size: 10}, open_duration: 30s}"},
@@ -315,8 +316,7 @@ TEST_F(ResilienceTest, SlowBackendTripsOnSlowCallRateAndClientLatencyStaysBounde
   EXPECT_EQ(metric_value(metrics, state_series(ports[0])), 1);
   EXPECT_EQ(counter(metrics, transitions_series(ports[0], "closed", "open")), 1);
   EXPECT_EQ(counter(metrics, retries_series("timeout")), 2);
-  EXPECT_TRUE(
-      wait_for_log("backend=" + label(ports[0]) + " closed -> open reason=slow_call_rate"));
+  EXPECT_TRUE(wait_for_log("backend=" + label(ports[0]) + " closed -> open reason=slow_call_rate"));
 }
 
 // 4a. Model-aware health: a backend whose model is LOADING still answers the status call with
@@ -388,6 +388,8 @@ TEST_F(ResilienceTest, OpenBreakerWaitsForPassingHealthCheckThenClosesThroughHal
       },
       Millis{5000}, Millis{0}));
   const double eligible_while_open_ms = ms_since(opened);
+  std::cout << "[require_health_check] open and eligible by health for " << eligible_while_open_ms
+            << " ms without a half-open probe\n";
   EXPECT_GT(eligible_while_open_ms, 150) << "the open period (50 ms) passed with traffic asking";
   EXPECT_EQ(breaker_state(ports[0]), "open") << "no half-open without a passing health check";
   EXPECT_EQ(sim_requests(ports[0]), requests_when_opened) << "no probe request was sent";
@@ -438,19 +440,20 @@ TEST_F(ResilienceTest, VersionMismatchIsOutOfRotation) {
 }
 
 // 6. Every backend fails: the retry budget (10 % of active requests, at least one retry in
-// flight) keeps the upstream load near one attempt per client request instead of three, and
-// clients promptly get the upstream 503. Breakers are off so that only the budget limits.
-TEST_F(ResilienceTest, RetryBudgetStopsARetryStormWhenEveryBackendFails) {
+// flight) keeps the upstream load near one attempt per client request instead of three
+// (max_attempts), and clients promptly get the upstream 503. Breakers and health checks are off
+// so that only the budget limits retries. Eight clients send ten requests each.
+void ResilienceTest::expect_retry_budget_holds(int upstream_latency_ms) {
   const auto ports = start_sims(3);
-  auto config = pool_config(ports, kNoHealthChecks,
+  auto config = pool_config(ports, kHealthChecksOff,
                             {"circuit_breaker: {mode: disabled}",
                              "retry_budget: {budget_percent: 10, min_concurrency: 1}"},
                             {"retry: {max_attempts: 3, retry_on: [503]}"});
   config.threads = 2;
   start_gateway(config);
-  for (auto port : ports) {
-    set_sim_faults(port, {{"error_rate", 1.0}, {"error_status", 503}, {"latency_ms", 100}});
-  }
+  json faults = {{"error_rate", 1.0}, {"error_status", 503}};
+  if (upstream_latency_ms > 0) faults["latency_ms"] = upstream_latency_ms;
+  for (auto port : ports) set_sim_faults(port, faults);
 
   constexpr int kThreads = 8, kPerThread = 10, kRequests = kThreads * kPerThread;
   const auto report = load(kThreads, kPerThread);
@@ -467,21 +470,29 @@ TEST_F(ResilienceTest, RetryBudgetStopsARetryStormWhenEveryBackendFails) {
   for (auto port : ports) upstream += sim_requests(port);
   const auto metrics = metrics_text();
   const double retries = counter(metrics, retries_series("status"));
-  std::cout << "[retry budget] client requests=" << kRequests + 1
-            << " upstream requests=" << upstream << " retries=" << retries
-            << " budget_exhausted=" << counter(metrics, kBudgetExhausted) << "\n";
+  std::cout << "[retry budget, upstream latency " << upstream_latency_ms
+            << " ms] client requests=" << kRequests + 1 << " upstream requests=" << upstream
+            << " retries=" << retries << " budget_exhausted=" << counter(metrics, kBudgetExhausted)
+            << "\n";
   EXPECT_EQ(static_cast<double>(upstream), kRequests + 1 + retries)
       << "every upstream request beyond the first of each client request is a counted retry";
   EXPECT_LE(upstream, kRequests + 1 + kRequests / 2)
-      << "without a budget it would approach 3 x " << kRequests;
+      << "with at most one retry in flight; without a budget it approaches 3 x " << kRequests;
   EXPECT_GT(counter(metrics, kBudgetExhausted), 0);
 }
+
+// Backends that fail at once (the usual storm: a full batch queue answers 503 immediately).
+TEST_F(ResilienceTest, RetryBudgetStopsARetryStormOfFast503s) { expect_retry_budget_holds(0); }
+
+// Backends that fail after 100 ms, so each retry spends most of its life in its attempt rather
+// than in the backoff before it.
+TEST_F(ResilienceTest, RetryBudgetStopsARetryStormOfSlow503s) { expect_retry_budget_holds(100); }
 
 // 7. Hedging: one backend takes 1 s; after 100 ms without an answer a second attempt goes to
 // another backend and wins, so no client waits for the slow one.
 TEST_F(ResilienceTest, HedgingCutsTheTailOfASlowBackend) {
   const auto ports = start_sims(3);
-  start_gateway(pool_config(ports, kNoHealthChecks, {}, {"hedge: {delay: 100ms}"}));
+  start_gateway(pool_config(ports, kHealthChecksOff, {}, {"hedge: {delay: 100ms}"}));
   set_sim_faults(ports[0], {{"latency_ms", 1000}});
 
   const auto report = load(1, 30);
@@ -498,7 +509,7 @@ TEST_F(ResilienceTest, HedgingCutsTheTailOfASlowBackend) {
 // 8. Operator control of one breaker through the admin API.
 TEST_F(ResilienceTest, AdminForcesABreakerOpenAndBackToAuto) {
   const auto ports = start_sims(3);
-  start_gateway(pool_config(ports, kNoHealthChecks, {}, {}));
+  start_gateway(pool_config(ports, kHealthChecksOff, {}, {}));
   ASSERT_EQ(load(1, 30).errors(), 0);
   ASSERT_EQ(sim_requests(ports[1]), 10);
 
@@ -537,10 +548,12 @@ TEST_F(ResilienceTest, AdminForcesABreakerOpenAndBackToAuto) {
   expect_json_error(post_breaker("primary", label(ports[1]), R"({"state": "bogus"})"), 400,
                     "unknown breaker state \"bogus\" (expected forced_open, closed, disabled, "
                     "metrics_only or auto)");
-  expect_json_error(post_breaker("primary", label(ports[1]), "not json"), 400,
-                    R"(expected a JSON object {"state": "forced_open|closed|disabled|metrics_only|auto"})");
-  expect_json_error(post_breaker("primary", label(ports[1]), R"({"state": 3})"), 400,
-                    R"(expected a JSON object {"state": "forced_open|closed|disabled|metrics_only|auto"})");
+  expect_json_error(
+      post_breaker("primary", label(ports[1]), "not json"), 400,
+      R"(expected a JSON object {"state": "forced_open|closed|disabled|metrics_only|auto"})");
+  expect_json_error(
+      post_breaker("primary", label(ports[1]), R"({"state": 3})"), 400,
+      R"(expected a JSON object {"state": "forced_open|closed|disabled|metrics_only|auto"})");
   expect_json_error(post_breaker("nope", label(ports[1]), R"({"state": "auto"})"), 404,
                     R"(no pool named "nope")");
   expect_json_error(post_breaker("primary", "10.0.0.1:1", R"({"state": "auto"})"), 404,
@@ -556,7 +569,7 @@ TEST_F(ResilienceTest, AdminForcesABreakerOpenAndBackToAuto) {
 // 9. No eligible backend: fail fast with 503 JSON, never wait for the deadline, never send.
 TEST_F(ResilienceTest, NoEligibleBackendFailsFastWith503Json) {
   const auto ports = start_sims(3);
-  start_gateway(pool_config(ports, kNoHealthChecks, {}, {}, "5s"));
+  start_gateway(pool_config(ports, kHealthChecksOff, {}, {}, "5s"));
   for (auto port : ports) set_breaker(port, "forced_open");
 
   HttpClient c(gateway_->http_port());
@@ -584,7 +597,7 @@ TEST_F(ResilienceTest, NoEligibleBackendFailsFastWith503Json) {
 TEST_F(ResilienceTest, OverheatingReplicaIsCutOffWhileClientsSeeNoErrors) {
   const auto ports = start_sims(3, {"--latency", "10ms", "--latency-jitter", "5ms"});
   auto config = pool_config(
-      ports, kNoHealthChecks,
+      ports, kHealthChecksOff,
       {"circuit_breaker: {consecutive_failures: 3, slow_call_rate_percent: 50, "
        "slow_call_duration: 500ms, minimum_calls: 5, open_duration: 2s, half_open_max_calls: 1}",
        "retry_budget: {budget_percent: 50, min_concurrency: 4}"},
@@ -607,6 +620,7 @@ TEST_F(ResilienceTest, OverheatingReplicaIsCutOffWhileClientsSeeNoErrors) {
   const bool mid_run = wait_until([&] { return completed.load() >= kTotal / 4; }, Millis{10000});
   const auto fault_at = Clock::now();
   const int completed_at_fault = completed.load();
+  const auto requests_before_fault = sim_requests(ports[0]);
   set_sim_faults(ports[0], {{"latency_ms", 3000}});
 
   // Watch the slow replica: when its breaker opens and when it last received a request.
@@ -635,11 +649,12 @@ TEST_F(ResilienceTest, OverheatingReplicaIsCutOffWhileClientsSeeNoErrors) {
   std::cout << "[overheating replica] fault after " << completed_at_fault
             << " requests; breaker open after " << isolated_ms
             << " ms; last request to the slow replica " << last_request_ms
-            << " ms after the fault; requests to it after opening: "
-            << requests_at_end - requests_at_isolation << "; client errors: " << report.errors()
-            << " of " << report.statuses.size() << "; client p50 " << report.percentile_ms(50)
-            << " ms, p99 " << report.percentile_ms(99) << " ms, max " << report.max_ms()
-            << " ms\n";
+            << " ms after the fault; requests to it before opening: "
+            << requests_at_isolation - requests_before_fault
+            << ", after opening: " << requests_at_end - requests_at_isolation
+            << "; client errors: " << report.errors() << " of " << report.statuses.size()
+            << "; client p50 " << report.percentile_ms(50) << " ms, p99 "
+            << report.percentile_ms(99) << " ms, max " << report.max_ms() << " ms\n";
 
   ASSERT_TRUE(mid_run);
   ASSERT_EQ(report.statuses.size(), static_cast<std::size_t>(kTotal));
@@ -658,12 +673,11 @@ TEST_F(ResilienceTest, OverheatingReplicaIsCutOffWhileClientsSeeNoErrors) {
 TEST_F(ResilienceTest, ClientTimeoutHeaderShortensTheDeadlineAndIsForwarded) {
   ScriptedBackend backend(ScriptedReply::json(200, R"({"predictions": [1.0]})"));
   backend.push(ScriptedReply::hang_up());
-  start_gateway(pool_config({backend.port()}, kNoHealthChecks, {}, {}, "2s"));
+  start_gateway(pool_config({backend.port()}, kHealthChecksOff, {}, {}, "2s"));
   HttpClient c(gateway_->http_port());
 
   auto start = Clock::now();
-  const auto hung =
-      c.post(kPredict, kThreeInstances, {{std::string(kTimeoutHeader), "200"}});
+  const auto hung = c.post(kPredict, kThreeInstances, {{std::string(kTimeoutHeader), "200"}});
   const double elapsed = ms_since(start);
   expect_json_error(hung, 504, "upstream request timeout");
   EXPECT_GE(elapsed, 190);
@@ -693,7 +707,8 @@ TEST_F(ResilienceTest, ClientTimeoutHeaderShortensTheDeadlineAndIsForwarded) {
   // Shorter: what is left of 300 ms.
   EXPECT_EQ(c.post(kPredict, kThreeInstances, {{std::string(kTimeoutHeader), "300"}}).status, 200);
   ASSERT_TRUE(backend.wait_for_requests(3, Millis{1000}));
-  const auto shortened = std::stoll(backend.requests().back().header(kTimeoutHeader).value_or("-1"));
+  const auto shortened =
+      std::stoll(backend.requests().back().header(kTimeoutHeader).value_or("-1"));
   EXPECT_LE(shortened, 300);
   EXPECT_GE(shortened, 250);
 }
