@@ -35,5 +35,13 @@ test-asan: deps
 demo: build
 	@scripts/demo.sh
 
+bench: build
+	@scripts/install-deps.sh --bench
+	@bench/run.sh
+
+bench-smoke: build
+	@scripts/install-deps.sh --bench
+	@bench/run.sh --smoke
+
 clean:
 	rm -rf build

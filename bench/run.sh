@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Runs the benchmarks and writes bench/results/<date>/report.md with the raw outputs beside it.
+#   bench/run.sh            full run (several minutes)
+#   bench/run.sh --smoke    seconds-long run that only proves the harness works (CI)
+# Figures are ratios against nginx/HAProxy/direct measured in the same run; see bench/README.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+smoke=0
+[ "${1:-}" = "--smoke" ] && smoke=1
+stamp=$(date -u +%Y-%m-%dT%H-%M-%SZ)
+out=bench/results/$stamp$([ $smoke = 1 ] && echo -smoke)
+mkdir -p "$out"
+
+if [ $smoke = 1 ]; then
+  micro_args=(--benchmark_min_time=0.01)
+  proxy_args=(--seconds 1 --rounds 1 --connections 20)
+else
+  micro_args=(--benchmark_min_time=0.2 --benchmark_repetitions=3 --benchmark_report_aggregates_only=true)
+  proxy_args=(--seconds 10 --rounds 3 --connections 50)
+fi
+
+echo "== micro-benchmarks"
+build/bin/micro_bench "${micro_args[@]}" --benchmark_out="$out/micro.json" \
+  --benchmark_out_format=json | tee "$out/micro.txt"
+echo "== proxy overhead"
+bench/proxy_compare.sh "${proxy_args[@]}" --out "$out" >/dev/null
+
+{
+  echo "# fusebox benchmarks, $stamp$([ $smoke = 1 ] && echo ' (smoke run: figures are not meaningful)')"
+  echo
+  echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)."
+  echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
+  echo
+  echo "## Proxy overhead"
+  echo
+  cat "$out/proxy.md"
+  echo
+  echo "## Hot path (Google Benchmark, ns per operation)"
+  echo
+  echo '```'
+  grep -E '^(BM_|Benchmark|-)' "$out/micro.txt"
+  echo '```'
+} >"$out/report.md"
+echo "report: $out/report.md"
