@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 smoke=0
 [ "${1:-}" = "--smoke" ] && smoke=1
 stamp=$(date -u +%Y-%m-%dT%H-%M-%SZ)
-out=bench/results/$stamp$([ $smoke = 1 ] && echo -smoke)
+suffix="" note=""
+if [ $smoke = 1 ]; then suffix=-smoke note=" (smoke run: figures are not meaningful)"; fi
+out=bench/results/$stamp$suffix
 mkdir -p "$out"
 
 if [ $smoke = 1 ]; then
@@ -26,7 +28,7 @@ echo "== proxy overhead"
 bench/proxy_compare.sh "${proxy_args[@]}" --out "$out" >/dev/null
 
 {
-  echo "# fusebox benchmarks, $stamp$([ $smoke = 1 ] && echo ' (smoke run: figures are not meaningful)')"
+  echo "# fusebox benchmarks, $stamp$note"
   echo
   echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)."
   echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
@@ -37,8 +39,11 @@ bench/proxy_compare.sh "${proxy_args[@]}" --out "$out" >/dev/null
   echo
   echo "## Hot path (Google Benchmark, ns per operation)"
   echo
+  echo "Medians of 3 repetitions in the full run; \`CPU\` is per operation and thread."
+  echo
   echo '```'
-  grep -E '^(BM_|Benchmark|-)' "$out/micro.txt"
+  grep -E '^Benchmark' "$out/micro.txt" | head -1
+  if grep -q '_median' "$out/micro.txt"; then grep -E '^BM_.*_median' "$out/micro.txt"; else grep -E '^BM_' "$out/micro.txt"; fi
   echo '```'
 } >"$out/report.md"
 echo "report: $out/report.md"
