@@ -128,6 +128,33 @@ struct HedgeConfig {
   Duration delay{0};                        // 0 = no hedging; predict/classify/regress only
 };
 
+// One tier of a route's degradation chain, tried in order after the primary fails.
+enum class TierKind { model, cache, default_ };  // YAML `tier: model | cache | default`
+
+struct FallbackTier {
+  TierKind kind = TierKind::model;
+  Duration timeout{1'000};                  // this tier's own deadline (model tier)
+  // tier: model — another pool and model; the request is rewritten for it.
+  std::string pool;
+  std::string model;
+  std::int64_t version = 0;                 // 0 = keep none (latest)
+  std::string label;                        // "" = none; exclusive with version
+  std::string signature;                    // "" = keep the request's signature_name
+  // tier: default — a static answer.
+  unsigned status = 200;
+  std::string body = "{}";                  // JSON text, validated at load
+  Duration retry_after{0};                  // 0 = no Retry-After header
+};
+
+enum class CacheMode { off, fallback, first };
+
+struct RouteCacheConfig {
+  CacheMode mode = CacheMode::off;          // `fallback`: only the chain reads it; `first`: also hits
+  Duration ttl{60'000};
+  Duration stale_if_error{0};               // a fallback may serve entries this much past ttl
+  bool fill_from_model_tiers = false;       // also store answers of model tiers
+};
+
 struct RouteConfig {
   std::string name;
   RouteMatch match;
@@ -136,6 +163,9 @@ struct RouteConfig {
   Duration max_timeout{0};                  // cap for X-Fusebox-Timeout-Ms; 0 = `timeout`
   RetryConfig retry;
   HedgeConfig hedge;
+  RouteCacheConfig cache;
+  std::vector<FallbackTier> fallbacks;      // the degradation chain, in order
+  Duration fallback_reserve{0};             // slice of the deadline kept for the fallbacks
 };
 
 enum class LogFormat { text, json };
@@ -148,8 +178,15 @@ struct LoggingConfig {
   std::string access_log_file;              // empty = same destination as the main log
 };
 
+// The process-wide store behind every route's response cache.
+struct CacheStoreConfig {
+  std::uint64_t max_bytes = 64ull << 20;
+  std::uint32_t shards = 16;
+};
+
 struct Config {
   std::string source_file;                  // path the config was loaded from
+  CacheStoreConfig cache;
   ServerConfig server;
   ListenersConfig listeners;
   std::vector<PoolConfig> pools;            // in file order; names unique
