@@ -128,7 +128,51 @@ json to_json(const RetryConfig& c) {
   };
 }
 
+const char* to_string(CacheMode mode) {
+  switch (mode) {
+    case CacheMode::off:
+      return "off";
+    case CacheMode::fallback:
+      return "fallback";
+    case CacheMode::first:
+      return "first";
+  }
+  return "off";
+}
+
+// Keys that do not apply to a tier's kind are left out: the file would reject them there.
+json to_json(const FallbackTier& c) {
+  switch (c.kind) {
+    case TierKind::model: {
+      json out = {{"tier", "model"},
+                  {"pool", c.pool},
+                  {"model", c.model},
+                  {"timeout", format_duration(c.timeout)},
+                  {"signature", c.signature}};
+      // Version and label exclude each other, and 0 / "" (keep none) cannot be written.
+      if (c.version != 0) out["version"] = c.version;
+      if (!c.label.empty()) out["label"] = c.label;
+      return out;
+    }
+    case TierKind::cache:
+      return {{"tier", "cache"}};
+    case TierKind::default_: {
+      // The body as JSON, except a JSON string, which stays JSON text so that it loads back as
+      // the same string (a bare string would be read as JSON text and fail).
+      json body = json::parse(c.body, nullptr, /*allow_exceptions=*/false);
+      if (body.is_discarded() || body.is_string()) body = c.body;
+      return {{"tier", "default"},
+              {"status", c.status},
+              {"body", std::move(body)},
+              {"retry_after", format_duration(c.retry_after)}};
+    }
+  }
+  return json::object();
+}
+
 json to_json(const RouteConfig& c) {
+  json fallbacks = json::array();
+  for (const FallbackTier& tier : c.fallbacks) fallbacks.push_back(to_json(tier));
   return {
       {"name", c.name},
       {"match", {{"model", c.match.model}}},
@@ -137,6 +181,13 @@ json to_json(const RouteConfig& c) {
       {"max_timeout", format_duration(c.max_timeout)},
       {"retry", to_json(c.retry)},
       {"hedge", {{"delay", format_duration(c.hedge.delay)}}},
+      {"cache",
+       {{"mode", to_string(c.cache.mode)},
+        {"ttl", format_duration(c.cache.ttl)},
+        {"stale_if_error", format_duration(c.cache.stale_if_error)},
+        {"fill_from_model_tiers", c.cache.fill_from_model_tiers}}},
+      {"fallbacks", std::move(fallbacks)},
+      {"fallback_reserve", format_duration(c.fallback_reserve)},
   };
 }
 
@@ -160,6 +211,8 @@ nlohmann::json config_to_json(const Config& config) {
          {{"address", config.listeners.admin.address}, {"port", config.listeners.admin.port}}}}},
       {"pools", std::move(pools)},
       {"routes", std::move(routes)},
+      {"cache",
+       {{"max_bytes", format_size(config.cache.max_bytes)}, {"shards", config.cache.shards}}},
       {"logging",
        {{"level", config.logging.level},
         {"format", config.logging.format == LogFormat::text ? "text" : "json"},

@@ -9,13 +9,16 @@
 #include <algorithm>
 #include <array>
 #include <boost/asio/ip/address.hpp>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <limits>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <system_error>
 #include <utility>
@@ -51,6 +54,9 @@ constexpr IntegerRange kCountOrOff{0, kUint32Max};        // 0 = this trigger is
 constexpr IntegerRange kMaxAttempts{1, 10};
 constexpr IntegerRange kModelVersion{0, std::numeric_limits<std::int64_t>::max()};  // 0 = any
 constexpr IntegerRange kFailureStatus{400, 599};
+constexpr IntegerRange kFallbackVersion{1, std::numeric_limits<std::int64_t>::max()};
+constexpr IntegerRange kHttpStatus{100, 599};
+constexpr IntegerRange kCacheShards{1, 256};
 constexpr NumberRange kPercent{0, 100};
 constexpr NumberRange kPositivePercent{1, 100};
 constexpr NumberRange kJitterPercent{0, 50};
@@ -61,11 +67,16 @@ constexpr std::array<std::string_view, 3> kBreakerModes = {"auto", "disabled",
                                                            "metrics_only"};  // BreakerMode order
 constexpr std::array<std::string_view, 2> kWindowTypes = {"count", "time"};  // WindowType order
 
+constexpr std::array<std::string_view, 3> kTierKinds = {"model", "cache",
+                                                        "default"};  // TierKind order
+constexpr std::array<std::string_view, 3> kCacheModes = {"off", "fallback",
+                                                         "first"};  // CacheMode order
+
 constexpr std::array<std::string_view, 7> kLogLevels = {"trace", "debug",    "info", "warn",
                                                         "error", "critical", "off"};
 constexpr std::array<std::string_view, 2> kLogFormats = {"text", "json"};  // LogFormat order
 
-std::string quoted(std::string_view text) { return "\"" + std::string(text) + "\""; }
+std::string in_quotes(std::string_view text) { return "\"" + std::string(text) + "\""; }
 
 std::optional<boost::asio::ip::address> parse_ip(const std::string& text) {
   boost::system::error_code ec;
@@ -105,7 +116,7 @@ std::optional<std::string> name_problem(std::string_view kind, std::string_view 
     const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                     c == '_' || c == '-' || c == '.';
     if (!ok)
-      return "invalid " + std::string(kind) + " name " + quoted(name) +
+      return "invalid " + std::string(kind) + " name " + in_quotes(name) +
              " (use letters, digits, \"_\", \"-\" and \".\")";
   }
   return std::nullopt;
@@ -148,7 +159,7 @@ void read_server(MapReader& root, ServerConfig& out) {
 
 void read_listen_address(MapReader& map, std::string& out) {
   if (map.string("address", out) && !parse_ip(out)) {
-    map.error("address", "not an IP address: " + quoted(out) +
+    map.error("address", "not an IP address: " + in_quotes(out) +
                              " (listeners bind to an IP literal such as 127.0.0.1, 0.0.0.0 or ::)");
   }
 }
@@ -183,7 +194,7 @@ EndpointConfig read_endpoint(LoadContext& ctx, const ListItem& item) {
   MapReader map(ctx, item.node, item.path, item.node.Mark());
   if (map.string("address", out.address, Presence::required) && !parse_ip(out.address) &&
       !is_host_name(out.address)) {
-    map.error("address", "not an IP address or host name: " + quoted(out.address));
+    map.error("address", "not an IP address or host name: " + in_quotes(out.address));
   }
   map.integer("port", out.port, kEndpointPort);
   map.integer("weight", out.weight, kWeight);
@@ -313,9 +324,9 @@ void read_health_check_models(MapReader& health, std::vector<std::string>& out) 
       detail::value_error(ctx, *scalar, "must not be empty");
     } else if (scalar->text.find('*') != std::string::npos) {
       detail::value_error(ctx, *scalar,
-                          "a probe needs an exact model name, got " + quoted(scalar->text));
+                          "a probe needs an exact model name, got " + in_quotes(scalar->text));
     } else if (std::find(out.begin(), out.end(), scalar->text) != out.end()) {
-      detail::value_error(ctx, *scalar, "duplicate model " + quoted(scalar->text));
+      detail::value_error(ctx, *scalar, "duplicate model " + in_quotes(scalar->text));
     } else {
       out.push_back(scalar->text);
     }
@@ -391,7 +402,7 @@ void read_route_match(MapReader& route, RouteMatch& out) {
   if (out.model.empty()) {
     map.error("model", "must not be empty (use \"*\" to match any model)");
   } else if (out.model != "*" && out.model.find('*') != std::string::npos) {
-    map.error("model", "wildcards are not supported inside a name: " + quoted(out.model) +
+    map.error("model", "wildcards are not supported inside a name: " + in_quotes(out.model) +
                            " (use \"*\" alone to match any model)");
   }
 }
@@ -422,7 +433,7 @@ void read_retry_on(MapReader& retry, RetryOn& out) {
                                : status && std::find(read.statuses.begin(), read.statuses.end(),
                                                      *status) != read.statuses.end();
     if (duplicate) {
-      detail::value_error(ctx, *scalar, "duplicate retry condition " + quoted(text));
+      detail::value_error(ctx, *scalar, "duplicate retry condition " + in_quotes(text));
     } else if (word != nullptr) {
       *word = true;
     } else if (status && ((*status >= 500 && *status <= 599) || *status == 429)) {
@@ -434,7 +445,7 @@ void read_retry_on(MapReader& retry, RetryOn& out) {
                               "(of the 4xx statuses only 429 may be listed)");
     } else {
       detail::value_error(ctx, *scalar,
-                          "invalid value " + quoted(text) +
+                          "invalid value " + in_quotes(text) +
                               " (expected one of: " + std::string(kRetryOnExpected) + ")");
     }
   }
@@ -478,6 +489,279 @@ void read_hedge(MapReader& route, HedgeConfig& out, std::optional<Duration> rout
   }
 }
 
+// ---- degradation chain ----------------------------------------------------------------------
+
+// nlohmann::ordered_json keeps the keys of a default answer in the order the operator wrote them.
+using BodyJson = nlohmann::ordered_json;
+
+bool is_yaml_string_tag(const YAML::Node& node) {
+  // "!" marks a quoted scalar; "!!str" an explicitly tagged one.
+  return node.Tag() == "!" || node.Tag() == "tag:yaml.org,2002:str";
+}
+
+// The JSON value of a plain (unquoted) YAML scalar, YAML 1.2 core schema style: booleans,
+// decimal integers and floats; nullopt means "a string". Null scalars never get here (yaml-cpp
+// makes them null nodes).
+std::optional<BodyJson> plain_scalar_json(std::string_view text) {
+  if (text == "true" || text == "True" || text == "TRUE") return BodyJson(true);
+  if (text == "false" || text == "False" || text == "FALSE") return BodyJson(false);
+  std::string_view digits = text;
+  if (!digits.empty() && (digits.front() == '-' || digits.front() == '+')) digits.remove_prefix(1);
+  if (digits.empty() ||
+      !(std::isdigit(static_cast<unsigned char>(digits.front())) || digits.front() == '.'))
+    return std::nullopt;  // also keeps .inf, .nan and names out
+  const std::string unsigned_text(text.front() == '+' ? text.substr(1) : text);
+  const char* begin = unsigned_text.data();
+  const char* end = begin + unsigned_text.size();
+  if (std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    std::int64_t integer = 0;
+    if (auto [p, ec] = std::from_chars(begin, end, integer); ec == std::errc{} && p == end)
+      return BodyJson(integer);
+    std::uint64_t big = 0;
+    if (auto [p, ec] = std::from_chars(begin, end, big); ec == std::errc{} && p == end)
+      return BodyJson(big);
+  }
+  const bool float_chars = std::all_of(digits.begin(), digits.end(), [](char c) {
+    return (c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-';
+  });
+  double number = 0;
+  if (auto [p, ec] = std::from_chars(begin, end, number);
+      float_chars && ec == std::errc{} && p == end && std::isfinite(number))
+    return BodyJson(number);
+  return std::nullopt;
+}
+
+// A YAML value inside a default answer's body, as JSON. Scalars get ${VAR} substitution like
+// every other value; keys do not.
+std::optional<BodyJson> yaml_to_json(LoadContext& ctx, const YAML::Node& node,
+                                     const std::string& path) {
+  if (node.IsNull()) return BodyJson(nullptr);
+  if (node.IsSequence()) {
+    BodyJson out = BodyJson::array();
+    bool ok = true;
+    for (const YAML::Node& child : node) {
+      const std::string child_path = path + "[" + std::to_string(out.size()) + "]";
+      auto value = yaml_to_json(ctx, child, child_path);
+      ok = ok && value.has_value();
+      out.push_back(value ? std::move(*value) : BodyJson());
+    }
+    return ok ? std::optional(std::move(out)) : std::nullopt;
+  }
+  if (node.IsMap()) {
+    BodyJson out = BodyJson::object();
+    bool ok = true;
+    for (const auto& pair : node) {
+      const YAML::Node key = pair.first;
+      if (!key.IsScalar()) {
+        ctx.diagnostics().error(key.Mark(), path,
+                                "JSON object keys must be strings, got " +
+                                    std::string(detail::describe_node_type(key)));
+        ok = false;
+        continue;
+      }
+      const std::string child_path = path + "." + key.Scalar();
+      if (out.contains(key.Scalar())) {
+        ctx.diagnostics().error(key.Mark(), child_path, "duplicate key " + in_quotes(key.Scalar()));
+        ok = false;
+        continue;
+      }
+      auto value = yaml_to_json(ctx, pair.second, child_path);
+      ok = ok && value.has_value();
+      out[key.Scalar()] = value ? std::move(*value) : BodyJson();
+    }
+    return ok ? std::optional(std::move(out)) : std::nullopt;
+  }
+  auto scalar = detail::list_scalar(ctx, ListItem{node, path}, "a JSON value");
+  if (!scalar) return std::nullopt;
+  if (!is_yaml_string_tag(node)) {
+    if (auto value = plain_scalar_json(scalar->text)) return value;
+  }
+  return BodyJson(scalar->text);
+}
+
+constexpr const char* kBodyExpected = "a map, a list, or a string holding JSON text";
+
+// `body:` of a default tier: any YAML value, or a string holding JSON text. Stored compact.
+void read_default_body(MapReader& tier, std::string& out) {
+  LoadContext& ctx = tier.context();
+  auto item = tier.value("body");
+  if (!item) return;
+  if (item->node.IsMap() || item->node.IsSequence()) {
+    if (auto value = yaml_to_json(ctx, item->node, item->path)) out = value->dump();
+    return;
+  }
+  if (item->node.IsNull()) {
+    ctx.error_at(item->path, std::string("missing value (expected ") + kBodyExpected + ")");
+    return;
+  }
+  // A scalar: JSON text ('{"predictions": []}'), or a plain YAML number or boolean.
+  auto scalar = detail::list_scalar(ctx, *item, kBodyExpected);
+  if (!scalar) return;
+  try {
+    out = BodyJson::parse(scalar->text).dump();
+    return;
+  } catch (const BodyJson::parse_error& e) {
+    if (!is_yaml_string_tag(item->node)) {
+      if (auto value = plain_scalar_json(scalar->text)) {
+        out = value->dump();
+        return;
+      }
+    }
+    // "[json.exception.parse_error.101] parse error at ...": the bracketed id means nothing to
+    // an operator.
+    std::string reason = e.what();
+    if (const auto close = reason.find("] "); close != std::string::npos)
+      reason.erase(0, close + 2);
+    detail::value_error(ctx, *scalar,
+                        "not valid JSON: " + reason + " (write " + kBodyExpected + ")");
+  }
+}
+
+// TF Serving version labels: letters, digits and "_".
+bool is_version_label(std::string_view text) {
+  return !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+  });
+}
+
+void read_model_tier(MapReader& map, FallbackTier& out) {
+  if (map.string("pool", out.pool, Presence::required) && out.pool.empty())
+    map.error("pool", "must not be empty");
+  if (map.string("model", out.model, Presence::required)) {
+    if (out.model.empty()) {
+      map.error("model", "must not be empty");
+    } else if (out.model.find('*') != std::string::npos) {
+      map.error("model", "a fallback needs an exact model name, got " + in_quotes(out.model));
+    }
+  }
+  map.duration("timeout", out.timeout, ZeroDuration::rejected);
+  const bool version_ok = map.integer("version", out.version, kFallbackVersion);
+  bool label_ok = map.string("label", out.label);
+  if (label_ok && !is_version_label(out.label)) {
+    map.error("label",
+              "invalid label " + in_quotes(out.label) + " (use letters, digits and \"_\")");
+    label_ok = false;
+  }
+  map.string("signature", out.signature);
+  // A TF Serving request names a version or a label, never both.
+  if (version_ok && label_ok)
+    map.error("label", "set either version or label, not both (version is " +
+                           std::to_string(out.version) + ")");
+}
+
+void read_default_tier(MapReader& map, FallbackTier& out) {
+  map.integer("status", out.status, kHttpStatus);
+  read_default_body(map, out.body);
+  map.duration("retry_after", out.retry_after, ZeroDuration::allowed);
+}
+
+// Returns whether the tier kind is known (the checks across tiers skip the others).
+bool read_fallback_tier(LoadContext& ctx, const ListItem& item, FallbackTier& out) {
+  MapReader map(ctx, item.node, item.path, item.node.Mark());
+  const auto kind = map.one_of("tier", kTierKinds, Presence::required);
+  if (!kind) {
+    // Which keys belong here depends on the kind: listing them all as unknown would bury the
+    // one real mistake.
+    map.accept_remaining_keys();
+    return false;
+  }
+  out.kind = static_cast<TierKind>(*kind);
+  switch (out.kind) {
+    case TierKind::model:
+      read_model_tier(map, out);
+      break;
+    case TierKind::cache:
+      break;  // the route's `cache` section says everything
+    case TierKind::default_:
+      read_default_tier(map, out);
+      break;
+  }
+  return true;
+}
+
+// Returns whether `mode` is usable for the rule on cache tiers.
+bool read_route_cache(MapReader& route, RouteCacheConfig& out) {
+  MapReader map = route.map("cache");
+  const auto mode = map.one_of("mode", kCacheModes);
+  if (mode) out.mode = static_cast<CacheMode>(*mode);
+  map.duration("ttl", out.ttl, ZeroDuration::rejected);
+  map.duration("stale_if_error", out.stale_if_error, ZeroDuration::allowed);
+  map.boolean("fill_from_model_tiers", out.fill_from_model_tiers);
+  return usable(map, "mode", mode.has_value());
+}
+
+// The chain is tried in order, so its shape is checked here: what could never be reached or
+// never answer is a mistake. Pool references are checked with the other cross-section rules.
+void read_fallbacks(MapReader& route, RouteConfig& out, bool cache_mode_ok) {
+  LoadContext& ctx = route.context();
+  const List list = route.list("fallbacks");
+  std::vector<bool> known;
+  for (const ListItem& item : list.items) {
+    FallbackTier tier;
+    known.push_back(read_fallback_tier(ctx, item, tier));
+    out.fallbacks.push_back(std::move(tier));
+  }
+
+  std::optional<std::size_t> first_cache;
+  std::optional<std::size_t> first_default;
+  for (std::size_t j = 0; j < out.fallbacks.size(); ++j) {
+    if (!known[j]) continue;
+    const FallbackTier& tier = out.fallbacks[j];
+    const std::string& path = list.items[j].path;
+    const auto at = [](std::size_t index) { return "fallbacks[" + std::to_string(index) + "]"; };
+    if (first_default) {
+      // Only the first tier past the default is reported: one mistake, one error.
+      if (*first_default + 1 == j) {
+        if (tier.kind == TierKind::default_) {
+          ctx.error_at(path + ".tier",
+                       "at most one default tier per route (first at " + at(*first_default) + ")");
+        } else {
+          ctx.error_at(path, "unreachable: the default tier at " + at(*first_default) +
+                                 " always answers, so it must be the last tier");
+        }
+      }
+      continue;
+    }
+    switch (tier.kind) {
+      case TierKind::model:
+        if (tier.pool == out.pool && tier.model == out.match.model && !tier.pool.empty()) {
+          ctx.error_at(path, "falls back to itself: pool " + in_quotes(tier.pool) + " and model " +
+                                 in_quotes(tier.model) + " are the route's primary");
+        }
+        break;
+      case TierKind::cache:
+        if (first_cache) {
+          ctx.error_at(path + ".tier",
+                       "at most one cache tier per route (first at " + at(*first_cache) + ")");
+        } else if (cache_mode_ok && out.cache.mode == CacheMode::off) {
+          ctx.error_at(path + ".tier",
+                       "a cache tier needs the route's cache.mode to be fallback or first "
+                       "(it is off, so nothing is ever stored)");
+        }
+        if (!first_cache) first_cache = j;
+        break;
+      case TierKind::default_:
+        first_default = j;
+        break;
+    }
+  }
+}
+
+// The reserve is cut from the primary's deadline so that the fallbacks still have time to
+// answer when the primary times out.
+void check_fallback_reserve(MapReader& route, const RouteConfig& out, bool reserve_ok,
+                            bool timeout_ok) {
+  if (!reserve_ok || !timeout_ok) return;
+  if (!out.fallbacks.empty() && out.fallback_reserve >= out.timeout) {
+    route.error("fallback_reserve", "must be less than the route's timeout (" +
+                                        format_duration(out.timeout) +
+                                        ") when fallbacks are set, or the primary gets no time");
+  } else if (out.fallback_reserve > out.timeout) {
+    route.error("fallback_reserve",
+                "must not exceed the route's timeout (" + format_duration(out.timeout) + ")");
+  }
+}
+
 RouteConfig read_route(LoadContext& ctx, const ListItem& item) {
   RouteConfig out;
   MapReader map(ctx, item.node, item.path, item.node.Mark());
@@ -493,6 +777,12 @@ RouteConfig read_route(LoadContext& ctx, const ListItem& item) {
       map, "max_timeout", map.duration("max_timeout", out.max_timeout, ZeroDuration::allowed));
   read_retry(map, out.retry, timeout_ok ? std::optional(out.timeout) : std::nullopt);
   read_hedge(map, out.hedge, timeout_ok ? std::optional(out.timeout) : std::nullopt);
+  const bool cache_mode_ok = read_route_cache(map, out.cache);
+  read_fallbacks(map, out, cache_mode_ok);
+  const bool reserve_ok =
+      usable(map, "fallback_reserve",
+             map.duration("fallback_reserve", out.fallback_reserve, ZeroDuration::allowed));
+  check_fallback_reserve(map, out, reserve_ok, timeout_ok);
 
   // X-Fusebox-Timeout-Ms may shorten the deadline up to max_timeout; a cap below the
   // route's own timeout would shorten every request.
@@ -509,6 +799,12 @@ void read_routes(LoadContext& ctx, MapReader& root, std::vector<RouteConfig>& ou
   if (routes.present && routes.items.empty())
     ctx.error_at(routes.path, "at least one route is required");
   for (const ListItem& item : routes.items) out.push_back(read_route(ctx, item));
+}
+
+void read_cache_store(MapReader& root, CacheStoreConfig& out) {
+  MapReader map = root.map("cache");
+  map.size("max_bytes", out.max_bytes, 1);
+  map.integer("shards", out.shards, kCacheShards);
 }
 
 void read_logging(MapReader& root, LoggingConfig& out) {
@@ -555,12 +851,20 @@ void check_routes(LoadContext& ctx, const Config& config) {
     const std::string path = "routes[" + std::to_string(i) + "]";
 
     if (!route.pool.empty() && config.find_pool(route.pool) == nullptr)
-      ctx.error_at(path + ".pool", "no pool named " + quoted(route.pool));
+      ctx.error_at(path + ".pool", "no pool named " + in_quotes(route.pool));
+    for (std::size_t j = 0; j < route.fallbacks.size(); ++j) {
+      const FallbackTier& tier = route.fallbacks[j];
+      if (tier.kind == TierKind::model && !tier.pool.empty() &&
+          config.find_pool(tier.pool) == nullptr) {
+        ctx.error_at(path + ".fallbacks[" + std::to_string(j) + "].pool",
+                     "no pool named " + in_quotes(tier.pool));
+      }
+    }
 
     if (!route.name.empty()) {
       auto [it, inserted] = first_by_name.emplace(route.name, i);
       if (!inserted) {
-        ctx.error_at(path + ".name", "duplicate route name " + quoted(route.name) +
+        ctx.error_at(path + ".name", "duplicate route name " + in_quotes(route.name) +
                                          " (first defined at routes[" + std::to_string(it->second) +
                                          "])");
       }
@@ -570,8 +874,8 @@ void check_routes(LoadContext& ctx, const Config& config) {
       if (!inserted) {
         const RouteConfig& first = config.routes[it->second];
         ctx.error_at(path + ".match.model",
-                     "model " + quoted(route.match.model) + " is already matched by route " +
-                         quoted(first.name) + " (routes[" + std::to_string(it->second) + "])");
+                     "model " + in_quotes(route.match.model) + " is already matched by route " +
+                         in_quotes(first.name) + " (routes[" + std::to_string(it->second) + "])");
       }
     }
   }
@@ -610,6 +914,7 @@ Config read_config(LoadContext& ctx, const YAML::Node& root_node) {
     read_listeners(root, config.listeners);
     read_pools(ctx, root, config.pools);
     read_routes(ctx, root, config.routes);
+    read_cache_store(root, config.cache);
     read_logging(root, config.logging);
   }  // unknown top-level keys are reported here
   check_listener_ports(ctx, config.listeners);

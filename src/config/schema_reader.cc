@@ -394,6 +394,18 @@ std::vector<NamedEntry> MapReader::entries() {
   return out;
 }
 
+std::optional<ListItem> MapReader::value(std::string_view key, Presence presence) {
+  const Entry* entry = declare(key, presence);
+  if (entry == nullptr) return std::nullopt;
+  ListItem out{entry->value, child_path(key)};
+  ctx_.remember(out.path, entry->value.IsNull() ? entry->key_node.Mark() : entry->value.Mark());
+  return out;
+}
+
+void MapReader::accept_remaining_keys() {
+  for (auto& entry : entries_) entry.declared = true;
+}
+
 void MapReader::error(std::string_view key, std::string message) {
   ctx_.error_at(child_path(key), std::move(message));
 }

@@ -175,6 +175,13 @@ class MapReader {
   // Raw access for reads the typed helpers do not cover; declares the key.
   std::optional<Scalar> scalar(std::string_view key, std::string_view expected,
                                Presence presence = Presence::optional);
+  // The value node of `key`, whatever its type (free-form values such as a JSON body); declares
+  // the key and remembers where it was written. Null when the value is empty.
+  std::optional<ListItem> value(std::string_view key, Presence presence = Presence::optional);
+
+  // Stops reporting undeclared keys: for a map whose schema depends on a value that was itself
+  // invalid (a fallback tier with an unknown `tier:`), where they would only add noise.
+  void accept_remaining_keys();
 
  private:
   struct Entry {

@@ -4,6 +4,7 @@
 
 #include "fusebox/http/json_error.h"
 #include "fusebox/http/rest_path.h"
+#include "fusebox/health/health_checker.h"
 #include "fusebox/logging/logging.h"
 #include "fusebox/resilience/retry.h"
 
@@ -27,6 +28,18 @@ struct ProxyHandler::Call {
   std::uint64_t bytes_received = 0;
   unsigned attempts = 0;
   unsigned client_version = 11;  // the answer goes back in the client's HTTP version
+
+  // Degradation chain state (routed requests only).
+  bool routed = false;
+  http::RestTarget rest;
+  TimePoint deadline{};
+  std::optional<cache::CacheKey> cache_key;
+  bool cache_miss = false;                 // cache mode `first` looked and missed
+  std::size_t tier = 0;                    // 0 = primary, i + 1 = fallbacks[i]
+  degrade::Reason reason = degrade::Reason::none;
+  std::optional<resilience::PipelineResult> primary_failure;
+  bool cache_hit = false;                  // answered by cache mode `first`
+  server::Request tier_request;            // the request as rewritten for a model tier
 };
 
 namespace {
@@ -109,6 +122,8 @@ void ProxyHandler::handle(server::Request&& request, const server::ConnectionInf
     return respond_local(call, 404, unknown_model_message(*parsed.target));
   }
   call->route = *route;
+  call->routed = true;
+  call->rest = *parsed.target;
   const auto& route_config = runtime_.config->routes[*route];
 
   auto client_timeout = req["X-Fusebox-Timeout-Ms"];
@@ -117,6 +132,25 @@ void ProxyHandler::handle(server::Request&& request, const server::ConnectionInf
       client_timeout.empty() ? std::nullopt : std::optional<std::string_view>(to_sv(client_timeout)));
   if (!deadline) {
     return respond_local(call, 400, "X-Fusebox-Timeout-Ms must be a whole number of milliseconds");
+  }
+  call->deadline = *deadline;
+
+  bool inference = call->rest.verb != http::RestVerb::status &&
+                   call->rest.verb != http::RestVerb::metadata;
+  if (runtime_.cache && inference && route_config.cache.mode != config::CacheMode::off) {
+    // Unparsable bodies are not cached: the backend answers them with TF Serving's 400.
+    if (auto canonical = cache::canonical_json(req.body())) {
+      std::string version_or_label;
+      if (call->rest.version) version_or_label = "v:" + std::to_string(*call->rest.version);
+      if (call->rest.label) version_or_label = "l:" + *call->rest.label;
+      call->cache_key = cache::make_key(route_config.name, call->rest.model, version_or_label,
+                                        /*signature: part of the canonical body*/ "", *canonical);
+    }
+    if (call->cache_key && route_config.cache.mode == config::CacheMode::first) {
+      auto hit = runtime_.cache->lookup(*call->cache_key, /*allow_stale=*/true);
+      if (hit && hit->age < route_config.cache.ttl) return respond_from_cache(call, *hit, "hit");
+      call->cache_miss = true;
+    }
   }
 
   http::strip_hop_by_hop(req);
@@ -131,6 +165,10 @@ void ProxyHandler::handle(server::Request&& request, const server::ConnectionInf
   pipeline_request.route = &route_config;
   pipeline_request.pool = runtime_.route_pool[*route];
   pipeline_request.deadline = *deadline;
+  if (!route_config.fallbacks.empty()) {
+    // Keep a slice of the deadline for the fallbacks, so they get time to answer.
+    pipeline_request.deadline = std::max(Clock::now(), *deadline - route_config.fallback_reserve);
+  }
   // Inference is a pure function of its input, so a predict may race a hedged copy of itself.
   pipeline_request.idempotent = parsed.target->verb != http::RestVerb::status &&
                                 parsed.target->verb != http::RestVerb::metadata;
@@ -143,7 +181,130 @@ void ProxyHandler::on_pipeline_result(const std::shared_ptr<Call>& call,
                                       resilience::PipelineResult&& result) {
   using Kind = resilience::PipelineResult::Kind;
   call->backend = result.backend;
-  call->attempts = result.attempts;
+  call->attempts += result.attempts;
+  const auto& route = runtime_.config->routes[call->route];
+  bool answer = result.kind == Kind::response && result.upstream.response.result_int() < 500;
+  if (answer) {
+    auto response = std::move(result.upstream.response);
+    http::strip_hop_by_hop(response);
+    unsigned upstream_status = response.result_int();
+    bool fill = call->tier == 0 || route.cache.fill_from_model_tiers;
+    if (fill && call->cache_key && upstream_status / 100 == 2) {
+      cache::CachedResponse cached;
+      cached.status = upstream_status;
+      cached.content_type = std::string(response[bhttp::field::content_type]);
+      cached.body = response.body();
+      runtime_.cache->insert(*call->cache_key, std::move(cached));
+    }
+    return finish(call, std::move(response), upstream_status);
+  }
+  if (call->tier == 0) {
+    if (route.fallbacks.empty()) return answer_failure(call, std::move(result));
+    call->reason = degraded_reason(call, result);
+    call->primary_failure = std::move(result);
+  }
+  next_tier(call);
+}
+
+degrade::Reason ProxyHandler::degraded_reason(const std::shared_ptr<Call>& call,
+                                              const resilience::PipelineResult& result) const {
+  using Kind = resilience::PipelineResult::Kind;
+  switch (result.kind) {
+    case Kind::no_backend: {
+      // Healthy backends whose breakers keep them out: breaker_open; else nothing healthy.
+      const auto& pool = runtime_.pools[runtime_.route_pool[call->route]];
+      for (const auto& b : pool.backends) {
+        auto health = static_cast<health::HealthStatus>(b->health.load(std::memory_order_relaxed));
+        if (health::eligible(health) && b->breaker->state() != resilience::BreakerState::closed) {
+          return degrade::Reason::breaker_open;
+        }
+      }
+      return degrade::Reason::no_healthy_backend;
+    }
+    case Kind::deadline_exceeded:
+      return degrade::Reason::timeout;
+    case Kind::upstream_failure:
+      return result.upstream.outcome == UpstreamOutcome::timeout ? degrade::Reason::timeout
+                                                                 : degrade::Reason::upstream_error;
+    case Kind::response:
+      return degrade::Reason::upstream_error;
+  }
+  return degrade::Reason::upstream_error;
+}
+
+void ProxyHandler::next_tier(const std::shared_ptr<Call>& call) {
+  const auto& route = runtime_.config->routes[call->route];
+  while (++call->tier <= route.fallbacks.size()) {
+    const auto& tier = route.fallbacks[call->tier - 1];
+    switch (tier.kind) {
+      case config::TierKind::model: {
+        auto now = Clock::now();
+        if (now >= call->deadline) continue;  // no time left for a network tier
+        auto& req = call->tier_request;
+        req = call->request;
+        req.target(degrade::rewrite_target(call->rest, call->target, tier));
+        if (!tier.signature.empty()) {
+          if (auto body = degrade::rewrite_signature(req.body(), tier.signature)) {
+            req.body() = std::move(*body);
+            req.prepare_payload();
+          }
+        }
+        resilience::PipelineRequest pipeline_request;
+        pipeline_request.request = &req;
+        pipeline_request.route = &route;
+        pipeline_request.pool = runtime_.tier_pool[call->route][call->tier - 1];
+        pipeline_request.deadline = std::min(call->deadline, now + tier.timeout);
+        pipeline_request.idempotent = call->rest.verb != http::RestVerb::status &&
+                                      call->rest.verb != http::RestVerb::metadata;
+        return pipeline_.execute(pipeline_request,
+                                 [this, call](resilience::PipelineResult&& result) {
+                                   on_pipeline_result(call, std::move(result));
+                                 });
+      }
+      case config::TierKind::cache: {
+        if (!call->cache_key) continue;
+        auto hit = runtime_.cache->lookup(*call->cache_key, /*allow_stale=*/true);
+        if (hit && hit->age < route.cache.ttl + route.cache.stale_if_error) {
+          return respond_from_cache(call, *hit, nullptr);
+        }
+        continue;
+      }
+      case config::TierKind::default_: {
+        server::Response response{static_cast<bhttp::status>(tier.status), 11};
+        response.set(bhttp::field::content_type, "application/json");
+        if (tier.retry_after.count() > 0) {
+          auto seconds = (tier.retry_after.count() + 999) / 1000;
+          response.set(bhttp::field::retry_after, std::to_string(seconds));
+        }
+        response.body() = tier.body;
+        return finish(call, std::move(response), 0);
+      }
+    }
+  }
+  // Every tier passed: the primary's failure is the answer.
+  call->tier = 0;
+  call->reason = degrade::Reason::none;
+  answer_failure(call, std::move(*call->primary_failure));
+}
+
+void ProxyHandler::respond_from_cache(const std::shared_ptr<Call>& call,
+                                      const cache::ResponseCacheStore::Hit& hit,
+                                      const char* cache_header) {
+  server::Response response{static_cast<bhttp::status>(hit.response->status), 11};
+  response.set(bhttp::field::content_type, hit.response->content_type);
+  response.set(bhttp::field::age, std::to_string(hit.age.count() / 1000));
+  if (cache_header) response.set("X-Fusebox-Cache", cache_header);
+  response.body() = hit.response->body;
+  if (call->tier == 0) {
+    // `first` mode: an ordinary cache hit, reported as the cache tier without a reason.
+    call->cache_hit = true;
+  }
+  finish(call, std::move(response), 0);
+}
+
+void ProxyHandler::answer_failure(const std::shared_ptr<Call>& call,
+                                  resilience::PipelineResult&& result) {
+  using Kind = resilience::PipelineResult::Kind;
   switch (result.kind) {
     case Kind::response: {
       auto response = std::move(result.upstream.response);
@@ -171,6 +332,20 @@ void ProxyHandler::finish(const std::shared_ptr<Call>& call, server::Response&& 
                           unsigned upstream_status) {
   response.set("X-Request-Id", call->request_id);
   response.version(call->client_version);
+  if (call->routed) {
+    const auto& route = runtime_.config->routes[call->route];
+    std::size_t tier = call->tier;
+    if (call->cache_hit) {
+      response.set("X-Fusebox-Tier", "cache");
+    } else if (tier == 0) {
+      response.set("X-Fusebox-Tier", "primary");
+    } else {
+      response.set("X-Fusebox-Tier", degrade::tier_name(route.fallbacks[tier - 1]));
+      response.set("X-Fusebox-Degraded-Reason", degrade::to_string(call->reason));
+    }
+    if (call->cache_miss && !call->cache_hit) response.set("X-Fusebox-Cache", "miss");
+    if (!call->cache_hit) runtime_.degrade_metrics->record(shard_, call->route, tier, call->reason);
+  }
   unsigned status = response.result_int();
   auto bytes_sent = response.body().size();
   auto end = Clock::now();

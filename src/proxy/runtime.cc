@@ -79,6 +79,16 @@ Runtime::Runtime(std::shared_ptr<const config::Config> cfg, std::size_t shards)
   if (route_pool.size() != config->routes.size()) {
     throw std::runtime_error("a route names a pool that does not exist");  // validated earlier
   }
+  for (const auto& route : config->routes) {
+    auto& pools_of_tiers = tier_pool.emplace_back();
+    for (const auto& tier : route.fallbacks) {
+      std::size_t index = 0;
+      for (std::size_t p = 0; p < config->pools.size(); ++p) {
+        if (config->pools[p].name == tier.pool) index = p;
+      }
+      pools_of_tiers.push_back(index);  // only model tiers use it; validated at load
+    }
+  }
   health_models.resize(pools.size());
   for (std::size_t p = 0; p < pools.size(); ++p) {
     const auto& configured = config->pools[p].health_check.models;
@@ -97,6 +107,23 @@ Runtime::Runtime(std::shared_ptr<const config::Config> cfg, std::size_t shards)
   }
   resilience_metrics = std::make_unique<resilience::ResilienceMetrics>(pools, shards);
   events = std::make_unique<resilience::ResilienceEvents>(*resilience_metrics, shards - 1);
+  degrade_metrics = std::make_unique<degrade::DegradeMetrics>(*config, shards);
+  bool caching = false;
+  for (const auto& r : config->routes) caching = caching || r.cache.mode != config::CacheMode::off;
+  if (caching) {
+    cache::MemoryCacheConfig cache_config;
+    cache_config.max_bytes = config->cache.max_bytes;
+    cache_config.shards = config->cache.shards;
+    // TTLs are per route: the store keeps entries for the longest ttl + stale_if_error, and each
+    // route judges a hit by its age against its own ttl and stale_if_error.
+    cache_config.ttl = std::chrono::milliseconds(0);
+    cache_config.stale_if_error = std::chrono::milliseconds(0);
+    for (const auto& r : config->routes) {
+      if (r.cache.mode == config::CacheMode::off) continue;
+      cache_config.ttl = std::max(cache_config.ttl, r.cache.ttl + r.cache.stale_if_error);
+    }
+    cache = cache::make_memory_cache(cache_config, SteadyClock::instance());
+  }
 }
 
 }  // namespace fusebox::proxy

@@ -38,6 +38,13 @@ class ProxyHandler final : public server::RequestHandler {
 
  private:
   void on_pipeline_result(const std::shared_ptr<Call>& call, resilience::PipelineResult&& result);
+  // The degradation chain: tries routes[].fallbacks after call->tier in order.
+  void next_tier(const std::shared_ptr<Call>& call);
+  degrade::Reason degraded_reason(const std::shared_ptr<Call>& call,
+                                  const resilience::PipelineResult& result) const;
+  void respond_from_cache(const std::shared_ptr<Call>& call,
+                          const cache::ResponseCacheStore::Hit& hit, const char* cache_header);
+  void answer_failure(const std::shared_ptr<Call>& call, resilience::PipelineResult&& result);
   void respond_local(const std::shared_ptr<Call>& call, unsigned status, std::string_view message);
   void finish(const std::shared_ptr<Call>& call, server::Response&& response,
               unsigned upstream_status);

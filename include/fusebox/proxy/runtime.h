@@ -9,6 +9,8 @@
 
 #include "fusebox/config/config.h"
 #include "fusebox/metrics/gateway_metrics.h"
+#include "fusebox/cache/response_cache.h"
+#include "fusebox/degrade/chain.h"
 #include "fusebox/proxy/route_table.h"
 #include "fusebox/resilience/events.h"
 #include "fusebox/resilience/resilience_metrics.h"
@@ -25,10 +27,13 @@ struct Runtime {
   RouteTable routes;
   std::vector<upstream::PoolState> pools;       // parallel to config->pools
   std::vector<std::size_t> route_pool;          // route index -> pool index
+  std::vector<std::vector<std::size_t>> tier_pool;  // [route][fallback]: pool of a model tier
   std::vector<std::vector<std::string>> health_models;  // per pool: models the probes check
   metrics::GatewayMetrics metrics;
   std::unique_ptr<resilience::ResilienceMetrics> resilience_metrics;
   std::unique_ptr<resilience::ResilienceEvents> events;  // health events on shard `shards - 1`
+  std::unique_ptr<degrade::DegradeMetrics> degrade_metrics;
+  std::unique_ptr<cache::ResponseCacheStore> cache;  // null when no route caches
   std::atomic<bool> draining{false};            // shutting down: /readyz answers 503
 };
 

@@ -115,7 +115,7 @@ TEST(ConfigErrors, UnknownKeyListsTheExpectedOnes) {
                           "max_connections, max_requests_per_connection)"));
   EXPECT_THAT(errors_with_tail("serve: {threads: 1}\n"),
               ElementsAre("f.yaml:1:1: serve: unknown key \"serve\" (expected one of: server, "
-                          "listeners, pools, routes, logging)"));
+                          "listeners, pools, routes, cache, logging)"));
 }
 
 TEST(ConfigErrors, UnknownKeysInPoolsEndpointsAndRoutes) {
@@ -516,7 +516,8 @@ routes:
                           "jitter_percent, timeout, healthy_threshold, unhealthy_threshold, "
                           "models, expected_version)",
                           "f.yaml:11:43: routes[0].retries: unknown key \"retries\" (expected "
-                          "one of: name, match, pool, timeout, max_timeout, retry, hedge)"));
+                          "one of: name, match, pool, timeout, max_timeout, retry, hedge, cache, "
+                          "fallbacks, fallback_reserve)"));
 }
 
 TEST(ConfigErrors, ResilienceSectionsMustBeMapsAndLists) {
@@ -821,6 +822,211 @@ routes:
 }
 
 // ---- environment substitution ---------------------------------------------------------------
+
+// ---- degradation chain ----------------------------------------------------------------------
+
+// Two pools and the head of a route on lines 1..6, so that the chain starts on line 7.
+constexpr std::string_view kChainHead = R"(pools:
+  primary: {endpoints: [{address: 10.0.0.1}]}
+  light: {endpoints: [{address: 10.0.0.2}]}
+routes:
+  - {name: r, match: {model: other}, pool: primary}
+  - name: chain
+)";
+
+std::vector<std::string> chain_errors(std::string_view route_tail) {
+  return errors_of(std::string(kChainHead) + "    match: {model: resnet}\n" + "    pool: light\n" +
+                   std::string(route_tail));
+}
+
+TEST(ConfigErrors, FallbackTierKindAndItsKeys) {
+  EXPECT_THAT(chain_errors(R"(    fallbacks:
+      - {tier: model, pool: primary, model: mobilenet, status: 200}
+      - {tier: rules, when: x}
+      - {pool: light, model: m}
+      - {tier: cache, ttl: 1s}
+      - {tier: default, timeout: 1s}
+)"),
+              ElementsAre("f.yaml:10:56: routes[1].fallbacks[0].status: unknown key \"status\" "
+                          "(expected one of: tier, pool, model, timeout, version, label, "
+                          "signature)",
+                          // An unknown kind reports the kind only, not every key of it.
+                          "f.yaml:11:16: routes[1].fallbacks[1].tier: invalid value \"rules\" "
+                          "(expected one of: model, cache, default)",
+                          "f.yaml:12:9: routes[1].fallbacks[2]: missing required key \"tier\"",
+                          "f.yaml:13:16: routes[1].fallbacks[3].tier: a cache tier needs the "
+                          "route's cache.mode to be fallback or first (it is off, so nothing is "
+                          "ever stored)",
+                          "f.yaml:13:23: routes[1].fallbacks[3].ttl: unknown key \"ttl\" "
+                          "(expected one of: tier)",
+                          "f.yaml:14:25: routes[1].fallbacks[4].timeout: unknown key "
+                          "\"timeout\" (expected one of: tier, status, body, retry_after)"));
+  EXPECT_THAT(chain_errors("    fallbacks: {tier: cache}\n"),
+              ElementsAre("f.yaml:9:16: routes[1].fallbacks: expected a list, got a map"));
+  EXPECT_THAT(chain_errors("    fallbacks: [cache]\n"),
+              ElementsAre("f.yaml:9:17: routes[1].fallbacks[0]: expected a map, got a scalar"));
+}
+
+TEST(ConfigErrors, ModelTierValues) {
+  EXPECT_THAT(chain_errors(R"(    fallbacks:
+      - {tier: model}
+      - {tier: model, pool: "", model: ""}
+      - {tier: model, pool: primary, model: "mob*", timeout: 0}
+      - {tier: model, pool: primary, model: m, version: 0, label: "a-b"}
+      - {tier: model, pool: primary, model: m, version: 2, label: canary}
+)"),
+              ElementsAre("f.yaml:10:9: routes[1].fallbacks[0]: missing required key \"pool\"",
+                          "f.yaml:10:9: routes[1].fallbacks[0]: missing required key \"model\"",
+                          "f.yaml:11:29: routes[1].fallbacks[1].pool: must not be empty",
+                          "f.yaml:11:40: routes[1].fallbacks[1].model: must not be empty",
+                          "f.yaml:12:45: routes[1].fallbacks[2].model: a fallback needs an "
+                          "exact model name, got \"mob*\"",
+                          "f.yaml:12:62: routes[1].fallbacks[2].timeout: must be greater than 0",
+                          "f.yaml:13:57: routes[1].fallbacks[3].version: must be between 1 and "
+                          "9223372036854775807, got 0",
+                          "f.yaml:13:67: routes[1].fallbacks[3].label: invalid label \"a-b\" "
+                          "(use letters, digits and \"_\")",
+                          "f.yaml:14:67: routes[1].fallbacks[4].label: set either version or "
+                          "label, not both (version is 2)"));
+}
+
+TEST(ConfigErrors, ModelTierNamesAPoolThatDoesNotExist) {
+  EXPECT_THAT(chain_errors(R"(    fallbacks:
+      - tier: model
+        pool: heavy
+        model: mobilenet
+)"),
+              ElementsAre("f.yaml:11:15: routes[1].fallbacks[0].pool: no pool named \"heavy\""));
+}
+
+TEST(ConfigErrors, ModelTierMayNotFallBackToItself) {
+  // The route's primary is pool "light", model "resnet"; another version of it on the same
+  // pool fails with it all the same.
+  EXPECT_THAT(chain_errors(R"(    fallbacks:
+      - {tier: model, pool: primary, model: resnet}
+      - {tier: model, pool: light, model: resnet, version: 3}
+)"),
+              ElementsAre("f.yaml:11:9: routes[1].fallbacks[1]: falls back to itself: pool "
+                          "\"light\" and model \"resnet\" are the route's primary"));
+}
+
+TEST(ConfigErrors, ChainShape) {
+  // A cache tier needs a cache; one cache and one default tier at most; the default comes last.
+  EXPECT_THAT(chain_errors(R"(    fallbacks:
+      - {tier: cache}
+      - {tier: default}
+      - {tier: model, pool: primary, model: m}
+      - {tier: cache}
+)"),
+              ElementsAre("f.yaml:10:16: routes[1].fallbacks[0].tier: a cache tier needs the "
+                          "route's cache.mode to be fallback or first (it is off, so nothing is "
+                          "ever stored)",
+                          "f.yaml:12:9: routes[1].fallbacks[2]: unreachable: the default tier at "
+                          "fallbacks[1] always answers, so it must be the last tier"));
+  EXPECT_THAT(chain_errors(R"(    cache: {mode: fallback}
+    fallbacks:
+      - {tier: cache}
+      - {tier: model, pool: primary, model: m}
+      - {tier: cache}
+      - {tier: default}
+      - {tier: default}
+)"),
+              ElementsAre("f.yaml:13:16: routes[1].fallbacks[2].tier: at most one cache tier per "
+                          "route (first at fallbacks[0])",
+                          "f.yaml:15:16: routes[1].fallbacks[4].tier: at most one default tier "
+                          "per route (first at fallbacks[3])"));
+  // An invalid cache.mode is reported once, not again at the cache tier.
+  EXPECT_THAT(chain_errors(R"(    cache: {mode: on}
+    fallbacks: [{tier: cache}]
+)"),
+              ElementsAre("f.yaml:9:19: routes[1].cache.mode: invalid value \"on\" (expected "
+                          "one of: off, fallback, first)"));
+}
+
+TEST(ConfigErrors, DefaultTierValues) {
+  EXPECT_THAT(chain_errors(R"(    fallbacks:
+      - tier: default
+        status: 99
+        body: '{"predictions": }'
+        retry_after: -1s
+)"),
+              ElementsAre("f.yaml:11:17: routes[1].fallbacks[0].status: must be between 100 and "
+                          "599, got 99",
+                          "f.yaml:12:15: routes[1].fallbacks[0].body: not valid JSON: parse error "
+                          "at line 1, column 17: syntax error while parsing value - unexpected "
+                          "'}'; expected '[', '{', or a literal (write a map, a list, or a "
+                          "string holding JSON text)",
+                          "f.yaml:13:22: routes[1].fallbacks[0].retry_after: not a duration: "
+                          "\"-1s\" (expected e.g. 250ms, 2s, 1m30s, 1h)"));
+  // A bare word is neither JSON text nor a YAML number or boolean.
+  EXPECT_THAT(chain_errors("    fallbacks: [{tier: default, body: unavailable}]\n"),
+              ElementsAre("f.yaml:9:39: routes[1].fallbacks[0].body: not valid JSON: parse error "
+                          "at line 1, column 1: syntax error while parsing value - invalid "
+                          "literal; last read: 'u' (write a map, a list, or a string holding "
+                          "JSON text)"));
+  EXPECT_THAT(
+      chain_errors(R"(    fallbacks:
+      - tier: default
+        body:
+          predictions: [1, 2]
+          predictions: []
+          outputs: {[1]: x, y: "${UNSET_IN_TEST}"}
+      - tier: default
+        body:
+)"),
+      ElementsAre("f.yaml:13:11: routes[1].fallbacks[0].body.predictions: duplicate key "
+                  "\"predictions\"",
+                  "f.yaml:14:21: routes[1].fallbacks[0].body.outputs: JSON object keys "
+                  "must be strings, got a list",
+                  "f.yaml:14:32: routes[1].fallbacks[0].body.outputs.y: environment "
+                  "variable \"UNSET_IN_TEST\" is not set (write ${UNSET_IN_TEST:-default} "
+                  "to give a default)",
+                  "f.yaml:15:15: routes[1].fallbacks[1].tier: at most one default tier per "
+                  "route (first at fallbacks[0])",
+                  "f.yaml:16:9: routes[1].fallbacks[1].body: missing value (expected a map, "
+                  "a list, or a string holding JSON text)"));
+}
+
+TEST(ConfigErrors, CacheSettings) {
+  EXPECT_THAT(errors_with_tail("cache: {max_bytes: 0, shards: 257, size: 1}\n"),
+              ElementsAre("f.yaml:1:20: cache.max_bytes: must be greater than 0",
+                          "f.yaml:1:31: cache.shards: must be between 1 and 256, got 257",
+                          "f.yaml:1:36: cache.size: unknown key \"size\" (expected one of: "
+                          "max_bytes, shards)"));
+  EXPECT_THAT(errors_with_tail("cache: {shards: 0}\n"),
+              ElementsAre("f.yaml:1:17: cache.shards: must be between 1 and 256, got 0"));
+  EXPECT_THAT(
+      chain_errors(
+          R"(    cache: {mode: first, ttl: 0, stale_if_error: 1d, fill_from_model_tiers: yes,
+            key: body}
+)"),
+      ElementsAre("f.yaml:9:31: routes[1].cache.ttl: must be greater than 0",
+                  "f.yaml:9:50: routes[1].cache.stale_if_error: not a duration: \"1d\" "
+                  "(expected e.g. 250ms, 2s, 1m30s, 1h)",
+                  "f.yaml:9:77: routes[1].cache.fill_from_model_tiers: not a boolean: "
+                  "\"yes\" (expected true or false)",
+                  "f.yaml:10:13: routes[1].cache.key: unknown key \"key\" (expected one "
+                  "of: mode, ttl, stale_if_error, fill_from_model_tiers)"));
+}
+
+TEST(ConfigErrors, FallbackReserveLeavesThePrimaryTime) {
+  EXPECT_THAT(chain_errors("    timeout: 1s\n    fallback_reserve: 1001ms\n"),
+              ElementsAre("f.yaml:10:23: routes[1].fallback_reserve: must not exceed the "
+                          "route's timeout (1s)"));
+  EXPECT_THAT(chain_errors(R"(    timeout: 1s
+    fallback_reserve: 1s
+    fallbacks: [{tier: default}]
+)"),
+              ElementsAre("f.yaml:10:23: routes[1].fallback_reserve: must be less than the "
+                          "route's timeout (1s) when fallbacks are set, or the primary gets no "
+                          "time"));
+  // An invalid timeout is reported once; the reserve is not compared with it.
+  EXPECT_THAT(chain_errors(R"(    timeout: 0
+    fallback_reserve: 1s
+    fallbacks: [{tier: default}]
+)"),
+              ElementsAre("f.yaml:9:14: routes[1].timeout: must be greater than 0"));
+}
 
 TEST(ConfigErrors, UnsetVariableIsReportedAtItsScalar) {
   ScopedTestEnv env{{"BACKEND", "10.0.0.9"}};

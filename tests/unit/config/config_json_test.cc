@@ -69,8 +69,13 @@ routes:
       "retry": {"max_attempts": 3,
                 "retry_on": ["connect_failure", "reset", "timeout", 502, 503, 504],
                 "per_try_timeout": "0s", "backoff": {"base": "25ms", "max": "250ms"}},
-      "hedge": {"delay": "0s"}
+      "hedge": {"delay": "0s"},
+      "cache": {"mode": "off", "ttl": "1m", "stale_if_error": "0s",
+                "fill_from_model_tiers": false},
+      "fallbacks": [],
+      "fallback_reserve": "0s"
     }],
+    "cache": {"max_bytes": "64MiB", "shards": 16},
     "logging": {"level": "info", "format": "json", "access_log": true, "file": "",
                 "access_log_file": ""}
   })");
@@ -178,6 +183,57 @@ routes:
 routes: [{name: r, match: {model: m}, pool: p}]
 )"))["pools"]["p"]["circuit_breaker"]["mode"],
             "auto");
+}
+
+TEST(ConfigJson, DegradationChainRoundTrips) {
+  auto config = load_ok(R"(cache: {max_bytes: 1MiB, shards: 3}
+pools:
+  primary: {endpoints: [{address: 10.0.0.1}]}
+  light: {endpoints: [{address: 10.0.0.2}]}
+routes:
+  - name: resnet
+    match: {model: resnet}
+    pool: primary
+    fallback_reserve: 300ms
+    cache: {mode: first, ttl: 2m, stale_if_error: 10m, fill_from_model_tiers: true}
+    fallbacks:
+      - {tier: model, pool: light, model: mobilenet, timeout: 500ms, version: 4}
+      - {tier: model, pool: light, model: tiny, label: stable, signature: fast}
+      - {tier: cache}
+      - {tier: default, status: 503, body: {predictions: [], why: "overload", n: 1.5},
+         retry_after: 5s}
+  - name: text
+    match: {model: text}
+    pool: light
+    fallbacks: [{tier: default, body: '"unavailable"'}]
+)");
+  ASSERT_NE(config, nullptr);
+  const json first = config_to_json(*config);
+  auto reloaded = load_ok(first.dump());
+  ASSERT_NE(reloaded, nullptr);
+  EXPECT_EQ(config_to_json(*reloaded), first) << first.dump(2);
+  EXPECT_EQ(config->routes[0].fallbacks[3].body, R"({"predictions":[],"why":"overload","n":1.5})");
+  EXPECT_EQ(json::parse(reloaded->routes[0].fallbacks[3].body),
+            json::parse(config->routes[0].fallbacks[3].body));
+  EXPECT_EQ(reloaded->routes[1].fallbacks[0].body, R"("unavailable")");
+
+  EXPECT_EQ(first["cache"], json::parse(R"({"max_bytes": "1MiB", "shards": 3})"));
+  const json& route = first["routes"][0];
+  EXPECT_EQ(route["fallback_reserve"], "300ms");
+  EXPECT_EQ(route["cache"], json::parse(R"({"mode": "first", "ttl": "2m", "stale_if_error": "10m",
+                                            "fill_from_model_tiers": true})"));
+  // Keys that do not apply to a tier's kind are left out, and version or label only when set.
+  EXPECT_EQ(route["fallbacks"], json::parse(R"([
+    {"tier": "model", "pool": "light", "model": "mobilenet", "timeout": "500ms", "version": 4,
+     "signature": ""},
+    {"tier": "model", "pool": "light", "model": "tiny", "timeout": "1s", "label": "stable",
+     "signature": "fast"},
+    {"tier": "cache"},
+    {"tier": "default", "status": 503, "body": {"predictions": [], "why": "overload", "n": 1.5},
+     "retry_after": "5s"}
+  ])"));
+  // A JSON string body is shown as its JSON text, which loads back as the same string.
+  EXPECT_EQ(first["routes"][1]["fallbacks"][0]["body"], R"("unavailable")");
 }
 
 }  // namespace

@@ -122,6 +122,15 @@ TEST(ConfigLoader, MinimalFileGetsEveryDefault) {
   EXPECT_EQ(route.retry.backoff_base, 25ms);
   EXPECT_EQ(route.retry.backoff_max, 250ms);
   EXPECT_EQ(route.hedge.delay, 0s);
+  EXPECT_EQ(route.cache.mode, CacheMode::off);
+  EXPECT_EQ(route.cache.ttl, 60s);
+  EXPECT_EQ(route.cache.stale_if_error, 0s);
+  EXPECT_FALSE(route.cache.fill_from_model_tiers);
+  EXPECT_THAT(route.fallbacks, IsEmpty());
+  EXPECT_EQ(route.fallback_reserve, 0s);
+
+  EXPECT_EQ(config->cache.max_bytes, 64u << 20);
+  EXPECT_EQ(config->cache.shards, 16u);
 
   EXPECT_EQ(config->logging.level, "info");
   EXPECT_EQ(config->logging.format, LogFormat::json);
@@ -437,6 +446,143 @@ logging:
   EXPECT_EQ(config->pools.at(0).endpoints.at(0).address, "tfs-a.internal");
   EXPECT_EQ(config->logging.level, "warn");
   EXPECT_EQ(config->logging.file, "/var/log/$HOME/fusebox.log");
+}
+
+// ---- degradation chain ----------------------------------------------------------------------
+
+TEST(ConfigLoader, ReadsAFullDegradationChain) {
+  auto config = load_ok(R"(cache: {max_bytes: 1GiB, shards: 256}
+pools:
+  primary: {endpoints: [{address: 10.0.0.1}]}
+  light: {endpoints: [{address: 10.0.0.2}]}
+routes:
+  - name: resnet
+    match: {model: resnet}
+    pool: primary
+    timeout: 2s
+    fallback_reserve: 300ms
+    cache: {mode: fallback, ttl: 90s, stale_if_error: 10m, fill_from_model_tiers: true}
+    fallbacks:
+      - {tier: model, pool: light, model: mobilenet, timeout: 500ms, version: 7,
+         signature: serving_fast}
+      - {tier: model, pool: light, model: resnet, label: stable_v2}
+      - {tier: model, pool: light, model: tiny}
+      - {tier: cache}
+      - tier: default
+        status: 503
+        body: {predictions: [], degraded: true, score: 0.5, note: "fallback", nothing: null}
+        retry_after: 30s
+)");
+  ASSERT_NE(config, nullptr);
+  EXPECT_EQ(config->cache.max_bytes, 1ull << 30);
+  EXPECT_EQ(config->cache.shards, 256u);
+
+  const RouteConfig& route = config->routes.at(0);
+  EXPECT_EQ(route.fallback_reserve, 300ms);
+  EXPECT_EQ(route.cache.mode, CacheMode::fallback);
+  EXPECT_EQ(route.cache.ttl, 90s);
+  EXPECT_EQ(route.cache.stale_if_error, 10min);
+  EXPECT_TRUE(route.cache.fill_from_model_tiers);
+  ASSERT_EQ(route.fallbacks.size(), 5u);
+
+  const FallbackTier& light = route.fallbacks[0];
+  EXPECT_EQ(light.kind, TierKind::model);
+  EXPECT_EQ(light.pool, "light");
+  EXPECT_EQ(light.model, "mobilenet");
+  EXPECT_EQ(light.timeout, 500ms);
+  EXPECT_EQ(light.version, 7);
+  EXPECT_EQ(light.label, "");
+  EXPECT_EQ(light.signature, "serving_fast");
+
+  // The primary's model on another pool, pinned by label.
+  const FallbackTier& labelled = route.fallbacks[1];
+  EXPECT_EQ(labelled.kind, TierKind::model);
+  EXPECT_EQ(labelled.pool, "light");
+  EXPECT_EQ(labelled.model, "resnet");
+  EXPECT_EQ(labelled.label, "stable_v2");
+  EXPECT_EQ(labelled.version, 0);
+
+  const FallbackTier& plain = route.fallbacks[2];
+  EXPECT_EQ(plain.timeout, 1s);  // the default
+  EXPECT_EQ(plain.version, 0);
+  EXPECT_EQ(plain.label, "");
+  EXPECT_EQ(plain.signature, "");
+
+  EXPECT_EQ(route.fallbacks[3].kind, TierKind::cache);
+
+  const FallbackTier& answer = route.fallbacks[4];
+  EXPECT_EQ(answer.kind, TierKind::default_);
+  EXPECT_EQ(answer.status, 503u);
+  EXPECT_EQ(answer.retry_after, 30s);
+  // Compact JSON, keys in file order, YAML scalars mapped to JSON types.
+  EXPECT_EQ(answer.body,
+            R"({"predictions":[],"degraded":true,"score":0.5,"note":"fallback","nothing":null})");
+}
+
+TEST(ConfigLoader, DefaultTierDefaults) {
+  auto config = load_ok(R"(pools: {p: {endpoints: [{address: 10.0.0.1}]}}
+routes:
+  - {name: r, match: {model: m}, pool: p, fallbacks: [{tier: default}]}
+)");
+  ASSERT_NE(config, nullptr);
+  const FallbackTier& tier = config->routes.at(0).fallbacks.at(0);
+  EXPECT_EQ(tier.kind, TierKind::default_);
+  EXPECT_EQ(tier.status, 200u);
+  EXPECT_EQ(tier.body, "{}");
+  EXPECT_EQ(tier.retry_after, 0s);
+}
+
+// One default tier whose body is written as `yaml`, compacted.
+std::string default_body(std::string_view yaml) {
+  auto config = load_ok(std::string(R"(pools: {p: {endpoints: [{address: 10.0.0.1}]}}
+routes:
+  - name: r
+    match: {model: m}
+    pool: p
+    fallbacks:
+      - tier: default
+        body: )") + std::string(yaml) +
+                        "\n");
+  if (config == nullptr) return "<not loaded>";
+  return config->routes.at(0).fallbacks.at(0).body;
+}
+
+TEST(ConfigLoader, DefaultBodyMapsYamlToJson) {
+  ScopedTestEnv env{{"LABEL", "cat"}};
+  // A YAML value: plain scalars become numbers, booleans and null; quoted ones stay strings.
+  EXPECT_EQ(default_body(R"({a: 1, b: -2.5, c: true, d: False, e: ~, f: "7", g: 'true',
+                                 h: text, i: [1, "x", null], j: {}, k: [], l: 1e3, m: +3,
+                                 n: 18446744073709551615, o: .inf, p: 0x1F, q: !!str 12})"),
+            R"({"a":1,"b":-2.5,"c":true,"d":false,"e":null,"f":"7","g":"true","h":"text",)"
+            R"("i":[1,"x",null],"j":{},"k":[],"l":1000.0,"m":3,"n":18446744073709551615,)"
+            R"("o":".inf","p":"0x1F","q":"12"})");
+  // A list, with ${VAR} substituted in values like anywhere else.
+  EXPECT_EQ(default_body(R"([{label: "${LABEL}"}, "$${LABEL}"])"),
+            R"([{"label":"cat"},"${LABEL}"])");
+  // A string holding JSON text is parsed and compacted.
+  EXPECT_EQ(default_body(R"('{"predictions": [ 1, 2 ],  "x": "y"}')"),
+            R"({"predictions":[1,2],"x":"y"})");
+  EXPECT_EQ(default_body(R"('"unavailable"')"), R"("unavailable")");
+  // Plain scalars are JSON scalars.
+  EXPECT_EQ(default_body("42"), "42");
+  EXPECT_EQ(default_body("true"), "true");
+  EXPECT_EQ(default_body("True"), "true");
+}
+
+TEST(ConfigLoader, FallbackReserveMayBeZeroAndUpToTheTimeoutWithoutFallbacks) {
+  auto config = load_ok(R"(pools: {p: {endpoints: [{address: 10.0.0.1}]}}
+routes:
+  - {name: a, match: {model: a}, pool: p, timeout: 1s, fallback_reserve: 1s}
+  - {name: b, match: {model: b}, pool: p, timeout: 1s, fallback_reserve: 999ms,
+     fallbacks: [{tier: default}]}
+  - {name: c, match: {model: c}, pool: p, fallback_reserve: 0, cache: {mode: first},
+     fallbacks: [{tier: cache}]}
+)");
+  ASSERT_NE(config, nullptr);
+  EXPECT_EQ(config->routes[0].fallback_reserve, 1s);
+  EXPECT_EQ(config->routes[1].fallback_reserve, 999ms);
+  EXPECT_EQ(config->routes[2].fallback_reserve, 0s);
+  EXPECT_EQ(config->routes[2].cache.mode, CacheMode::first);
 }
 
 TEST(ConfigLoader, AcceptsQuotedNumbersAndBooleanSpellings) {
