@@ -25,7 +25,7 @@ json to_json(const HttpListenerConfig& c) {
   };
 }
 
-// Percentages are written as the operator would: 50, not 50.0.
+// Percentages (and rule bounds) are written as the operator would: 50, not 50.0.
 json percent(double value) {
   if (value == std::floor(value) && std::fabs(value) < 1e15)
     return static_cast<std::int64_t>(value);
@@ -140,6 +140,39 @@ const char* to_string(CacheMode mode) {
   return "off";
 }
 
+// Compact JSON text kept by the loader, as the JSON value it holds.
+json json_value(const std::string& text) {
+  json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  return value.is_discarded() ? json(text) : value;
+}
+
+json to_json(const std::vector<RuleConditionConfig>& conditions) {
+  json out = json::array();
+  for (const RuleConditionConfig& c : conditions) {
+    json condition = {{"pointer", c.pointer}, {"op", c.op}};
+    // Only the keys the op uses: the file rejects the others.
+    if (!c.value_json.empty()) condition["value"] = json_value(c.value_json);
+    if (c.min) condition["min"] = percent(*c.min);
+    if (c.max) condition["max"] = percent(*c.max);
+    out.push_back(std::move(condition));
+  }
+  return out;
+}
+
+json to_json(const RuleConfig& c) {
+  json headers = json::object();
+  for (const auto& [name, value] : c.headers) headers[name] = value;
+  return {
+      {"name", c.name},
+      {"model", c.model},
+      {"signature", c.signature},
+      {"headers", std::move(headers)},
+      {"when", to_json(c.when)},
+      {"instance_when", to_json(c.instance_when)},
+      {"prediction", json_value(c.prediction_json)},
+  };
+}
+
 // Keys that do not apply to a tier's kind are left out: the file would reject them there.
 json to_json(const FallbackTier& c) {
   switch (c.kind) {
@@ -165,6 +198,11 @@ json to_json(const FallbackTier& c) {
               {"status", c.status},
               {"body", std::move(body)},
               {"retry_after", format_duration(c.retry_after)}};
+    }
+    case TierKind::rules: {
+      json rules = json::array();
+      for (const RuleConfig& rule : c.rules) rules.push_back(to_json(rule));
+      return {{"tier", "rules"}, {"rules", std::move(rules)}};
     }
   }
   return json::object();

@@ -23,6 +23,7 @@
 #include <system_error>
 #include <utility>
 
+#include "fusebox/degrade/rules.h"
 #include "schema_reader.h"
 
 namespace fusebox::config {
@@ -67,8 +68,10 @@ constexpr std::array<std::string_view, 3> kBreakerModes = {"auto", "disabled",
                                                            "metrics_only"};  // BreakerMode order
 constexpr std::array<std::string_view, 2> kWindowTypes = {"count", "time"};  // WindowType order
 
-constexpr std::array<std::string_view, 3> kTierKinds = {"model", "cache",
-                                                        "default"};  // TierKind order
+constexpr std::array<std::string_view, 4> kTierKinds = {"model", "cache", "default",
+                                                        "rules"};  // TierKind order
+constexpr std::array<std::string_view, 4> kConditionOps = {"equals", "in", "exists",
+                                                           "range"};  // RuleConditionConfig::op
 constexpr std::array<std::string_view, 3> kCacheModes = {"off", "fallback",
                                                          "first"};  // CacheMode order
 
@@ -655,6 +658,194 @@ void read_default_tier(MapReader& map, FallbackTier& out) {
   map.duration("retry_after", out.retry_after, ZeroDuration::allowed);
 }
 
+// ---- rules tier -----------------------------------------------------------------------------
+
+constexpr NumberRange kAnyNumber{std::numeric_limits<double>::lowest(),
+                                 std::numeric_limits<double>::max()};
+constexpr const char* kJsonValueExpected = "a map, a list or a scalar";
+
+// "0", "12.5": a bound as the operator wrote it.
+std::string number_text(double value) {
+  if (value == std::floor(value) && std::fabs(value) < 1e15)
+    return std::to_string(static_cast<std::int64_t>(value));
+  char buffer[32];
+  const auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, value);
+  return ec == std::errc{} ? std::string(buffer, end) : std::to_string(value);
+}
+
+// `key:` holding any YAML value, converted to JSON like a default tier's body (but a string
+// stays a string: it is not read as JSON text). Null is refused: the rules engine reads it as
+// "no value". Returns the item when the key is present.
+std::optional<ListItem> read_json_value(MapReader& map, std::string_view key, Presence presence,
+                                        std::string& out) {
+  LoadContext& ctx = map.context();
+  auto item = map.value(key, presence);
+  if (!item) return std::nullopt;
+  if (item->node.IsNull()) {
+    ctx.error_at(item->path, std::string("missing value (expected ") + kJsonValueExpected + ")");
+  } else if (auto value = yaml_to_json(ctx, item->node, item->path)) {
+    out = value->dump();
+  }
+  return item;
+}
+
+// RFC 6901: "" (the whole value) or "/"-separated tokens where "~" escapes as ~0 and ~1.
+std::optional<std::string> pointer_problem(std::string_view pointer) {
+  if (pointer.empty()) return std::nullopt;
+  if (pointer.front() != '/')
+    return std::string(
+        "not a JSON Pointer (must start with \"/\", or be \"\" for the whole value)");
+  for (std::size_t i = 0; i < pointer.size(); ++i) {
+    if (pointer[i] == '~' &&
+        (i + 1 == pointer.size() || (pointer[i + 1] != '0' && pointer[i + 1] != '1')))
+      return std::string(
+          "not a JSON Pointer (\"~\" must be followed by 0 or 1: ~0 is \"~\", ~1 "
+          "is \"/\")");
+  }
+  return std::nullopt;
+}
+
+void read_condition(LoadContext& ctx, const ListItem& item, RuleConditionConfig& out) {
+  MapReader map(ctx, item.node, item.path, item.node.Mark());
+  if (auto pointer = map.scalar("pointer", "a string", Presence::required)) {
+    if (auto problem = pointer_problem(pointer->text)) {
+      detail::value_error(ctx, *pointer, *problem + ": " + in_quotes(pointer->text));
+    } else {
+      out.pointer = pointer->text;
+    }
+  }
+  const auto op = map.one_of("op", kConditionOps);
+  if (op) out.op = std::string(kConditionOps[*op]);
+  const auto value = read_json_value(map, "value", Presence::optional, out.value_json);
+  double bound = 0;
+  if (map.number("min", bound, kAnyNumber)) out.min = bound;
+  if (map.number("max", bound, kAnyNumber)) out.max = bound;
+  if (!map.present() || !usable(map, "op", op.has_value())) return;
+
+  // Which keys an op uses; the others are mistakes, not silently ignored.
+  const bool wants_value = out.op == "equals" || out.op == "in";
+  const bool wants_bounds = out.op == "range";
+  const bool has_min = ctx.was_written(map.child_path("min"));
+  const bool has_max = ctx.was_written(map.child_path("max"));
+  if (wants_value && !value) {
+    ctx.error_at(item.path, "missing required key \"value\" (op " + out.op + " compares with it)");
+  } else if (!wants_value && value) {
+    map.error("value", "only used by op equals and in (op is " + out.op + ")");
+  }
+  if (out.op == "in" && value && !value->node.IsNull() && !value->node.IsSequence()) {
+    map.error("value", "op in needs a list of values, got " +
+                           std::string(detail::describe_node_type(value->node)));
+  }
+  if (!wants_bounds) {
+    if (has_min) map.error("min", "only used by op range (op is " + out.op + ")");
+    if (has_max) map.error("max", "only used by op range (op is " + out.op + ")");
+    return;
+  }
+  if (!has_min && !has_max) ctx.error_at(item.path, "op range needs min, max or both");
+  if (out.min && out.max && *out.min > *out.max)
+    map.error("max", "must not be less than min (" + number_text(*out.min) + ")");
+}
+
+void read_conditions(MapReader& rule, std::string_view key, std::vector<RuleConditionConfig>& out) {
+  const List list = rule.list(key);
+  for (const ListItem& item : list.items) {
+    RuleConditionConfig condition;
+    read_condition(rule.context(), item, condition);
+    out.push_back(std::move(condition));
+  }
+}
+
+// RFC 9110 token characters.
+bool is_header_name(std::string_view name) {
+  return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) ||
+           std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+  });
+}
+
+void read_rule_headers(MapReader& rule, std::vector<std::pair<std::string, std::string>>& out) {
+  LoadContext& ctx = rule.context();
+  MapReader map = rule.map("headers");
+  for (const NamedEntry& entry : map.entries()) {
+    if (!is_header_name(entry.name)) {
+      ctx.diagnostics().error(entry.key_mark, entry.path,
+                              "invalid header name " + in_quotes(entry.name) +
+                                  " (use letters, digits and !#$%&'*+-.^_`|~)");
+      continue;
+    }
+    std::string name = entry.name;
+    std::transform(name.begin(), name.end(), name.begin(), [](char c) {
+      return static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    });
+    if (entry.value.IsNull()) {
+      ctx.diagnostics().error(entry.key_mark, entry.path, "missing value (expected a string)");
+      continue;
+    }
+    auto value = detail::list_scalar(ctx, ListItem{entry.value, entry.path}, "a string");
+    if (!value) continue;
+    const auto first = std::find_if(out.begin(), out.end(),
+                                    [&](const auto& header) { return header.first == name; });
+    if (first != out.end()) {
+      ctx.diagnostics().error(
+          entry.key_mark, entry.path,
+          "duplicate header " + in_quotes(name) + " (header names are case-insensitive)");
+      continue;
+    }
+    out.emplace_back(std::move(name), std::move(value->text));
+  }
+}
+
+void read_rule(LoadContext& ctx, const ListItem& item, RuleConfig& out) {
+  MapReader map(ctx, item.node, item.path, item.node.Mark());
+  if (map.string("name", out.name, Presence::required)) {
+    if (auto problem = name_problem("rule", out.name)) map.error("name", *problem);
+  }
+  if (map.string("model", out.model) && out.model.find('*') != std::string::npos) {
+    map.error("model", "a rule matches an exact model name (leave model out to match any), got " +
+                           in_quotes(out.model));
+  }
+  map.string("signature", out.signature);
+  read_rule_headers(map, out.headers);
+  read_conditions(map, "when", out.when);
+  read_conditions(map, "instance_when", out.instance_when);
+  read_json_value(map, "prediction", Presence::required, out.prediction_json);
+}
+
+void read_rules_tier(MapReader& map, FallbackTier& out) {
+  LoadContext& ctx = map.context();
+  const std::size_t errors_before = ctx.diagnostics().count();
+  const List list = map.list("rules", Presence::required);
+  if (list.present && list.items.empty()) ctx.error_at(list.path, "at least one rule is required");
+  std::map<std::string, std::size_t> names;
+  for (const ListItem& item : list.items) {
+    RuleConfig rule;
+    read_rule(ctx, item, rule);
+    if (!rule.name.empty()) {
+      const auto [first, inserted] = names.emplace(rule.name, out.rules.size());
+      if (!inserted) {
+        ctx.error_at(item.path + ".name", "duplicate rule name " + in_quotes(rule.name) +
+                                              " (first at rules[" + std::to_string(first->second) +
+                                              "])");
+      }
+    }
+    out.rules.push_back(std::move(rule));
+  }
+  // The engine's own checks (a rule shadowed by an earlier one that answers everything) run on
+  // rules that read cleanly: on the others they would repeat what was just reported.
+  if (ctx.diagnostics().count() != errors_before) return;
+  const YAML::Mark mark = ctx.locate(list.path);
+  for (const std::string& problem : degrade::validate(degrade::compile_rules(out.rules))) {
+    // "rules[2].when[0].pointer: message"
+    const auto colon = problem.find(": ");
+    if (colon == std::string::npos) {
+      ctx.diagnostics().error(mark, list.path, problem);
+    } else {
+      ctx.diagnostics().error(mark, map.child_path(problem.substr(0, colon)),
+                              problem.substr(colon + 2));
+    }
+  }
+}
+
 // Returns whether the tier kind is known (the checks across tiers skip the others).
 bool read_fallback_tier(LoadContext& ctx, const ListItem& item, FallbackTier& out) {
   MapReader map(ctx, item.node, item.path, item.node.Mark());
@@ -674,6 +865,9 @@ bool read_fallback_tier(LoadContext& ctx, const ListItem& item, FallbackTier& ou
       break;  // the route's `cache` section says everything
     case TierKind::default_:
       read_default_tier(map, out);
+      break;
+    case TierKind::rules:
+      read_rules_tier(map, out);
       break;
   }
   return true;
@@ -704,6 +898,7 @@ void read_fallbacks(MapReader& route, RouteConfig& out, bool cache_mode_ok) {
 
   std::optional<std::size_t> first_cache;
   std::optional<std::size_t> first_default;
+  std::optional<std::size_t> first_rules;
   for (std::size_t j = 0; j < out.fallbacks.size(); ++j) {
     if (!known[j]) continue;
     const FallbackTier& tier = out.fallbacks[j];
@@ -742,6 +937,16 @@ void read_fallbacks(MapReader& route, RouteConfig& out, bool cache_mode_ok) {
         break;
       case TierKind::default_:
         first_default = j;
+        break;
+      case TierKind::rules:
+        // The first matching rule answers, so a second rules tier could be merged into the
+        // first one; two are a mistake.
+        if (first_rules) {
+          ctx.error_at(path + ".tier",
+                       "at most one rules tier per route (first at " + at(*first_rules) + ")");
+        } else {
+          first_rules = j;
+        }
         break;
     }
   }

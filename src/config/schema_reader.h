@@ -36,6 +36,8 @@ class Diagnostics {
   void error_without_position(std::string message);  // line and column 0
 
   bool empty() const { return errors_.empty(); }
+  // Errors so far: a reader compares counts to know whether a section read cleanly.
+  std::size_t count() const { return errors_.size(); }
   // Errors in file order (stable for errors at the same position).
   std::vector<ConfigError> take_sorted();
 

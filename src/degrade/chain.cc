@@ -77,6 +77,7 @@ std::string tier_name(const config::FallbackTier& tier) {
     case config::TierKind::model: return "model:" + tier.model;
     case config::TierKind::cache: return "cache";
     case config::TierKind::default_: return "default";
+    case config::TierKind::rules: return "rules";
   }
   return "default";
 }

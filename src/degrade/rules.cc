@@ -1,5 +1,7 @@
 #include "fusebox/degrade/rules.h"
 
+#include <cctype>
+
 #include <cmath>
 #include <cstddef>
 #include <string>
@@ -263,6 +265,47 @@ std::vector<std::string> validate(const RuleSet& rules) {
     if (!catch_all && answers_everything(rule)) catch_all = i;
   }
   return problems;
+}
+
+RuleSet compile_rules(const std::vector<config::RuleConfig>& rules) {
+  auto parse = [](const std::string& text) {
+    if (text.empty()) return nlohmann::json();
+    auto value = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+    return value.is_discarded() ? nlohmann::json() : value;
+  };
+  auto conditions = [&](const std::vector<config::RuleConditionConfig>& in) {
+    std::vector<Condition> out;
+    for (const auto& c : in) {
+      Condition condition;
+      condition.pointer = c.pointer;
+      condition.op = c.op == "in"       ? ConditionOp::in
+                     : c.op == "exists" ? ConditionOp::exists
+                     : c.op == "range"  ? ConditionOp::range
+                                        : ConditionOp::equals;
+      condition.value = parse(c.value_json);
+      condition.min = c.min;
+      condition.max = c.max;
+      out.push_back(std::move(condition));
+    }
+    return out;
+  };
+  RuleSet set;
+  for (const auto& r : rules) {
+    Rule rule;
+    rule.name = r.name;
+    rule.model = r.model;
+    rule.signature = r.signature;
+    for (const auto& [name, value] : r.headers) {
+      std::string lower;
+      for (char ch : name) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      rule.headers[lower] = value;
+    }
+    rule.when = conditions(r.when);
+    rule.instance_when = conditions(r.instance_when);
+    rule.prediction = parse(r.prediction_json);
+    set.rules.push_back(std::move(rule));
+  }
+  return set;
 }
 
 }  // namespace fusebox::degrade

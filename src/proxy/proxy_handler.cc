@@ -1,5 +1,8 @@
 #include "fusebox/proxy/proxy_handler.h"
 
+#include <cctype>
+#include <map>
+
 #include <boost/beast/http/field.hpp>
 
 #include "fusebox/http/json_error.h"
@@ -268,6 +271,26 @@ void ProxyHandler::next_tier(const std::shared_ptr<Call>& call) {
           return respond_from_cache(call, *hit, nullptr);
         }
         continue;
+      }
+      case config::TierKind::rules: {
+        std::map<std::string, std::string> headers;
+        for (const auto& field : call->request) {
+          std::string name(field.name_string());
+          for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+          headers.emplace(std::move(name), std::string(field.value()));
+        }
+        degrade::RulesRequest rules_request;
+        rules_request.model = call->rest.model;
+        rules_request.headers = &headers;
+        rules_request.body = call->request.body();
+        auto answer =
+            degrade::evaluate(runtime_.tier_rules[call->route][call->tier - 1], rules_request);
+        if (!answer) continue;
+        server::Response response{bhttp::status::ok, 11};
+        response.set(bhttp::field::content_type, "application/json");
+        response.set("X-Fusebox-Rule", answer->rule);
+        response.body() = std::move(answer->body);
+        return finish(call, std::move(response), 0);
       }
       case config::TierKind::default_: {
         server::Response response{static_cast<bhttp::status>(tier.status), 11};

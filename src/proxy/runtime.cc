@@ -81,7 +81,9 @@ Runtime::Runtime(std::shared_ptr<const config::Config> cfg, std::size_t shards)
   }
   for (const auto& route : config->routes) {
     auto& pools_of_tiers = tier_pool.emplace_back();
+    auto& rules_of_tiers = tier_rules.emplace_back();
     for (const auto& tier : route.fallbacks) {
+      rules_of_tiers.push_back(degrade::compile_rules(tier.rules));
       std::size_t index = 0;
       for (std::size_t p = 0; p < config->pools.size(); ++p) {
         if (config->pools[p].name == tier.pool) index = p;

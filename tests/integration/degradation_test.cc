@@ -19,7 +19,7 @@ constexpr std::string_view kDefaultBody = R"({"predictions": [], "note": "defaul
 class DegradationTest : public GatewayTest {
  protected:
   // sim 0: primary (half_plus_two); sim 1: light (model "light" = half_plus_three).
-  void start_chain(std::string cache_mode = "fallback") {
+  void start_chain(std::string cache_mode = "fallback", std::vector<std::string> rules_tier = {}) {
     const auto primary = start_sims(1).at(0);
     const auto light = start_sim({"--rest-port", "0", "--model", "light:half_plus_three"}).port;
     GatewayConfig config;
@@ -33,9 +33,10 @@ class DegradationTest : public GatewayTest {
         "fallbacks:",
         "  - {tier: model, pool: light, model: light, timeout: 1s}",
         "  - {tier: cache}",
-        std::string("  - {tier: default, status: 200, body: '") + std::string(kDefaultBody) +
-            "', retry_after: 5s}",
     };
+    route.extra.insert(route.extra.end(), rules_tier.begin(), rules_tier.end());
+    route.extra.push_back(std::string("  - {tier: default, status: 200, body: '") + std::string(kDefaultBody) +
+            "', retry_after: 5s}");
     config.routes.push_back(route);
     // The light pool also needs a route, or its health check has no model to probe.
     config.routes.push_back({"light", "light", "light", "5s", {}});
@@ -139,6 +140,33 @@ TEST_F(DegradationTest, CacheFirstServesHitsWithoutTheBackend) {
   const auto metrics = metrics_text();
   EXPECT_EQ(metric_value(metrics, "fusebox_cache_hits_total"), 5);
   EXPECT_EQ(metric_value(metrics, "fusebox_cache_entries"), 1);
+}
+
+TEST_F(DegradationTest, RulesAnswerWhatTheirConditionsCoverKeepingTheShape) {
+  start_chain("fallback", {
+                              "  - tier: rules",
+                              "    rules:",
+                              "      - name: small_inputs",
+                              "        instance_when: [{pointer: \"\", op: range, max: 3}]",
+                              "        prediction: 0.5",
+                          });
+  kill_sim(0);
+  kill_sim(1);
+  ASSERT_TRUE(wait_all_backends_health("unhealthy"));
+  auto c = client();
+  auto r = c.post(kPredict, R"({"instances": [1.0, 2.0, 3.0]})");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(json_of(r), json::parse(R"({"predictions": [0.5, 0.5, 0.5]})"))
+      << "one prediction per instance, like the model's answer";
+  EXPECT_EQ(r.header("X-Fusebox-Tier"), "rules");
+  EXPECT_EQ(r.header("X-Fusebox-Rule"), "small_inputs");
+  EXPECT_EQ(r.header("X-Fusebox-Degraded-Reason"), "no_healthy_backend");
+
+  r = c.post(kPredict, R"({"instances": [1.0, 9.0]})");
+  EXPECT_EQ(r.header("X-Fusebox-Tier"), "default") << "an instance no rule covers";
+  EXPECT_EQ(metric_value(metrics_text(),
+                         R"(fusebox_responses_total{route="half_plus_two",tier="rules",reason="no_healthy_backend"})"),
+            1);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 // docs/configuration.md; keep the two in step.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -128,8 +129,27 @@ struct HedgeConfig {
   Duration delay{0};                        // 0 = no hedging; predict/classify/regress only
 };
 
+// One rule of a `rules` tier (see degrade/rules.h for the semantics). JSON values are kept as
+// compact JSON text; the data path parses them once at start-up.
+struct RuleConditionConfig {
+  std::string pointer;                      // RFC 6901
+  std::string op = "equals";                // equals | in | exists | range
+  std::string value_json;                   // equals: any JSON; in: an array; "" otherwise
+  std::optional<double> min, max;           // range
+};
+
+struct RuleConfig {
+  std::string name;
+  std::string model;                        // "" = any
+  std::string signature;                    // "" = any
+  std::vector<std::pair<std::string, std::string>> headers;  // lowercase name, exact value
+  std::vector<RuleConditionConfig> when;
+  std::vector<RuleConditionConfig> instance_when;
+  std::string prediction_json;              // required
+};
+
 // One tier of a route's degradation chain, tried in order after the primary fails.
-enum class TierKind { model, cache, default_ };  // YAML `tier: model | cache | default`
+enum class TierKind { model, cache, default_, rules };  // YAML `tier: model|cache|default|rules`
 
 struct FallbackTier {
   TierKind kind = TierKind::model;
@@ -144,6 +164,8 @@ struct FallbackTier {
   unsigned status = 200;
   std::string body = "{}";                  // JSON text, validated at load
   Duration retry_after{0};                  // 0 = no Retry-After header
+  // tier: rules — deterministic answers; the first matching rule answers.
+  std::vector<RuleConfig> rules;
 };
 
 enum class CacheMode { off, fallback, first };

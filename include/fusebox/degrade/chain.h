@@ -39,7 +39,7 @@ std::string rewrite_target(const http::RestTarget& original, std::string_view or
 // body is not a JSON object (the tier then sends the body unchanged).
 std::optional<std::string> rewrite_signature(std::string_view body, std::string_view signature);
 
-// Tier names as in X-Fusebox-Tier: "primary", "model:<model>", "cache", "default".
+// Tier names as in X-Fusebox-Tier: "primary", "model:<model>", "cache", "rules", "default".
 std::string tier_name(const config::FallbackTier& tier);
 
 // fusebox_responses_total{route,tier,reason} and the once-per-change log of a route's tier.

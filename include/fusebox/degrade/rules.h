@@ -17,6 +17,8 @@
 #include <string_view>
 #include <vector>
 
+#include "fusebox/config/config.h"
+
 namespace fusebox::degrade {
 
 enum class ConditionOp : std::uint8_t { equals, in, exists, range };
@@ -57,6 +59,10 @@ struct RulesAnswer {
   std::string rule;                            // name of the rule that answered (the first one)
   std::string body;                            // the JSON answer
 };
+
+// The rule set of a `rules` tier as configured (JSON values parsed; header names lowercased).
+// Values that are not valid JSON become null (the loader rejects them before this runs).
+RuleSet compile_rules(const std::vector<config::RuleConfig>& rules);
 
 // The answer for `request`, or nullopt when no rule matches (or the body is not JSON).
 // Row format: every instance must be answered by some rule (rules are tried in order per

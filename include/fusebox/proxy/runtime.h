@@ -11,6 +11,7 @@
 #include "fusebox/metrics/gateway_metrics.h"
 #include "fusebox/cache/response_cache.h"
 #include "fusebox/degrade/chain.h"
+#include "fusebox/degrade/rules.h"
 #include "fusebox/proxy/route_table.h"
 #include "fusebox/resilience/events.h"
 #include "fusebox/resilience/resilience_metrics.h"
@@ -28,6 +29,7 @@ struct Runtime {
   std::vector<upstream::PoolState> pools;       // parallel to config->pools
   std::vector<std::size_t> route_pool;          // route index -> pool index
   std::vector<std::vector<std::size_t>> tier_pool;  // [route][fallback]: pool of a model tier
+  std::vector<std::vector<degrade::RuleSet>> tier_rules;  // [route][fallback]: a rules tier's rules
   std::vector<std::vector<std::string>> health_models;  // per pool: models the probes check
   metrics::GatewayMetrics metrics;
   std::unique_ptr<resilience::ResilienceMetrics> resilience_metrics;

@@ -842,7 +842,7 @@ std::vector<std::string> chain_errors(std::string_view route_tail) {
 TEST(ConfigErrors, FallbackTierKindAndItsKeys) {
   EXPECT_THAT(chain_errors(R"(    fallbacks:
       - {tier: model, pool: primary, model: mobilenet, status: 200}
-      - {tier: rules, when: x}
+      - {tier: script, when: x}
       - {pool: light, model: m}
       - {tier: cache, ttl: 1s}
       - {tier: default, timeout: 1s}
@@ -851,8 +851,8 @@ TEST(ConfigErrors, FallbackTierKindAndItsKeys) {
                           "(expected one of: tier, pool, model, timeout, version, label, "
                           "signature)",
                           // An unknown kind reports the kind only, not every key of it.
-                          "f.yaml:11:16: routes[1].fallbacks[1].tier: invalid value \"rules\" "
-                          "(expected one of: model, cache, default)",
+                          "f.yaml:11:16: routes[1].fallbacks[1].tier: invalid value \"script\" "
+                          "(expected one of: model, cache, default, rules)",
                           "f.yaml:12:9: routes[1].fallbacks[2]: missing required key \"tier\"",
                           "f.yaml:13:16: routes[1].fallbacks[3].tier: a cache tier needs the "
                           "route's cache.mode to be fallback or first (it is off, so nothing is "
@@ -985,6 +985,130 @@ TEST(ConfigErrors, DefaultTierValues) {
                   "route (first at fallbacks[0])",
                   "f.yaml:16:9: routes[1].fallbacks[1].body: missing value (expected a map, "
                   "a list, or a string holding JSON text)"));
+}
+
+TEST(ConfigErrors, RulesTierShape) {
+  EXPECT_THAT(chain_errors("    fallbacks: [{tier: rules}]\n"),
+              ElementsAre("f.yaml:9:17: routes[1].fallbacks[0]: missing required key \"rules\""));
+  EXPECT_THAT(chain_errors(R"(    fallbacks:
+      - {tier: rules, rules: [], timeout: 1s}
+)"),
+              ElementsAre("f.yaml:10:30: routes[1].fallbacks[0].rules: at least one rule is "
+                          "required",
+                          "f.yaml:10:34: routes[1].fallbacks[0].timeout: unknown key \"timeout\" "
+                          "(expected one of: tier, rules)"));
+  // One rules tier per route, and nothing after the default tier.
+  EXPECT_THAT(chain_errors(R"(    fallbacks:
+      - {tier: rules, rules: [{name: a, model: m, prediction: 1}]}
+      - {tier: rules, rules: [{name: b, model: m, prediction: 2}]}
+      - {tier: default}
+      - {tier: rules, rules: [{name: c, prediction: 3}]}
+)"),
+              ElementsAre("f.yaml:11:16: routes[1].fallbacks[1].tier: at most one rules tier per "
+                          "route (first at fallbacks[0])",
+                          "f.yaml:13:9: routes[1].fallbacks[3]: unreachable: the default tier at "
+                          "fallbacks[2] always answers, so it must be the last tier"));
+}
+
+TEST(ConfigErrors, RuleKeys) {
+  EXPECT_THAT(
+      chain_errors(R"(    fallbacks:
+      - tier: rules
+        rules:
+          - {model: "res*", headers: {"X Region": eu, X-A: 1, x-a: 2, X-B: }, colour: red}
+          - {name: "a b", prediction: }
+          - {name: ok, model: m, prediction: 1}
+          - {name: ok, model: m, prediction: 2}
+          - name: cond
+            when: {pointer: /a}
+            prediction: 1
+)"),
+      ElementsAre(
+          "f.yaml:12:13: routes[1].fallbacks[0].rules[0]: missing required key \"name\"",
+          "f.yaml:12:13: routes[1].fallbacks[0].rules[0]: missing required key \"prediction\"",
+          "f.yaml:12:21: routes[1].fallbacks[0].rules[0].model: a rule matches an exact model "
+          "name (leave model out to match any), got \"res*\"",
+          "f.yaml:12:39: routes[1].fallbacks[0].rules[0].headers.X Region: invalid header name "
+          "\"X Region\" (use letters, digits and !#$%&'*+-.^_`|~)",
+          "f.yaml:12:63: routes[1].fallbacks[0].rules[0].headers.x-a: duplicate header \"x-a\" "
+          "(header names are case-insensitive)",
+          "f.yaml:12:71: routes[1].fallbacks[0].rules[0].headers.X-B: missing value (expected a "
+          "string)",
+          "f.yaml:12:79: routes[1].fallbacks[0].rules[0].colour: unknown key \"colour\" "
+          "(expected one of: name, model, signature, headers, when, instance_when, prediction)",
+          "f.yaml:13:20: routes[1].fallbacks[0].rules[1].name: invalid rule name \"a b\" (use "
+          "letters, digits, \"_\", \"-\" and \".\")",
+          "f.yaml:13:27: routes[1].fallbacks[0].rules[1].prediction: missing value (expected a "
+          "map, a list or a scalar)",
+          "f.yaml:15:20: routes[1].fallbacks[0].rules[3].name: duplicate rule name \"ok\" (first "
+          "at rules[2])",
+          "f.yaml:17:19: routes[1].fallbacks[0].rules[4].when: expected a list, got a map"));
+}
+
+TEST(ConfigErrors, RuleConditions) {
+  EXPECT_THAT(
+      chain_errors(R"(    fallbacks:
+      - tier: rules
+        rules:
+          - name: c
+            model: m
+            when:
+              - {op: equals, value: 1}
+              - {pointer: a, value: 1}
+              - {pointer: /a~2, value: 1}
+              - {pointer: /a, op: like, value: 1}
+              - {pointer: /a}
+              - {pointer: /a, op: in, value: DE}
+              - {pointer: /a, value: }
+              - {pointer: /a, op: exists, value: 1, min: 0}
+            instance_when:
+              - {pointer: /p, op: range}
+              - {pointer: /p, op: range, min: 5, max: 1.5}
+              - {pointer: /p, op: range, min: low, size: 1}
+            prediction: 1
+)"),
+      ElementsAre(
+          "f.yaml:15:17: routes[1].fallbacks[0].rules[0].when[0]: missing required key "
+          "\"pointer\"",
+          "f.yaml:16:27: routes[1].fallbacks[0].rules[0].when[1].pointer: not a JSON Pointer "
+          "(must start with \"/\", or be \"\" for the whole value): \"a\"",
+          "f.yaml:17:27: routes[1].fallbacks[0].rules[0].when[2].pointer: not a JSON Pointer "
+          "(\"~\" must be followed by 0 or 1: ~0 is \"~\", ~1 is \"/\"): \"/a~2\"",
+          "f.yaml:18:35: routes[1].fallbacks[0].rules[0].when[3].op: invalid value \"like\" "
+          "(expected one of: equals, in, exists, range)",
+          "f.yaml:19:17: routes[1].fallbacks[0].rules[0].when[4]: missing required key \"value\" "
+          "(op equals compares with it)",
+          "f.yaml:20:46: routes[1].fallbacks[0].rules[0].when[5].value: op in needs a list of "
+          "values, got a scalar",
+          "f.yaml:21:31: routes[1].fallbacks[0].rules[0].when[6].value: missing value (expected "
+          "a map, a list or a scalar)",
+          "f.yaml:22:50: routes[1].fallbacks[0].rules[0].when[7].value: only used by op equals "
+          "and in (op is exists)",
+          "f.yaml:22:58: routes[1].fallbacks[0].rules[0].when[7].min: only used by op range (op "
+          "is exists)",
+          "f.yaml:24:17: routes[1].fallbacks[0].rules[0].instance_when[0]: op range needs min, "
+          "max or both",
+          "f.yaml:25:55: routes[1].fallbacks[0].rules[0].instance_when[1].max: must not be less "
+          "than min (5)",
+          "f.yaml:26:47: routes[1].fallbacks[0].rules[0].instance_when[2].min: not a number: "
+          "\"low\"",
+          "f.yaml:26:52: routes[1].fallbacks[0].rules[0].instance_when[2].size: unknown key "
+          "\"size\" (expected one of: pointer, op, value, min, max)"));
+}
+
+TEST(ConfigErrors, RulesEngineChecksAreReportedAtTheRulesList) {
+  // degrade::validate() runs on rules that read cleanly; its findings point at `rules`.
+  EXPECT_THAT(chain_errors(R"(    fallbacks:
+      - tier: rules
+        rules:
+          - {name: everything, prediction: 1}
+          - {name: eu, headers: {X-Region: eu}, prediction: 2}
+          - {name: last, prediction: 3}
+)"),
+              ElementsAre("f.yaml:12:11: routes[1].fallbacks[0].rules[1]: unreachable: rules[0] "
+                          "answers every request",
+                          "f.yaml:12:11: routes[1].fallbacks[0].rules[2]: unreachable: rules[0] "
+                          "answers every request"));
 }
 
 TEST(ConfigErrors, CacheSettings) {

@@ -236,5 +236,48 @@ routes:
   EXPECT_EQ(first["routes"][1]["fallbacks"][0]["body"], R"("unavailable")");
 }
 
+TEST(ConfigJson, RulesTierRoundTrips) {
+  auto config = load_ok(R"(pools: {p: {endpoints: [{address: 10.0.0.1}]}}
+routes:
+  - name: r
+    match: {model: "*"}
+    pool: p
+    fallbacks:
+      - tier: rules
+        rules:
+          - name: best_sellers
+            model: resnet
+            signature: serving_default
+            headers: {X-Region: eu}
+            when:
+              - {pointer: /context/country, op: in, value: [DE, FR]}
+              - {pointer: /n, value: "7"}
+            instance_when:
+              - {pointer: /price, op: range, min: 0, max: 99.5}
+              - {pointer: "", op: exists}
+            prediction: {label: best_seller, score: 0.5}
+          - {name: rest, prediction: none}
+)");
+  ASSERT_NE(config, nullptr);
+  const json first = config_to_json(*config);
+  auto reloaded = load_ok(first.dump());
+  ASSERT_NE(reloaded, nullptr);
+  EXPECT_EQ(config_to_json(*reloaded), first) << first.dump(2);
+  EXPECT_EQ(reloaded->routes[0].fallbacks[0].rules[0].when[1].value_json, R"("7")");
+
+  // Values as JSON, bounds as written, only the keys each op uses.
+  EXPECT_EQ(first["routes"][0]["fallbacks"], json::parse(R"([{"tier": "rules", "rules": [
+    {"name": "best_sellers", "model": "resnet", "signature": "serving_default",
+     "headers": {"x-region": "eu"},
+     "when": [{"pointer": "/context/country", "op": "in", "value": ["DE", "FR"]},
+              {"pointer": "/n", "op": "equals", "value": "7"}],
+     "instance_when": [{"pointer": "/price", "op": "range", "min": 0, "max": 99.5},
+                       {"pointer": "", "op": "exists"}],
+     "prediction": {"label": "best_seller", "score": 0.5}},
+    {"name": "rest", "model": "", "signature": "", "headers": {}, "when": [],
+     "instance_when": [], "prediction": "none"}
+  ]}])"));
+}
+
 }  // namespace
 }  // namespace fusebox::config

@@ -519,6 +519,76 @@ routes:
             R"({"predictions":[],"degraded":true,"score":0.5,"note":"fallback","nothing":null})");
 }
 
+TEST(ConfigLoader, ReadsARulesTier) {
+  auto config = load_ok(R"(pools: {p: {endpoints: [{address: 10.0.0.1}]}}
+routes:
+  - name: r
+    match: {model: "*"}
+    pool: p
+    fallbacks:
+      - tier: rules
+        rules:
+          - name: best_sellers
+            model: resnet
+            signature: serving_default
+            headers: {X-Region: eu, x-tenant: "7"}
+            when:
+              - {pointer: /context/country, op: in, value: [DE, FR, 3]}
+              - {pointer: "/a~1b/m~0n", value: {k: [1, true, null]}}
+            instance_when:
+              - {pointer: /price, op: range, min: 0, max: 99.5}
+              - {pointer: /stock, op: range, max: -1}
+              - {pointer: "", op: exists}
+              - {pointer: /flag, op: equals, value: "true"}
+            prediction: {label: best_seller, score: 0.5}
+          - name: rest
+            prediction: [0, "${LABEL:-none}"]
+      - {tier: default}
+)");
+  ASSERT_NE(config, nullptr);
+  const FallbackTier& tier = config->routes.at(0).fallbacks.at(0);
+  EXPECT_EQ(tier.kind, TierKind::rules);
+  ASSERT_EQ(tier.rules.size(), 2u);
+
+  const RuleConfig& rule = tier.rules[0];
+  EXPECT_EQ(rule.name, "best_sellers");
+  EXPECT_EQ(rule.model, "resnet");
+  EXPECT_EQ(rule.signature, "serving_default");
+  // Header names lowercase; a quoted number stays a string.
+  using Header = std::pair<std::string, std::string>;
+  EXPECT_THAT(rule.headers, ElementsAre(Header{"x-region", "eu"}, Header{"x-tenant", "7"}));
+
+  ASSERT_EQ(rule.when.size(), 2u);
+  EXPECT_EQ(rule.when[0].pointer, "/context/country");
+  EXPECT_EQ(rule.when[0].op, "in");
+  EXPECT_EQ(rule.when[0].value_json, R"(["DE","FR",3])");
+  EXPECT_EQ(rule.when[1].pointer, "/a~1b/m~0n");
+  EXPECT_EQ(rule.when[1].op, "equals");  // the default
+  EXPECT_EQ(rule.when[1].value_json, R"({"k":[1,true,null]})");
+
+  ASSERT_EQ(rule.instance_when.size(), 4u);
+  EXPECT_EQ(rule.instance_when[0].op, "range");
+  EXPECT_EQ(rule.instance_when[0].min, 0.0);
+  EXPECT_EQ(rule.instance_when[0].max, 99.5);
+  EXPECT_EQ(rule.instance_when[0].value_json, "");
+  EXPECT_EQ(rule.instance_when[1].min, std::nullopt);
+  EXPECT_EQ(rule.instance_when[1].max, -1.0);
+  EXPECT_EQ(rule.instance_when[2].pointer, "");
+  EXPECT_EQ(rule.instance_when[2].op, "exists");
+  EXPECT_EQ(rule.instance_when[3].value_json, R"("true")");
+  EXPECT_EQ(rule.prediction_json, R"({"label":"best_seller","score":0.5})");
+
+  // Everything optional left out: any model, signature, headers and instance.
+  const RuleConfig& rest = tier.rules[1];
+  EXPECT_EQ(rest.name, "rest");
+  EXPECT_EQ(rest.model, "");
+  EXPECT_EQ(rest.signature, "");
+  EXPECT_THAT(rest.headers, IsEmpty());
+  EXPECT_THAT(rest.when, IsEmpty());
+  EXPECT_THAT(rest.instance_when, IsEmpty());
+  EXPECT_EQ(rest.prediction_json, R"([0,"none"])");
+}
+
 TEST(ConfigLoader, DefaultTierDefaults) {
   auto config = load_ok(R"(pools: {p: {endpoints: [{address: 10.0.0.1}]}}
 routes:
