@@ -268,24 +268,6 @@ RestPathResult parse_rest_path(std::string_view method, std::string_view target)
   return result;
 }
 
-std::optional<std::string> url_decode(std::string_view in) {
-  std::string out;
-  out.reserve(in.size());
-  for (std::size_t i = 0; i < in.size(); ++i) {
-    if (in[i] != '%') {
-      out.push_back(in[i]);
-      continue;
-    }
-    if (in.size() - i < 3) return std::nullopt;
-    const int high = hex_value(in[i + 1]);
-    const int low = hex_value(in[i + 2]);
-    if (high < 0 || low < 0) return std::nullopt;
-    out.push_back(static_cast<char>(high * 16 + low));
-    i += 2;
-  }
-  return out;
-}
-
 std::string curl_unescape(std::string_view in) {
   std::string out;
   out.reserve(in.size());

@@ -218,7 +218,11 @@ degrade::Reason ProxyHandler::degraded_reason(const std::shared_ptr<Call>& call,
       const auto& pool = runtime_.pools[runtime_.route_pool[call->route]];
       for (const auto& b : pool.backends) {
         auto health = static_cast<health::HealthStatus>(b->health.load(std::memory_order_relaxed));
-        if (health::eligible(health) && b->breaker->state() != resilience::BreakerState::closed) {
+        auto state = b->breaker->state();
+        bool kept_out = state == resilience::BreakerState::open ||
+                        state == resilience::BreakerState::half_open ||
+                        state == resilience::BreakerState::forced_open;
+        if (health::eligible(health) && kept_out) {
           return degrade::Reason::breaker_open;
         }
       }

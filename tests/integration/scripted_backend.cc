@@ -227,12 +227,8 @@ std::size_t ScriptedBackend::request_count() const {
 }
 
 bool ScriptedBackend::wait_for_requests(std::size_t n, std::chrono::milliseconds timeout) const {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (request_count() < n) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return true;
+  std::unique_lock lock(mu_);
+  return recorded_.wait_for(lock, timeout, [&] { return requests_.size() >= n; });
 }
 
 ScriptedReply ScriptedBackend::next_reply() {
@@ -321,6 +317,7 @@ void ScriptedBackend::handle_requests(Client& c) {
       std::lock_guard lock(mu_);
       requests_.push_back(std::move(request));
     }
+    recorded_.notify_all();
     act(c, reply);
   }
 }

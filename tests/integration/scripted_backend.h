@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <condition_variable>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -109,6 +110,7 @@ class ScriptedBackend {
   std::uint16_t port_ = 0;
   std::atomic<int> accepted_{0};
   mutable std::mutex mu_;
+  mutable std::condition_variable recorded_;  // signalled when a request is recorded
   std::deque<ScriptedReply> script_;
   ScriptedReply default_reply_;
   ScriptedReply probe_reply_ = ScriptedReply::model_status();

@@ -42,10 +42,6 @@ struct RestPathResult {
 // Thread-safe (pure).
 RestPathResult parse_rest_path(std::string_view method, std::string_view target);
 
-// Strict percent-decoding ('+' stays '+'); nullopt on a truncated or non-hex escape.
-// Not what TF Serving does for paths: see curl_unescape.
-std::optional<std::string> url_decode(std::string_view in);
-
 // Percent-decoding exactly as curl_easy_unescape (and so TF Serving) does it: "%XX" with two hex
 // digits becomes one byte (%00 included), '+' stays '+', and a '%' not followed by two hex digits
 // is copied literally ("a%G1" -> "a%G1", "%4" -> "%4"). Never fails.

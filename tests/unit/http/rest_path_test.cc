@@ -316,16 +316,5 @@ TEST(RestPathDecode, CurlUnescape) {
   for (const auto& c : cases) EXPECT_EQ(curl_unescape(c.in), c.out) << c.in;
 }
 
-TEST(RestPathDecode, StrictUrlDecode) {
-  EXPECT_EQ(url_decode(""), "");
-  EXPECT_EQ(url_decode("my%20model"), "my model");
-  EXPECT_EQ(url_decode("a+b"), "a+b");
-  EXPECT_EQ(url_decode("%2Fx%2f"), "/x/");
-  EXPECT_EQ(url_decode("%e2%82%AC"), "\xE2\x82\xAC");
-  for (const char* bad : {"%G1", "%4", "%", "a%", "a%2", "%zz", "%%41", "%4%41", "%-1"}) {
-    EXPECT_FALSE(url_decode(bad).has_value()) << bad;
-  }
-}
-
 }  // namespace
 }  // namespace fusebox::http
