@@ -208,10 +208,38 @@ json to_json(const FallbackTier& c) {
   return json::object();
 }
 
+json to_json(const LoadDegradeConfig& c) {
+  return {{"max_inflight", c.max_inflight},
+          {"max_latency", format_duration(c.max_latency)},
+          {"interval", format_duration(c.interval)},
+          {"step_percent", c.step_percent},
+          {"max_percent", c.max_percent},
+          {"recover_ratio", c.recover_ratio},
+          {"recover_intervals", c.recover_intervals},
+          {"latency_ewma_alpha", c.latency_ewma_alpha},
+          {"dry_run", c.dry_run}};
+}
+
+json to_json(const SplitConfig& c) {
+  json canaries = json::array();
+  for (const SplitTargetConfig& t : c.canaries) {
+    json canary = {{"name", t.name}, {"weight_percent", t.weight_percent}};
+    // Unset targets keep the request's pool, model, version or label: left out.
+    if (!t.pool.empty()) canary["pool"] = t.pool;
+    if (!t.model.empty()) canary["model"] = t.model;
+    if (t.version > 0) canary["version"] = t.version;
+    if (!t.label.empty()) canary["label"] = t.label;
+    canaries.push_back(std::move(canary));
+  }
+  return {{"canaries", std::move(canaries)},
+          {"override_header", c.override_header},
+          {"sticky_header", c.sticky_header}};
+}
+
 json to_json(const RouteConfig& c) {
   json fallbacks = json::array();
   for (const FallbackTier& tier : c.fallbacks) fallbacks.push_back(to_json(tier));
-  return {
+  json out = {
       {"name", c.name},
       {"match", {{"model", c.match.model}}},
       {"pool", c.pool},
@@ -226,7 +254,16 @@ json to_json(const RouteConfig& c) {
         {"fill_from_model_tiers", c.cache.fill_from_model_tiers}}},
       {"fallbacks", std::move(fallbacks)},
       {"fallback_reserve", format_duration(c.fallback_reserve)},
+      {"idempotency",
+       {{"enabled", c.idempotency.enabled},
+        {"header", c.idempotency.header},
+        {"ttl", format_duration(c.idempotency.ttl)},
+        {"coalesce_identical", c.idempotency.coalesce_identical}}},
   };
+  // Optional sections appear only when configured, to keep /admin/config readable.
+  if (c.degrade_on_load.enabled()) out["degrade_on_load"] = to_json(c.degrade_on_load);
+  if (!c.split.canaries.empty()) out["split"] = to_json(c.split);
+  return out;
 }
 
 }  // namespace
@@ -251,6 +288,9 @@ nlohmann::json config_to_json(const Config& config) {
       {"routes", std::move(routes)},
       {"cache",
        {{"max_bytes", format_size(config.cache.max_bytes)}, {"shards", config.cache.shards}}},
+      {"idempotency",
+       {{"max_bytes", format_size(config.idempotency.max_bytes)},
+        {"shards", config.idempotency.shards}}},
       {"logging",
        {{"level", config.logging.level},
         {"format", config.logging.format == LogFormat::text ? "text" : "json"},

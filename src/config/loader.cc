@@ -967,6 +967,122 @@ void check_fallback_reserve(MapReader& route, const RouteConfig& out, bool reser
   }
 }
 
+// ---- load-aware degradation, traffic split, idempotency ---------------------------------------
+
+constexpr NumberRange kRecoverRatio{0.01, 1};
+constexpr NumberRange kEwmaAlpha{0.01, 1};
+constexpr IntegerRange kRecoverIntervals{1, 1000};
+
+void read_degrade_on_load(MapReader& route, LoadDegradeConfig& out) {
+  MapReader map = route.map("degrade_on_load");
+  if (!map.present()) return;
+  map.integer("max_inflight", out.max_inflight, kCountOrOff);
+  map.duration("max_latency", out.max_latency, ZeroDuration::allowed);
+  map.duration("interval", out.interval, ZeroDuration::rejected);
+  map.number("step_percent", out.step_percent, kPositivePercent);
+  map.number("max_percent", out.max_percent, kPositivePercent);
+  map.number("recover_ratio", out.recover_ratio, kRecoverRatio);
+  map.integer("recover_intervals", out.recover_intervals, kRecoverIntervals);
+  map.number("latency_ewma_alpha", out.latency_ewma_alpha, kEwmaAlpha);
+  map.boolean("dry_run", out.dry_run);
+  if (!out.enabled()) {
+    map.error("max_inflight",
+              "set max_inflight and/or max_latency (both are 0, so nothing would ever degrade)");
+  }
+}
+
+// HTTP header names as RFC 9110 tokens, stored lowercase (Beast compares them without case).
+bool read_header_name(MapReader& map, std::string_view key, std::string& out) {
+  if (!map.string(key, out)) return false;
+  if (out.empty()) return true;
+  for (char& c : out) {
+    const bool ok = std::isalnum(static_cast<unsigned char>(c)) ||
+                    std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    if (!ok) {
+      map.error(key, "invalid header name " + in_quotes(out));
+      return false;
+    }
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return true;
+}
+
+void read_split_target(LoadContext& ctx, const ListItem& item, SplitTargetConfig& out) {
+  MapReader map(ctx, item.node, item.path, item.node.Mark());
+  if (map.string("name", out.name, Presence::required)) {
+    if (auto problem = name_problem("canary", out.name)) {
+      map.error("name", *problem);
+    } else if (out.name == "always" || out.name == "never" || out.name == "stable") {
+      map.error("name", in_quotes(out.name) + " is reserved (an override header value)");
+    }
+  }
+  map.string("pool", out.pool);
+  if (map.string("model", out.model) && out.model.find('*') != std::string::npos)
+    map.error("model", "a canary needs an exact model name, got " + in_quotes(out.model));
+  const bool version_ok = map.integer("version", out.version, kFallbackVersion);
+  bool label_ok = map.string("label", out.label);
+  if (label_ok && !out.label.empty() && !is_version_label(out.label)) {
+    map.error("label",
+              "invalid label " + in_quotes(out.label) + " (use letters, digits and \"_\")");
+    label_ok = false;
+  }
+  if (version_ok && label_ok && !out.label.empty())
+    map.error("label", "set either version or label, not both (version is " +
+                           std::to_string(out.version) + ")");
+  map.number("weight_percent", out.weight_percent, kPercent, Presence::required);
+}
+
+void read_split(MapReader& route, RouteConfig& out) {
+  MapReader map = route.map("split");
+  if (!map.present()) return;
+  LoadContext& ctx = map.context();
+  const List list = map.list("canaries", Presence::required);
+  if (list.present && list.items.empty())
+    ctx.error_at(list.path, "at least one canary is required (or remove split)");
+  for (const ListItem& item : list.items) {
+    SplitTargetConfig target;
+    read_split_target(ctx, item, target);
+    out.split.canaries.push_back(std::move(target));
+  }
+  read_header_name(map, "override_header", out.split.override_header);
+  read_header_name(map, "sticky_header", out.split.sticky_header);
+
+  double total = 0;
+  std::map<std::string, std::size_t, std::less<>> seen;
+  for (std::size_t i = 0; i < out.split.canaries.size(); ++i) {
+    const SplitTargetConfig& target = out.split.canaries[i];
+    total += target.weight_percent;
+    if (target.name.empty()) continue;
+    auto [it, inserted] = seen.emplace(target.name, i);
+    if (!inserted) {
+      ctx.error_at(list.items[i].path + ".name",
+                   "duplicate canary name " + in_quotes(target.name) + " (first at canaries[" +
+                       std::to_string(it->second) + "])");
+    }
+    const bool same_pool = target.pool.empty() || target.pool == out.pool;
+    const bool same_model = target.model.empty() || target.model == out.match.model;
+    if (same_pool && same_model && target.version == 0 && target.label.empty()) {
+      ctx.error_at(list.items[i].path,
+                   "the canary is the stable target itself: set a pool, model, version or label");
+    }
+  }
+  if (total > 100 + 1e-9) {
+    ctx.error_at(list.path, "canary weights add up to " + number_text(total) +
+                                "%, more than 100%");
+  }
+}
+
+void read_idempotency(MapReader& route, IdempotencyConfig& out) {
+  MapReader map = route.map("idempotency");
+  if (!map.present()) return;
+  out.enabled = true;
+  map.boolean("enabled", out.enabled);
+  if (read_header_name(map, "header", out.header) && out.header.empty())
+    map.error("header", "must not be empty");
+  map.duration("ttl", out.ttl, ZeroDuration::allowed);
+  map.boolean("coalesce_identical", out.coalesce_identical);
+}
+
 RouteConfig read_route(LoadContext& ctx, const ListItem& item) {
   RouteConfig out;
   MapReader map(ctx, item.node, item.path, item.node.Mark());
@@ -988,6 +1104,14 @@ RouteConfig read_route(LoadContext& ctx, const ListItem& item) {
       usable(map, "fallback_reserve",
              map.duration("fallback_reserve", out.fallback_reserve, ZeroDuration::allowed));
   check_fallback_reserve(map, out, reserve_ok, timeout_ok);
+  read_degrade_on_load(map, out.degrade_on_load);
+  if (out.degrade_on_load.enabled() &&
+      (out.fallbacks.empty() || out.fallbacks.front().kind != TierKind::model)) {
+    map.error("degrade_on_load",
+              "needs a model tier as the first fallback (diverted requests go there)");
+  }
+  read_split(map, out);
+  read_idempotency(map, out.idempotency);
 
   // X-Fusebox-Timeout-Ms may shorten the deadline up to max_timeout; a cap below the
   // route's own timeout would shorten every request.
@@ -1008,6 +1132,12 @@ void read_routes(LoadContext& ctx, MapReader& root, std::vector<RouteConfig>& ou
 
 void read_cache_store(MapReader& root, CacheStoreConfig& out) {
   MapReader map = root.map("cache");
+  map.size("max_bytes", out.max_bytes, 1);
+  map.integer("shards", out.shards, kCacheShards);
+}
+
+void read_idempotency_store(MapReader& root, IdempotencyStoreConfig& out) {
+  MapReader map = root.map("idempotency");
   map.size("max_bytes", out.max_bytes, 1);
   map.integer("shards", out.shards, kCacheShards);
 }
@@ -1066,6 +1196,14 @@ void check_routes(LoadContext& ctx, const Config& config) {
       }
     }
 
+    for (std::size_t j = 0; j < route.split.canaries.size(); ++j) {
+      const SplitTargetConfig& target = route.split.canaries[j];
+      if (!target.pool.empty() && config.find_pool(target.pool) == nullptr) {
+        ctx.error_at(path + ".split.canaries[" + std::to_string(j) + "].pool",
+                     "no pool named " + in_quotes(target.pool));
+      }
+    }
+
     if (!route.name.empty()) {
       auto [it, inserted] = first_by_name.emplace(route.name, i);
       if (!inserted) {
@@ -1120,6 +1258,7 @@ Config read_config(LoadContext& ctx, const YAML::Node& root_node) {
     read_pools(ctx, root, config.pools);
     read_routes(ctx, root, config.routes);
     read_cache_store(root, config.cache);
+    read_idempotency_store(root, config.idempotency);
     read_logging(root, config.logging);
   }  // unknown top-level keys are reported here
   check_listener_ports(ctx, config.listeners);

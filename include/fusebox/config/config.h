@@ -177,6 +177,49 @@ struct RouteCacheConfig {
   bool fill_from_model_tiers = false;       // also store answers of model tiers
 };
 
+// Load-aware degradation: past a threshold on the primary pool, a growing share of the route's
+// requests goes straight to its first model tier (reason `overload`); recovery is stepwise with
+// hysteresis. Every threshold 0 = that signal off; all off = the feature is off.
+struct LoadDegradeConfig {
+  std::uint32_t max_inflight = 0;           // requests in flight to the primary pool
+  Duration max_latency{0};                  // EWMA of per-interval mean primary latency
+  Duration interval{1'000};                 // how often the signals are evaluated
+  double step_percent = 25;                 // the diverted share moves by this much per step
+  double max_percent = 90;                  // cap of the diverted share
+  double recover_ratio = 0.8;               // a signal is calm below ratio * threshold
+  std::uint32_t recover_intervals = 3;      // calm intervals in a row before each step down
+  double latency_ewma_alpha = 0.5;          // weight of the newest interval in the EWMA
+  bool dry_run = false;                     // decide, log and report, but divert nothing
+
+  bool enabled() const { return max_inflight > 0 || max_latency.count() > 0; }
+};
+
+// One canary target of a traffic split: another pool and/or model version or label.
+struct SplitTargetConfig {
+  std::string name;
+  std::string pool;                         // "" = the route's own pool
+  std::string model;                        // "" = the requested model
+  std::int64_t version = 0;                 // 0 = keep the request's
+  std::string label;                        // "" = keep the request's; exclusive with version
+  double weight_percent = 0;                // share of the route's traffic, 0..100
+};
+
+// Gray release: canaries take their weight of the traffic, the route's pool (stable) the rest.
+// A canary that cannot answer (breakers open, failure) hands its request to the stable target.
+struct SplitConfig {
+  std::vector<SplitTargetConfig> canaries;  // empty = no split
+  std::string override_header = "x-fusebox-canary";  // always | never | <canary name>
+  std::string sticky_header;                // "" = no stickiness; else the key's value pins it
+};
+
+// Idempotent replay (Idempotency-Key) and optional coalescing of identical concurrent requests.
+struct IdempotencyConfig {
+  bool enabled = false;
+  std::string header = "idempotency-key";   // lowercase
+  Duration ttl{60'000};                     // completed answers are replayed this long
+  bool coalesce_identical = false;          // without a key: identical concurrent requests share
+};
+
 struct RouteConfig {
   std::string name;
   RouteMatch match;
@@ -188,6 +231,9 @@ struct RouteConfig {
   RouteCacheConfig cache;
   std::vector<FallbackTier> fallbacks;      // the degradation chain, in order
   Duration fallback_reserve{0};             // slice of the deadline kept for the fallbacks
+  LoadDegradeConfig degrade_on_load;
+  SplitConfig split;
+  IdempotencyConfig idempotency;
 };
 
 enum class LogFormat { text, json };
@@ -206,9 +252,16 @@ struct CacheStoreConfig {
   std::uint32_t shards = 16;
 };
 
+// The process-wide store behind idempotent replay and coalescing.
+struct IdempotencyStoreConfig {
+  std::uint64_t max_bytes = 16ull << 20;
+  std::uint32_t shards = 16;
+};
+
 struct Config {
   std::string source_file;                  // path the config was loaded from
   CacheStoreConfig cache;
+  IdempotencyStoreConfig idempotency;
   ServerConfig server;
   ListenersConfig listeners;
   std::vector<PoolConfig> pools;            // in file order; names unique

@@ -115,7 +115,7 @@ TEST(ConfigErrors, UnknownKeyListsTheExpectedOnes) {
                           "max_connections, max_requests_per_connection)"));
   EXPECT_THAT(errors_with_tail("serve: {threads: 1}\n"),
               ElementsAre("f.yaml:1:1: serve: unknown key \"serve\" (expected one of: server, "
-                          "listeners, pools, routes, cache, logging)"));
+                          "listeners, pools, routes, cache, idempotency, logging)"));
 }
 
 TEST(ConfigErrors, UnknownKeysInPoolsEndpointsAndRoutes) {
@@ -517,7 +517,7 @@ routes:
                           "models, expected_version)",
                           "f.yaml:11:43: routes[0].retries: unknown key \"retries\" (expected "
                           "one of: name, match, pool, timeout, max_timeout, retry, hedge, cache, "
-                          "fallbacks, fallback_reserve)"));
+                          "fallbacks, fallback_reserve, degrade_on_load, split, idempotency)"));
 }
 
 TEST(ConfigErrors, ResilienceSectionsMustBeMapsAndLists) {
@@ -1197,6 +1197,70 @@ logging: {level: loud}
                           HasSubstr("f.yaml:9:40: routes[0].pool: no pool named \"q\""),
                           HasSubstr("f.yaml:9:52: routes[0].timeout: must be greater than 0"),
                           HasSubstr("f.yaml:10:18: logging.level: invalid value \"loud\"")));
+}
+
+TEST(ConfigErrors, LoadDegradationNeedsASignalAndAModelTier) {
+  EXPECT_THAT(chain_errors(R"(    fallbacks: [{tier: model, pool: primary, model: mobilenet}]
+    degrade_on_load: {interval: 0, step_percent: 0, recover_ratio: 2}
+)"),
+              ElementsAre("f.yaml:10:22: routes[1].degrade_on_load.max_inflight: set max_inflight "
+                          "and/or max_latency (both are 0, so nothing would ever degrade)",
+                          "f.yaml:10:33: routes[1].degrade_on_load.interval: must be greater "
+                          "than 0",
+                          "f.yaml:10:50: routes[1].degrade_on_load.step_percent: must be between "
+                          "1 and 100, got 0",
+                          "f.yaml:10:68: routes[1].degrade_on_load.recover_ratio: must be between "
+                          "0.01 and 1, got 2"));
+  EXPECT_THAT(chain_errors(R"(    fallbacks: [{tier: default}]
+    degrade_on_load: {max_latency: 500ms}
+)"),
+              ElementsAre("f.yaml:10:22: routes[1].degrade_on_load: needs a model tier as the "
+                          "first fallback (diverted requests go there)"));
+}
+
+TEST(ConfigErrors, SplitCanaries) {
+  EXPECT_THAT(chain_errors(R"(    split:
+      canaries:
+        - {name: v2, pool: nowhere, weight_percent: 60}
+        - {name: v2, version: 3, label: b, weight_percent: 50}
+        - {name: always, label: x, weight_percent: 0}
+        - {name: same, weight_percent: 1}
+        - {name: w}
+      sticky_header: "bad header"
+)"),
+              ElementsAre("f.yaml:11:9: routes[1].split.canaries: canary weights add up to 111%, "
+                          "more than 100%",
+                          "f.yaml:11:28: routes[1].split.canaries[0].pool: no pool named "
+                          "\"nowhere\"",
+                          "f.yaml:12:18: routes[1].split.canaries[1].name: duplicate canary name "
+                          "\"v2\" (first at canaries[0])",
+                          "f.yaml:12:41: routes[1].split.canaries[1].label: set either version or "
+                          "label, not both (version is 3)",
+                          "f.yaml:13:18: routes[1].split.canaries[2].name: \"always\" is reserved "
+                          "(an override header value)",
+                          "f.yaml:14:11: routes[1].split.canaries[3]: the canary is the stable "
+                          "target itself: set a pool, model, version or label",
+                          "f.yaml:15:11: routes[1].split.canaries[4]: missing required key "
+                          "\"weight_percent\"",
+                          "f.yaml:15:11: routes[1].split.canaries[4]: the canary is the stable "
+                          "target itself: set a pool, model, version or label",
+                          "f.yaml:16:22: routes[1].split.sticky_header: invalid header name "
+                          "\"bad header\""));
+  EXPECT_THAT(chain_errors("    split: {canaries: []}\n"),
+              ElementsAre("f.yaml:9:23: routes[1].split.canaries: at least one canary is required "
+                          "(or remove split)"));
+}
+
+TEST(ConfigErrors, IdempotencySettings) {
+  EXPECT_THAT(chain_errors("    idempotency: {header: \"\", ttl: forever, coalesce: true}\n"),
+              ElementsAre("f.yaml:9:27: routes[1].idempotency.header: must not be empty",
+                          "f.yaml:9:36: routes[1].idempotency.ttl: not a duration: \"forever\" "
+                          "(expected e.g. 250ms, 2s, 1m30s, 1h)",
+                          "f.yaml:9:45: routes[1].idempotency.coalesce: unknown key \"coalesce\" "
+                          "(expected one of: enabled, header, ttl, coalesce_identical)"));
+  EXPECT_THAT(errors_with_tail("idempotency: {max_bytes: 0, shards: 1000}\n"),
+              ElementsAre("f.yaml:1:26: idempotency.max_bytes: must be greater than 0",
+                          "f.yaml:1:37: idempotency.shards: must be between 1 and 256, got 1000"));
 }
 
 }  // namespace

@@ -73,9 +73,12 @@ routes:
       "cache": {"mode": "off", "ttl": "1m", "stale_if_error": "0s",
                 "fill_from_model_tiers": false},
       "fallbacks": [],
-      "fallback_reserve": "0s"
+      "fallback_reserve": "0s",
+      "idempotency": {"enabled": false, "header": "idempotency-key", "ttl": "1m",
+                      "coalesce_identical": false}
     }],
     "cache": {"max_bytes": "64MiB", "shards": 16},
+    "idempotency": {"max_bytes": "16MiB", "shards": 16},
     "logging": {"level": "info", "format": "json", "access_log": true, "file": "",
                 "access_log_file": ""}
   })");
@@ -234,6 +237,52 @@ routes:
   ])"));
   // A JSON string body is shown as its JSON text, which loads back as the same string.
   EXPECT_EQ(first["routes"][1]["fallbacks"][0]["body"], R"("unavailable")");
+}
+
+TEST(ConfigJson, LoadDegradationSplitAndIdempotencyRoundTrip) {
+  auto config = load_ok(R"(idempotency: {max_bytes: 2MiB, shards: 4}
+pools:
+  primary: {endpoints: [{address: 10.0.0.1}]}
+  canary: {endpoints: [{address: 10.0.0.3}]}
+  light: {endpoints: [{address: 10.0.0.2}]}
+routes:
+  - name: resnet
+    match: {model: resnet}
+    pool: primary
+    fallbacks: [{tier: model, pool: light, model: mobilenet}]
+    degrade_on_load: {max_inflight: 64, max_latency: 800ms, interval: 500ms, step_percent: 10,
+                      max_percent: 80, recover_ratio: 0.5, recover_intervals: 4,
+                      latency_ewma_alpha: 0.25, dry_run: true}
+    split:
+      canaries:
+        - {name: v2, pool: canary, weight_percent: 10}
+        - {name: label-b, label: canary, weight_percent: 2.5}
+      override_header: X-Canary
+      sticky_header: X-User-Id
+    idempotency: {header: X-Request-Key, ttl: 5m, coalesce_identical: true}
+)");
+  ASSERT_NE(config, nullptr);
+  const json first = config_to_json(*config);
+  auto reloaded = load_ok(first.dump());
+  ASSERT_NE(reloaded, nullptr);
+  EXPECT_EQ(config_to_json(*reloaded), first) << first.dump(2);
+  const json& route = first["routes"][0];
+  EXPECT_EQ(route["degrade_on_load"], json::parse(R"({"max_inflight": 64, "max_latency": "800ms",
+      "interval": "500ms", "step_percent": 10.0, "max_percent": 80.0, "recover_ratio": 0.5,
+      "recover_intervals": 4, "latency_ewma_alpha": 0.25, "dry_run": true})"));
+  EXPECT_EQ(route["split"], json::parse(R"({"canaries": [
+      {"name": "v2", "pool": "canary", "weight_percent": 10.0},
+      {"name": "label-b", "label": "canary", "weight_percent": 2.5}],
+      "override_header": "x-canary", "sticky_header": "x-user-id"})"));
+  EXPECT_EQ(route["idempotency"], json::parse(R"({"enabled": true, "header": "x-request-key",
+      "ttl": "5m", "coalesce_identical": true})"));
+  EXPECT_EQ(first["idempotency"], json::parse(R"({"max_bytes": "2MiB", "shards": 4})"));
+  // Optional sections stay out of routes that do not use them.
+  auto plain = config_to_json(*load_ok(R"(pools: {p: {endpoints: [{address: 10.0.0.1}]}}
+routes: [{name: r, match: {model: m}, pool: p}]
+)"));
+  EXPECT_FALSE(plain["routes"][0].contains("split"));
+  EXPECT_FALSE(plain["routes"][0].contains("degrade_on_load"));
 }
 
 TEST(ConfigJson, RulesTierRoundTrips) {
