@@ -52,11 +52,16 @@ std::string encode_segment(std::string_view s) {
 
 std::string rewrite_target(const http::RestTarget& original, std::string_view original_target,
                            const config::FallbackTier& tier) {
-  std::string target = "/v1/models/" + encode_segment(tier.model);
-  if (tier.version > 0) {
-    target += "/versions/" + std::to_string(tier.version);
-  } else if (!tier.label.empty()) {
-    target += "/labels/" + encode_segment(tier.label);
+  return rewrite_target(original, original_target, tier.model, tier.version, tier.label);
+}
+
+std::string rewrite_target(const http::RestTarget& original, std::string_view original_target,
+                           std::string_view model, std::int64_t version, std::string_view label) {
+  std::string target = "/v1/models/" + encode_segment(model);
+  if (version > 0) {
+    target += "/versions/" + std::to_string(version);
+  } else if (!label.empty()) {
+    target += "/labels/" + encode_segment(label);
   }
   target += verb_suffix(original.verb);
   if (auto q = original_target.find('?'); q != std::string_view::npos) {

@@ -34,6 +34,9 @@ const char* to_string(Reason reason);
 // (the tier's version or label; none when the tier sets neither), plus the original query.
 std::string rewrite_target(const http::RestTarget& original, std::string_view original_target,
                            const config::FallbackTier& tier);
+// The same for any target: `version` > 0 or a non-empty `label` (else none), then the verb.
+std::string rewrite_target(const http::RestTarget& original, std::string_view original_target,
+                           std::string_view model, std::int64_t version, std::string_view label);
 
 // With tier.signature set, the request body with "signature_name" replaced; nullopt when the
 // body is not a JSON object (the tier then sends the body unchanged).
