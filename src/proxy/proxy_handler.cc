@@ -3,6 +3,7 @@
 #include <cctype>
 #include <map>
 
+#include <boost/asio/post.hpp>
 #include <boost/beast/http/field.hpp>
 
 #include "fusebox/http/json_error.h"
@@ -42,7 +43,20 @@ struct ProxyHandler::Call {
   degrade::Reason reason = degrade::Reason::none;
   std::optional<resilience::PipelineResult> primary_failure;
   bool cache_hit = false;                  // answered by cache mode `first`
-  server::Request tier_request;            // the request as rewritten for a model tier
+  server::Request tier_request;            // the request as rewritten for a canary or model tier
+  bool inference = false;                  // predict, classify or regress
+  std::optional<std::string> canonical;    // the body in canonical JSON, when it parses
+
+  // Load-aware degradation and traffic split.
+  bool diverted = false;                   // sent straight to the first model tier (overload)
+  std::size_t split_target = degrade::kStableTarget;
+  bool canary_attempt = false;             // the pipeline call in flight is the canary's
+  TimePoint primary_start{};               // when the primary pipeline call started
+
+  // Idempotent replay / coalescing: this request leads `replay_key` and publishes its answer.
+  std::string replay_key;
+  bool replay_lead = false;
+  Duration replay_retain{0};
 };
 
 namespace {
@@ -73,14 +87,19 @@ unsigned status_for(UpstreamOutcome outcome) {
 
 ProxyHandler::ProxyHandler(boost::asio::io_context& ioc, Runtime& runtime, std::size_t shard,
                            std::size_t workers)
-    : runtime_(runtime),
+    : ioc_(ioc),
+      runtime_(runtime),
       shard_(shard),
       pipeline_(ioc, runtime.pools, runtime.metrics, *runtime.resilience_metrics, *runtime.events,
                 shard, workers),
       ids_(0x9e3779b97f4a7c15ull * (shard + 1) ^
-           static_cast<std::uint64_t>(Clock::now().time_since_epoch().count())) {}
+           static_cast<std::uint64_t>(Clock::now().time_since_epoch().count())),
+      random_(0x2545f4914f6cdd1dull * (shard + 1) ^
+              static_cast<std::uint64_t>(Clock::now().time_since_epoch().count())) {}
 
-ProxyHandler::~ProxyHandler() = default;
+// Calls still waiting for another request's answer go with their sessions while this worker's
+// io_context is alive; the store keeps only weak references to them.
+ProxyHandler::~ProxyHandler() { waiting_.clear(); }
 
 void ProxyHandler::close_idle_upstreams() { pipeline_.close_idle_upstreams(); }
 
@@ -137,19 +156,23 @@ void ProxyHandler::handle(server::Request&& request, const server::ConnectionInf
     return respond_local(call, 400, "X-Fusebox-Timeout-Ms must be a whole number of milliseconds");
   }
   call->deadline = *deadline;
+  call->inference = call->rest.verb != http::RestVerb::status &&
+                    call->rest.verb != http::RestVerb::metadata;
 
-  bool inference = call->rest.verb != http::RestVerb::status &&
-                   call->rest.verb != http::RestVerb::metadata;
-  if (runtime_.cache && inference && route_config.cache.mode != config::CacheMode::off) {
+  bool caching = runtime_.cache && call->inference && route_config.cache.mode != config::CacheMode::off;
+  bool replaying = runtime_.idempotency && call->inference && route_config.idempotency.enabled;
+  if (caching || replaying) call->canonical = cache::canonical_json(req.body());
+
+  if (replaying && !begin_replay(call)) return;  // joined, replayed or refused
+
+  if (caching && call->canonical) {
     // Unparsable bodies are not cached: the backend answers them with TF Serving's 400.
-    if (auto canonical = cache::canonical_json(req.body())) {
-      std::string version_or_label;
-      if (call->rest.version) version_or_label = "v:" + std::to_string(*call->rest.version);
-      if (call->rest.label) version_or_label = "l:" + *call->rest.label;
-      call->cache_key = cache::make_key(route_config.name, call->rest.model, version_or_label,
-                                        /*signature: part of the canonical body*/ "", *canonical);
-    }
-    if (call->cache_key && route_config.cache.mode == config::CacheMode::first) {
+    std::string version_or_label;
+    if (call->rest.version) version_or_label = "v:" + std::to_string(*call->rest.version);
+    if (call->rest.label) version_or_label = "l:" + *call->rest.label;
+    call->cache_key = cache::make_key(route_config.name, call->rest.model, version_or_label,
+                                      /*signature: part of the canonical body*/ "", *call->canonical);
+    if (route_config.cache.mode == config::CacheMode::first) {
       auto hit = runtime_.cache->lookup(*call->cache_key, /*allow_stale=*/true);
       if (hit && hit->age < route_config.cache.ttl) return respond_from_cache(call, *hit, "hit");
       call->cache_miss = true;
@@ -163,18 +186,141 @@ void ProxyHandler::handle(server::Request&& request, const server::ConnectionInf
   req.keep_alive(true);
   req.prepare_payload();
 
+  if (call->inference) {
+    // Degrade before failing: under load a share of the requests skips the primary.
+    const auto& degrader = runtime_.load_degraders[*route];
+    if (degrader) {
+      auto inflight = runtime_.pools[runtime_.route_pool[*route]].active_requests.load(
+          std::memory_order_relaxed);
+      bool divert = degrader->divert(
+          static_cast<std::uint64_t>(std::max<std::int64_t>(inflight, 0)), random_.next_double());
+      if (divert && !route_config.degrade_on_load.dry_run) {
+        call->diverted = true;
+        call->reason = degrade::Reason::overload;
+        return next_tier(call);
+      }
+    }
+    if (!route_config.split.canaries.empty()) {
+      const auto& split = route_config.split;
+      auto override_value = to_sv(req[split.override_header]);
+      std::optional<std::string_view> sticky;
+      if (!split.sticky_header.empty()) {
+        auto value = to_sv(req[split.sticky_header]);
+        if (!value.empty()) sticky = value;
+      }
+      call->split_target =
+          degrade::choose_split_target(split, override_value, sticky, random_.next_double());
+      if (call->split_target != degrade::kStableTarget) return send_to_canary(call);
+    }
+  }
+  send_to_primary(call);
+}
+
+bool ProxyHandler::begin_replay(const std::shared_ptr<Call>& call) {
+  const auto& route = runtime_.config->routes[call->route];
+  const auto& idempotency = route.idempotency;
+  auto key_value = to_sv(call->request[idempotency.header]);
+  if (key_value.empty() && !idempotency.coalesce_identical) return true;
+
+  // The request's identity: method, target and body (canonical when it is JSON).
+  std::string identity;
+  identity.reserve(call->target.size() + 16);
+  identity.append(call->method).append(" ").append(call->target).append("\n");
+  identity.append(call->canonical ? *call->canonical : call->request.body());
+  if (!key_value.empty()) {
+    if (key_value.size() > 256) {
+      respond_local(call, 400, std::string(idempotency.header) + " must be at most 256 bytes");
+      return false;
+    }
+    call->replay_key = "k\n" + route.name + "\n" + std::string(key_value);
+    call->replay_retain = idempotency.ttl;
+  } else {
+    // Identical requests share a key made of two independent hashes of their identity (the
+    // fingerprint is the second): bodies of any size cost a few bytes, and two different
+    // requests would need to collide in 128 bits to share an answer.
+    call->replay_key = "c\n" + route.name + "\n" + std::to_string(cache::hash64(identity));
+    call->replay_retain = Duration(0);
+  }
+  auto fingerprint = cache::hash64("fingerprint\n" + identity);
+
+  std::weak_ptr<Call> weak = call;
+  bool keyed = !key_value.empty();
+  auto started = runtime_.idempotency->begin(
+      call->replay_key, fingerprint,
+      [this, weak, keyed](std::shared_ptr<const replay::StoredResponse> response) {
+        boost::asio::post(ioc_, [this, weak, keyed, response = std::move(response)] {
+          auto waiting = weak.lock();
+          if (!waiting) return;
+          waiting_.erase(waiting.get());
+          deliver_shared(waiting, *response, keyed ? "X-Fusebox-Replayed" : "X-Fusebox-Coalesced");
+        });
+      });
+  switch (started.outcome) {
+    case replay::BeginOutcome::lead:
+      call->replay_lead = !started.untracked;
+      return true;
+    case replay::BeginOutcome::joined:
+      waiting_.emplace(call.get(), call);
+      return false;
+    case replay::BeginOutcome::replay:
+      deliver_shared(call, *started.response, "X-Fusebox-Replayed");
+      return false;
+    case replay::BeginOutcome::mismatch:
+      if (!keyed) return true;  // a 64-bit collision between different requests: just run it
+      respond_local(call, 422,
+                    std::string(idempotency.header) + " " + std::string(key_value) +
+                        " was already used with a different request; use a new key");
+      return false;
+  }
+  return true;
+}
+
+void ProxyHandler::send_to_primary(const std::shared_ptr<Call>& call) {
+  const auto& route_config = runtime_.config->routes[call->route];
+  resilience::PipelineRequest pipeline_request;
+  pipeline_request.request = &call->request;
+  pipeline_request.route = &route_config;
+  pipeline_request.pool = runtime_.route_pool[call->route];
+  pipeline_request.deadline = call->deadline;
+  if (!route_config.fallbacks.empty()) {
+    // Keep a slice of the deadline for the fallbacks, so they get time to answer.
+    pipeline_request.deadline =
+        std::max(Clock::now(), call->deadline - route_config.fallback_reserve);
+  }
+  // Inference is a pure function of its input, so a predict may race a hedged copy of itself.
+  pipeline_request.idempotent = call->inference;
+  call->canary_attempt = false;
+  call->primary_start = Clock::now();
+  pipeline_.execute(pipeline_request, [this, call](resilience::PipelineResult&& result) {
+    on_pipeline_result(call, std::move(result));
+  });
+}
+
+void ProxyHandler::send_to_canary(const std::shared_ptr<Call>& call) {
+  const auto& route_config = runtime_.config->routes[call->route];
+  const auto& canary = route_config.split.canaries[call->split_target - 1];
+  auto& req = call->tier_request;
+  req = call->request;
+  if (!canary.model.empty() || canary.version > 0 || !canary.label.empty()) {
+    std::int64_t version = canary.version;
+    std::string_view label = canary.label;
+    if (version == 0 && label.empty()) {  // keep the version or label the client asked for
+      if (call->rest.version) version = *call->rest.version;
+      if (call->rest.label) label = *call->rest.label;
+    }
+    req.target(degrade::rewrite_target(call->rest, call->target,
+                                       canary.model.empty() ? call->rest.model : canary.model,
+                                       version, label));
+  }
+  auto now = Clock::now();
   resilience::PipelineRequest pipeline_request;
   pipeline_request.request = &req;
   pipeline_request.route = &route_config;
-  pipeline_request.pool = runtime_.route_pool[*route];
-  pipeline_request.deadline = *deadline;
-  if (!route_config.fallbacks.empty()) {
-    // Keep a slice of the deadline for the fallbacks, so they get time to answer.
-    pipeline_request.deadline = std::max(Clock::now(), *deadline - route_config.fallback_reserve);
-  }
-  // Inference is a pure function of its input, so a predict may race a hedged copy of itself.
-  pipeline_request.idempotent = parsed.target->verb != http::RestVerb::status &&
-                                parsed.target->verb != http::RestVerb::metadata;
+  pipeline_request.pool = runtime_.split_pool[call->route][call->split_target - 1];
+  // At most half of the time left: a canary that cannot answer leaves the stable target time.
+  pipeline_request.deadline = now + (call->deadline - now) / 2;
+  pipeline_request.idempotent = true;
+  call->canary_attempt = true;
   pipeline_.execute(pipeline_request, [this, call](resilience::PipelineResult&& result) {
     on_pipeline_result(call, std::move(result));
   });
@@ -187,6 +333,30 @@ void ProxyHandler::on_pipeline_result(const std::shared_ptr<Call>& call,
   call->attempts += result.attempts;
   const auto& route = runtime_.config->routes[call->route];
   bool answer = result.kind == Kind::response && result.upstream.response.result_int() < 500;
+  if (call->canary_attempt) {
+    // A canary that cannot answer hands its request to the stable target, not to the chain.
+    // 404 too: the canary's version or label may not be loaded where the stable one is.
+    if (answer && result.upstream.response.result_int() != 404) {
+      auto response = std::move(result.upstream.response);
+      http::strip_hop_by_hop(response);
+      unsigned upstream_status = response.result_int();
+      return finish(call, std::move(response), upstream_status);
+    }
+    runtime_.split_metrics->record_handoff(shard_, call->route, call->split_target);
+    logging::log().debug("request {}: canary {} could not answer ({}), handed to stable",
+                         call->request_id,
+                         degrade::split_target_name(route.split, call->split_target),
+                         result.kind == Kind::response
+                             ? std::to_string(result.upstream.response.result_int())
+                             : result.error);
+    call->split_target = degrade::kStableTarget;
+    return send_to_primary(call);
+  }
+  if (call->tier == 0) {
+    if (const auto& degrader = runtime_.load_degraders[call->route]) {
+      degrader->record_latency(shard_, Clock::now() - call->primary_start);
+    }
+  }
   if (answer) {
     auto response = std::move(result.upstream.response);
     http::strip_hop_by_hop(response);
@@ -311,6 +481,14 @@ void ProxyHandler::next_tier(const std::shared_ptr<Call>& call) {
   // Every tier passed: the primary's failure is the answer.
   call->tier = 0;
   call->reason = degrade::Reason::none;
+  if (!call->primary_failure) {
+    // Diverted under load, and no fallback answered: the primary is not tried on top.
+    resilience::PipelineResult overloaded;
+    overloaded.kind = resilience::PipelineResult::Kind::no_backend;
+    overloaded.error = "route " + route.name +
+                       " is overloaded and none of its fallbacks could answer; retry later";
+    return answer_failure(call, std::move(overloaded));
+  }
   answer_failure(call, std::move(*call->primary_failure));
 }
 
@@ -361,6 +539,10 @@ void ProxyHandler::finish(const std::shared_ptr<Call>& call, server::Response&& 
   response.version(call->client_version);
   if (call->routed) {
     const auto& route = runtime_.config->routes[call->route];
+    if (!route.split.canaries.empty() && call->inference && call->tier == 0 && !call->cache_hit) {
+      response.set("X-Fusebox-Split", degrade::split_target_name(route.split, call->split_target));
+      runtime_.split_metrics->record_response(shard_, call->route, call->split_target);
+    }
     std::size_t tier = call->tier;
     if (call->cache_hit) {
       response.set("X-Fusebox-Tier", "cache");
@@ -373,6 +555,41 @@ void ProxyHandler::finish(const std::shared_ptr<Call>& call, server::Response&& 
     if (call->cache_miss && !call->cache_hit) response.set("X-Fusebox-Cache", "miss");
     if (!call->cache_hit) runtime_.degrade_metrics->record(shard_, call->route, tier, call->reason);
   }
+  if (call->replay_lead) publish_replay(call, response);
+  deliver(call, std::move(response), upstream_status);
+}
+
+void ProxyHandler::publish_replay(const std::shared_ptr<Call>& call,
+                                  const server::Response& response) {
+  call->replay_lead = false;
+  auto stored = std::make_shared<replay::StoredResponse>();
+  stored->status = response.result_int();
+  for (const auto& field : response) {
+    if (field.name() == bhttp::field::content_length || field.name_string() == "X-Request-Id") {
+      continue;
+    }
+    stored->headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+  }
+  stored->body = response.body();
+  // Only an answer of the model itself is kept for replay; failures and degraded answers are
+  // shared with the requests waiting now, and a later retry runs again.
+  bool keep = stored->status < 500 && call->tier == 0;
+  runtime_.idempotency->complete(call->replay_key, std::move(stored),
+                                 keep ? call->replay_retain : Duration(0));
+}
+
+void ProxyHandler::deliver_shared(const std::shared_ptr<Call>& call,
+                                  const replay::StoredResponse& stored, const char* marker) {
+  server::Response response{static_cast<bhttp::status>(stored.status), call->client_version};
+  for (const auto& [name, value] : stored.headers) response.set(name, value);
+  response.set(marker, "true");
+  response.set("X-Request-Id", call->request_id);
+  response.body() = stored.body;
+  deliver(call, std::move(response), 0);
+}
+
+void ProxyHandler::deliver(const std::shared_ptr<Call>& call, server::Response&& response,
+                           unsigned upstream_status) {
   unsigned status = response.result_int();
   auto bytes_sent = response.body().size();
   auto end = Clock::now();

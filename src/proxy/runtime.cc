@@ -6,6 +6,9 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "fusebox/logging/logging.h"
+#include "fusebox/metrics/family_builder.h"
+
 namespace fusebox::proxy {
 namespace {
 
@@ -26,6 +29,13 @@ std::vector<tcp::endpoint> resolve(const config::EndpointConfig& endpoint) {
   std::vector<tcp::endpoint> out;
   for (const auto& r : results) out.push_back(r.endpoint());
   return out;
+}
+
+std::size_t pool_index(const config::Config& config, std::string_view name, std::size_t fallback) {
+  for (std::size_t p = 0; p < config.pools.size(); ++p) {
+    if (config.pools[p].name == name) return p;
+  }
+  return fallback;
 }
 
 std::vector<std::string> route_names(const config::Config& config) {
@@ -99,11 +109,25 @@ Runtime::Runtime(std::shared_ptr<const config::Config> cfg, std::size_t shards)
       models = configured;
       continue;
     }
-    for (std::size_t r = 0; r < config->routes.size(); ++r) {
-      const auto& model = config->routes[r].match.model;
-      if (route_pool[r] == p && model != "*" &&
-          std::find(models.begin(), models.end(), model) == models.end()) {
+    // Every model this pool is asked for: routes' primaries, model tiers and canaries.
+    auto add = [&models](const std::string& model) {
+      if (model != "*" && std::find(models.begin(), models.end(), model) == models.end()) {
         models.push_back(model);
+      }
+    };
+    for (std::size_t r = 0; r < config->routes.size(); ++r) {
+      const auto& route = config->routes[r];
+      if (route_pool[r] == p) add(route.match.model);
+      for (std::size_t t = 0; t < route.fallbacks.size(); ++t) {
+        if (route.fallbacks[t].kind == config::TierKind::model && tier_pool[r][t] == p) {
+          add(route.fallbacks[t].model);
+        }
+      }
+      for (const auto& canary : route.split.canaries) {
+        const auto& pool_name = canary.pool.empty() ? route.pool : canary.pool;
+        if (pool_name == config->pools[p].name) {
+          add(canary.model.empty() ? route.match.model : canary.model);
+        }
       }
     }
   }
@@ -126,6 +150,161 @@ Runtime::Runtime(std::shared_ptr<const config::Config> cfg, std::size_t shards)
     }
     cache = cache::make_memory_cache(cache_config, SteadyClock::instance());
   }
+
+  load_degrade_changes = std::make_unique<std::atomic<std::uint64_t>[]>(config->routes.size());
+  for (std::size_t r = 0; r < config->routes.size(); ++r) {
+    const auto& route = config->routes[r];
+    auto& degrader = load_degraders.emplace_back();
+    if (route.degrade_on_load.enabled()) {
+      auto* changes = &load_degrade_changes[r];
+      degrader = std::make_unique<degrade::LoadDegrader>(
+          route.degrade_on_load, SteadyClock::instance(), shards,
+          [name = route.name, changes,
+           dry_run = route.degrade_on_load.dry_run](const degrade::LoadDegradeChange& change) {
+            changes->fetch_add(1, std::memory_order_relaxed);
+            auto level = change.to_fraction > change.from_fraction ? spdlog::level::warn
+                                                                   : spdlog::level::info;
+            logging::log().log(level,
+                               "route {} load-aware degradation {} -> {}: {}diverting {:.0f}% "
+                               "(was {:.0f}%) to the first model tier; {}",
+                               name, degrade::to_string(change.from_phase),
+                               degrade::to_string(change.to_phase),
+                               dry_run ? "dry run, would be " : "", change.to_fraction * 100,
+                               change.from_fraction * 100, change.reason);
+          });
+    }
+    auto& canary_pools = split_pool.emplace_back();
+    for (const auto& canary : route.split.canaries) {
+      canary_pools.push_back(canary.pool.empty() ? route_pool[r]
+                                                 : pool_index(*config, canary.pool, route_pool[r]));
+    }
+  }
+  split_metrics = std::make_unique<degrade::SplitMetrics>(*config, shards);
+  bool replaying = std::any_of(config->routes.begin(), config->routes.end(),
+                               [](const auto& r) { return r.idempotency.enabled; });
+  if (replaying) {
+    idempotency = std::make_unique<replay::IdempotencyStore>(config->idempotency,
+                                                             SteadyClock::instance());
+  }
+}
+
+void Runtime::collect_metrics(std::vector<prometheus::MetricFamily>& families) const {
+  using prometheus::MetricType;
+  metrics.collect(families);
+  resilience_metrics->collect(families);
+  degrade_metrics->collect(families);
+  split_metrics->collect(families);
+  auto single = [&](const char* name, const char* help, MetricType type, double v) {
+    auto& f = families.emplace_back(metrics::make_family(name, help, type));
+    if (type == MetricType::Counter) {
+      metrics::add_counter(f, {}, v);
+    } else {
+      metrics::add_gauge(f, {}, v);
+    }
+  };
+  if (cache) {
+    auto stats = cache->stats();
+    single("fusebox_cache_hits_total", "Response cache lookups that found an entry (stale included).",
+           MetricType::Counter, static_cast<double>(stats.hits));
+    single("fusebox_cache_misses_total", "Response cache lookups that found nothing usable.",
+           MetricType::Counter, static_cast<double>(stats.misses));
+    single("fusebox_cache_evictions_total", "Entries removed to stay within the byte budget.",
+           MetricType::Counter, static_cast<double>(stats.evictions));
+    single("fusebox_cache_bytes", "Bytes held by the response cache.", MetricType::Gauge,
+           static_cast<double>(stats.bytes));
+    single("fusebox_cache_entries", "Entries in the response cache.", MetricType::Gauge,
+           static_cast<double>(stats.entries));
+  }
+  if (idempotency) {
+    auto stats = idempotency->stats();
+    auto& outcomes = families.emplace_back(metrics::make_family(
+        "fusebox_idempotency_requests_total",
+        "Requests with an idempotency key or coalesced, by outcome: lead (sent upstream), "
+        "joined (shared an in-flight call), replay (stored answer), mismatch (422).",
+        MetricType::Counter));
+    metrics::add_counter(outcomes, {{"outcome", "lead"}}, static_cast<double>(stats.leads));
+    metrics::add_counter(outcomes, {{"outcome", "joined"}}, static_cast<double>(stats.joins));
+    metrics::add_counter(outcomes, {{"outcome", "replay"}}, static_cast<double>(stats.replays));
+    metrics::add_counter(outcomes, {{"outcome", "mismatch"}},
+                         static_cast<double>(stats.mismatches));
+    single("fusebox_idempotency_evictions_total",
+           "Stored answers removed early to stay within idempotency.max_bytes.",
+           MetricType::Counter, static_cast<double>(stats.evictions));
+    single("fusebox_idempotency_untracked_total",
+           "Requests run without replay protection because the store was full of calls in flight.",
+           MetricType::Counter, static_cast<double>(stats.overflows));
+    single("fusebox_idempotency_bytes", "Bytes held by the idempotency store.", MetricType::Gauge,
+           static_cast<double>(stats.bytes));
+    single("fusebox_idempotency_entries", "Keys held by the idempotency store (in flight and stored).",
+           MetricType::Gauge, static_cast<double>(stats.entries));
+  }
+  bool any_load = std::any_of(load_degraders.begin(), load_degraders.end(),
+                              [](const auto& d) { return d != nullptr; });
+  if (any_load) {
+    auto& fraction = families.emplace_back(metrics::make_family(
+        "fusebox_load_degradation_fraction",
+        "Share of a route's requests sent straight to its first model tier because of load.",
+        MetricType::Gauge));
+    auto& changes = families.emplace_back(metrics::make_family(
+        "fusebox_load_degradation_changes_total",
+        "Changes of a route's load-aware degradation share or phase.", MetricType::Counter));
+    for (std::size_t r = 0; r < load_degraders.size(); ++r) {
+      if (!load_degraders[r]) continue;
+      const auto& name = config->routes[r].name;
+      metrics::add_gauge(fraction, {{"route", name}}, load_degraders[r]->snapshot().fraction);
+      metrics::add_counter(changes, {{"route", name}},
+                           static_cast<double>(load_degrade_changes[r].load()));
+    }
+  }
+}
+
+nlohmann::json Runtime::routes_json() const {
+  auto routes_out = nlohmann::json::array();
+  for (std::size_t r = 0; r < config->routes.size(); ++r) {
+    const auto& route = config->routes[r];
+    nlohmann::json entry = {{"name", route.name},
+                            {"model", route.match.model},
+                            {"pool", route.pool}};
+    auto tiers = nlohmann::json::array({"primary"});
+    for (const auto& tier : route.fallbacks) tiers.push_back(degrade::tier_name(tier));
+    entry["tiers"] = std::move(tiers);
+    if (const auto& degrader = load_degraders[r]) {
+      auto snap = degrader->snapshot();
+      nlohmann::json load = {{"state", snap.state},
+                             {"dry_run", route.degrade_on_load.dry_run},
+                             {"fraction", snap.fraction},
+                             {"inflight", snap.inflight},
+                             {"calm_intervals", snap.calm_intervals},
+                             {"evaluations", snap.evaluations},
+                             {"reason", snap.reason}};
+      load["latency_ewma_ms"] =
+          snap.latency_ewma_ms ? nlohmann::json(*snap.latency_ewma_ms) : nlohmann::json(nullptr);
+      entry["degrade_on_load"] = std::move(load);
+    }
+    if (!route.split.canaries.empty()) {
+      auto targets = nlohmann::json::array();
+      double canary_total = 0;
+      for (std::size_t c = 0; c < route.split.canaries.size(); ++c) {
+        const auto& canary = route.split.canaries[c];
+        canary_total += canary.weight_percent;
+        targets.push_back({{"name", canary.name},
+                           {"pool", config->pools[split_pool[r][c]].name},
+                           {"weight_percent", canary.weight_percent}});
+      }
+      targets.insert(targets.begin(), nlohmann::json{{"name", "stable"},
+                                                     {"pool", route.pool},
+                                                     {"weight_percent", 100 - canary_total}});
+      entry["split"] = {{"targets", std::move(targets)},
+                        {"override_header", route.split.override_header},
+                        {"sticky_header", route.split.sticky_header}};
+    }
+    if (route.idempotency.enabled) {
+      entry["idempotency"] = {{"header", route.idempotency.header},
+                              {"coalesce_identical", route.idempotency.coalesce_identical}};
+    }
+    routes_out.push_back(std::move(entry));
+  }
+  return {{"routes", std::move(routes_out)}};
 }
 
 }  // namespace fusebox::proxy

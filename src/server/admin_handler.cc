@@ -160,36 +160,15 @@ void AdminHandler::handle(Request&& request, const ConnectionInfo&, Clock::time_
     Response res{http::status::ok, version};
     res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
     std::vector<prometheus::MetricFamily> families;
-    runtime_.metrics.collect(families);
-    runtime_.resilience_metrics->collect(families);
-    runtime_.degrade_metrics->collect(families);
-    if (runtime_.cache) {
-      auto stats = runtime_.cache->stats();
-      auto add = [&](const char* name, const char* help, prometheus::MetricType type, double v) {
-        auto& f = families.emplace_back(metrics::make_family(name, help, type));
-        if (type == prometheus::MetricType::Counter) {
-          metrics::add_counter(f, {}, v);
-        } else {
-          metrics::add_gauge(f, {}, v);
-        }
-      };
-      using prometheus::MetricType;
-      add("fusebox_cache_hits_total", "Response cache lookups that found an entry (stale included).",
-          MetricType::Counter, static_cast<double>(stats.hits));
-      add("fusebox_cache_misses_total", "Response cache lookups that found nothing usable.",
-          MetricType::Counter, static_cast<double>(stats.misses));
-      add("fusebox_cache_evictions_total", "Entries removed to stay within the byte budget.",
-          MetricType::Counter, static_cast<double>(stats.evictions));
-      add("fusebox_cache_bytes", "Bytes held by the response cache.", MetricType::Gauge,
-          static_cast<double>(stats.bytes));
-      add("fusebox_cache_entries", "Entries in the response cache.", MetricType::Gauge,
-          static_cast<double>(stats.entries));
-    }
+    runtime_.collect_metrics(families);
     res.body() = metrics::serialize(families);
     return sink->send(std::move(res));
   }
   if (path == "/admin/config") {
     return sink->send(json_response(200, config::config_to_json(*runtime_.config), version));
+  }
+  if (path == "/admin/routes") {
+    return sink->send(json_response(200, runtime_.routes_json(), version));
   }
   if (path == "/admin/backends") {
     nlohmann::json pools = nlohmann::json::object();

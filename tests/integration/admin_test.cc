@@ -276,12 +276,16 @@ TEST_F(AdminTest, AdminConfigReflectsTheConfiguration) {
     EXPECT_EQ(route.at("cache"), no_cache) << "routes cache nothing unless asked";
     EXPECT_EQ(route.at("fallbacks"), json::array());
     EXPECT_EQ(route.at("fallback_reserve"), "0s");
+    EXPECT_EQ(route.at("idempotency").at("enabled"), false);
+    EXPECT_FALSE(route.contains("split")) << "optional sections only when configured";
+    EXPECT_FALSE(route.contains("degrade_on_load"));
   }
   auto routes = j.at("routes");
   for (auto& route : routes) {
     route.erase("cache");
     route.erase("fallbacks");
     route.erase("fallback_reserve");
+    route.erase("idempotency");
   }
   EXPECT_EQ(routes,
             json::array({{{"name", "half_plus_two"},

@@ -9,6 +9,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <memory>
+#include <unordered_map>
 #include <vector>
 
 #include "fusebox/http/proxy_headers.h"
@@ -37,6 +38,12 @@ class ProxyHandler final : public server::RequestHandler {
   struct Call;
 
  private:
+  // Idempotency-Key / coalescing: false when the request was answered (or will be, by the
+  // request it joined) and must not be sent.
+  bool begin_replay(const std::shared_ptr<Call>& call);
+  void send_to_primary(const std::shared_ptr<Call>& call);
+  // A traffic split chose a canary: its pool (and version or label); stable when it fails.
+  void send_to_canary(const std::shared_ptr<Call>& call);
   void on_pipeline_result(const std::shared_ptr<Call>& call, resilience::PipelineResult&& result);
   // The degradation chain: tries routes[].fallbacks after call->tier in order.
   void next_tier(const std::shared_ptr<Call>& call);
@@ -46,13 +53,25 @@ class ProxyHandler final : public server::RequestHandler {
                           const cache::ResponseCacheStore::Hit& hit, const char* cache_header);
   void answer_failure(const std::shared_ptr<Call>& call, resilience::PipelineResult&& result);
   void respond_local(const std::shared_ptr<Call>& call, unsigned status, std::string_view message);
+  // Adds the tier, split and request-id headers, publishes a replay lead's answer, delivers.
   void finish(const std::shared_ptr<Call>& call, server::Response&& response,
               unsigned upstream_status);
+  void publish_replay(const std::shared_ptr<Call>& call, const server::Response& response);
+  // Another request's answer (joined or replayed), marked with `marker: true`.
+  void deliver_shared(const std::shared_ptr<Call>& call, const replay::StoredResponse& stored,
+                      const char* marker);
+  // Metrics, access log, send.
+  void deliver(const std::shared_ptr<Call>& call, server::Response&& response,
+               unsigned upstream_status);
 
+  boost::asio::io_context& ioc_;
   Runtime& runtime_;
   std::size_t shard_;
   resilience::Pipeline pipeline_;
   http::IdGenerator ids_;
+  FastRandom random_;
+  // Requests that joined another's call, until its answer arrives (this worker's thread only).
+  std::unordered_map<const Call*, std::shared_ptr<Call>> waiting_;
 };
 
 }  // namespace fusebox::proxy

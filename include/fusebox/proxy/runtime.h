@@ -4,6 +4,7 @@
 // for the atomics inside BackendState and the metrics.
 
 #include <atomic>
+#include <nlohmann/json.hpp>
 #include <memory>
 #include <vector>
 
@@ -11,7 +12,10 @@
 #include "fusebox/metrics/gateway_metrics.h"
 #include "fusebox/cache/response_cache.h"
 #include "fusebox/degrade/chain.h"
+#include "fusebox/degrade/load_degrader.h"
 #include "fusebox/degrade/rules.h"
+#include "fusebox/degrade/split.h"
+#include "fusebox/replay/idempotency_store.h"
 #include "fusebox/proxy/route_table.h"
 #include "fusebox/resilience/events.h"
 #include "fusebox/resilience/resilience_metrics.h"
@@ -36,7 +40,17 @@ struct Runtime {
   std::unique_ptr<resilience::ResilienceEvents> events;  // health events on shard `shards - 1`
   std::unique_ptr<degrade::DegradeMetrics> degrade_metrics;
   std::unique_ptr<cache::ResponseCacheStore> cache;  // null when no route caches
+  std::vector<std::unique_ptr<degrade::LoadDegrader>> load_degraders;  // per route; null = off
+  std::unique_ptr<std::atomic<std::uint64_t>[]> load_degrade_changes;  // per route
+  std::vector<std::vector<std::size_t>> split_pool;  // [route][canary]: the canary's pool
+  std::unique_ptr<degrade::SplitMetrics> split_metrics;
+  std::unique_ptr<replay::IdempotencyStore> idempotency;  // null when no route uses it
   std::atomic<bool> draining{false};            // shutting down: /readyz answers 503
+
+  // Every family of /metrics (gateway, resilience, degradation, cache, split, replay).
+  void collect_metrics(std::vector<prometheus::MetricFamily>& out) const;
+  // /admin/routes: per route, load-aware degradation state, split and replay settings.
+  nlohmann::json routes_json() const;
 };
 
 }  // namespace fusebox::proxy
