@@ -71,6 +71,7 @@ class SimCall final : public grpc::ServerUnaryReactor {
     if (const auto it = metadata.find("user-agent"); it != metadata.end()) {
       info.probe = view(it->second).starts_with(kProbeUserAgent);
     }
+    probe_ = info.probe;
     ctx_.stats.on_grpc_call(info);
 
     faults_ = ctx_.faults.snapshot();
@@ -114,7 +115,7 @@ class SimCall final : public grpc::ServerUnaryReactor {
   // Finishes the call once: the alarm and OnCancel may race to it.
   void finish(const grpc::Status& status) {
     if (finished_.exchange(true, std::memory_order_acq_rel)) return;
-    ctx_.stats.on_grpc_response(static_cast<int>(status.error_code()));
+    if (!probe_) ctx_.stats.on_grpc_response(static_cast<int>(status.error_code()));
     Finish(status);
   }
 
@@ -126,6 +127,7 @@ class SimCall final : public grpc::ServerUnaryReactor {
   Answer answer_;
   std::shared_ptr<const FaultSet> faults_;
   bool faulted_ = false;
+  bool probe_ = false;  // a gateway health check: counted apart
   grpc::Alarm alarm_;
   bool alarm_set_ = false;
   std::atomic<bool> finished_{false};

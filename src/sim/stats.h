@@ -56,7 +56,8 @@ class SimStats {
   void on_fault(InjectedFault fault);
 
   // gRPC calls, counted apart from the /v1 counters above (under "grpc" in the JSON). A probe
-  // is counted only in grpc.probe_requests and does not change the last deadline / request id.
+  // is counted only in grpc.probe_requests and does not change the last deadline / request id;
+  // its response is not reported (on_grpc_response), its faults are.
   void on_grpc_call(const GrpcCallInfo& call);
   // `code` is the gRPC status code (0..16) the call finished with.
   void on_grpc_response(int code);

@@ -493,6 +493,23 @@ TEST_F(TfsSimGrpcTest, StatsCountCallsAndRecordDeadlineAndRequestId) {
   EXPECT_TRUE(j["last_deadline_ms"].is_null()) << j.dump();
   EXPECT_EQ(j["last_request_id"], "req-42");
 
+  // A gateway health check (user-agent fusebox-health-check...) is counted apart.
+  grpc::ChannelArguments probe_args;
+  probe_args.SetUserAgentPrefix("fusebox-health-check/0.1");
+  auto probe_channel = grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(sim_->grpc_port),
+                                                 grpc::InsecureChannelCredentials(), probe_args);
+  tfs::GetModelStatusRequest probe;
+  probe.mutable_model_spec()->set_name("main");
+  ASSERT_TRUE(tfs::ModelService::NewStub(probe_channel)
+                  ->GetModelStatus(context().get(), probe, &status_response)
+                  .ok());
+  j = stats()["grpc"];
+  EXPECT_EQ(j["probe_requests"], 1);
+  EXPECT_EQ(j["requests"], 6);
+  EXPECT_EQ(j["requests_by_method"]["GetModelStatus"], 1);
+  EXPECT_EQ(j["responses_by_code"]["OK"], 5);
+  EXPECT_EQ(j["last_request_id"], "req-42");
+
   j = json_of(HttpClient(sim_->port).post("/sim/stats/reset", ""))["grpc"];
   EXPECT_EQ(j["requests"], 0);
   EXPECT_EQ(j["requests_by_method"]["Predict"], 0);
