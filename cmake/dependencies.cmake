@@ -7,6 +7,10 @@ find_package(spdlog REQUIRED)
 find_package(yaml-cpp REQUIRED)
 find_package(prometheus-cpp REQUIRED COMPONENTS core)
 find_package(OpenSSL REQUIRED)
+# gRPC's CMake config (libgrpc++-dev) pulls in FindProtobuf and absl; protoc and grpc_cpp_plugin
+# are found in proto/CMakeLists.txt.
+find_package(Protobuf 3.21 REQUIRED)
+find_package(gRPC CONFIG REQUIRED)
 if(FUSEBOX_BUILD_TESTS)
   find_package(GTest REQUIRED)
 endif()

@@ -318,6 +318,17 @@ std::string default_error_message(int http_status) {
   }
 }
 
+std::mt19937_64& thread_rng(const std::optional<std::uint64_t>& seed) {
+  static std::atomic<std::uint64_t> next_stream{0};
+  thread_local std::mt19937_64 rng = [&seed] {
+    const std::uint64_t stream = next_stream.fetch_add(1);
+    if (seed) return std::mt19937_64(*seed + stream * 0x9E3779B97F4A7C15ULL);
+    std::random_device rd;
+    return std::mt19937_64((static_cast<std::uint64_t>(rd()) << 32) ^ rd());
+  }();
+  return rng;
+}
+
 bool roll(double rate, std::mt19937_64& rng) {
   if (rate <= 0.0) return false;
   if (rate >= 1.0) return true;

@@ -85,6 +85,11 @@ std::string default_error_message(int http_status);
 // True with probability `rate` (exactly never at 0 and always at 1).
 bool roll(double rate, std::mt19937_64& rng);
 
+// The calling thread's generator for the fault dice: no lock on the request path. With a seed,
+// each thread derives its own stream from it (in the order threads first ask); without, each
+// is seeded from std::random_device.
+std::mt19937_64& thread_rng(const std::optional<std::uint64_t>& seed);
+
 // The current fault set, replaced as a whole. snapshot() is lock-free for readers on the
 // request path (an atomic shared_ptr); replace() and clear() may be called from any thread.
 class FaultState {

@@ -1,20 +1,24 @@
-// tfs-sim: a TensorFlow Serving REST stand-in with fault injection, for fusebox's tests, demo
-// and benchmarks. See docs/tfs-sim.md.
+// tfs-sim: a TensorFlow Serving REST (and, with --grpc-port, gRPC) stand-in with fault
+// injection, for fusebox's tests, demo and benchmarks. See docs/tfs-sim.md.
 //
-// Exit codes: 0 after SIGTERM/SIGINT (or --help), 1 when the port cannot be bound, 2 on bad
-// flags. The first line on stdout is the bound port.
+// Exit codes: 0 after SIGTERM/SIGINT (or --help), 1 when a port cannot be bound, 2 on bad
+// flags. The first line on stdout is the bound REST port; with --grpc-port, the second line is
+// the bound gRPC port.
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <cstdio>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "sim/control_api.h"
 #include "sim/faults.h"
+#include "sim/grpc_api.h"
+#include "sim/grpc_server.h"
 #include "sim/options.h"
 #include "sim/rest_api.h"
 #include "sim/server.h"
@@ -68,19 +72,33 @@ int main(int argc, char** argv) {
               << "\n";
     return 1;
   }
+  const GrpcApi grpc_api(api);
+  const GrpcServerContext grpc_ctx{grpc_api, faults, stats, o.seed};
+  std::unique_ptr<GrpcServer> grpc_server;
+  if (o.grpc_port) {
+    grpc_server = GrpcServer::start(o.address, *o.grpc_port, grpc_ctx, error);
+    if (!grpc_server) {
+      std::cerr << "tfs-sim: cannot listen on " << o.address << ":" << *o.grpc_port
+                << " (gRPC): " << error << "\n";
+      return 1;
+    }
+  }
   listener->run();
   // Installed before the port is announced: a test may send SIGTERM right after reading it.
   net::signal_set signals(ioc, SIGINT, SIGTERM);
   signals.async_wait([&ioc](const boost::system::error_code&, int) { ioc.stop(); });
 
   std::printf("%u\n", static_cast<unsigned>(listener->port()));
+  if (grpc_server) std::printf("%u\n", static_cast<unsigned>(grpc_server->port()));
   std::fflush(stdout);
   std::string model_list;
   for (const auto& m : o.models) {
     model_list += (model_list.empty() ? "" : ", ") + m.name + " (" + to_string(m.kind) + ")";
   }
   std::cerr << "tfs-sim: serving " << model_list << " version " << o.version << " on " << o.address
-            << ":" << listener->port() << " with " << o.threads << " thread(s)"
+            << ":" << listener->port()
+            << (grpc_server ? " (gRPC :" + std::to_string(grpc_server->port()) + ")" : "")
+            << " with " << o.threads << " thread(s)"
             << (o.faults.any() ? "; faults " + fault_set_to_json(o.faults) : std::string()) << "\n";
 
   std::vector<std::thread> threads;
@@ -88,5 +106,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i < o.threads; ++i) threads.emplace_back([&ioc] { ioc.run(); });
   ioc.run();
   for (auto& t : threads) t.join();
+  // Calls still in flight (a hang fault never ends on its own) are cancelled after a short grace.
+  if (grpc_server) grpc_server->shutdown(std::chrono::milliseconds(200));
   return 0;
 }

@@ -54,13 +54,16 @@ std::optional<std::chrono::microseconds> parse_duration(std::string_view text) {
 }
 
 std::string usage() {
-  return R"(tfs-sim: a TensorFlow Serving REST stand-in (y = 0.5x + 2 and friends) with fault injection
+  return R"(tfs-sim: a TensorFlow Serving REST and gRPC stand-in (y = 0.5x + 2 and friends) with fault injection
 
-Usage: tfs-sim [--rest-port N] [--address A] [--model NAME[:KIND]]... [options]
+Usage: tfs-sim [--rest-port N] [--grpc-port N] [--address A] [--model NAME[:KIND]]... [options]
 
 Serving:
   --rest-port N           port to listen on (default 8501; 0 picks a free one). The first line on
                           stdout is the bound port.
+  --grpc-port N           also serve TF Serving's gRPC API (PredictionService, ModelService) on
+                          this port (0 picks a free one). The second line on stdout is the bound
+                          gRPC port. Default: no gRPC.
   --address A             address to bind (default 127.0.0.1)
   --model NAME[:KIND]     serve a model (repeatable). KIND: half_plus_two (y = 0.5x + 2, default)
                           or half_plus_three (y = 0.5x + 3). Default: one model "half_plus_two".
@@ -73,14 +76,16 @@ Serving:
   --idle-timeout DUR      keep-alive idle / request read timeout (default 60s)
   --seed N                seed for the fault dice (default: random)
 
-Faults (apply to /v1 requests; change them at run time with POST /sim/faults):
+Faults (apply to /v1 requests and gRPC calls; change them at run time with POST /sim/faults):
   --latency DUR           delay every answer (e.g. 200ms, 1.5s; a bare number is ms)
   --latency-jitter DUR    uniform +- jitter around --latency
   --error-rate R          share of requests (0..1) answered with --error-status
-  --error-status S        HTTP status of injected errors (default 503)
+  --error-status S        HTTP status of injected errors (default 503; gRPC answers the
+                          matching code: 503 UNAVAILABLE, 429 RESOURCE_EXHAUSTED, ...)
   --error-message TEXT    error text (default: a TF-like message for the status)
-  --hang                  read requests but never answer
-  --reset-rate R          share of requests (0..1) answered with a TCP reset
+  --hang                  read requests but never answer (gRPC: until the call's deadline or
+                          cancellation)
+  --reset-rate R          share of requests (0..1) answered with a TCP reset (gRPC: UNAVAILABLE)
   --model-state STATE     UNKNOWN|START|LOADING|AVAILABLE|UNLOADING|END (status reports it;
                           inference fails unless AVAILABLE)
   --not-available-status S  404 (TF's "Servable not found") or 503 (default) while not AVAILABLE
@@ -134,6 +139,11 @@ OptionsResult parse_options(const std::vector<std::string>& args) {
     } else if (flag == "--rest-port") {
       if (!need(v)) return result;
       if (!parse_int(v, o.rest_port)) return fail("--rest-port: not a port number: " + v);
+    } else if (flag == "--grpc-port") {
+      if (!need(v)) return result;
+      std::uint16_t port = 0;
+      if (!parse_int(v, port)) return fail("--grpc-port: not a port number: " + v);
+      o.grpc_port = port;
     } else if (flag == "--address") {
       if (!need(v)) return result;
       o.address = v;

@@ -18,7 +18,9 @@ namespace tfs_sim {
 
 struct SimOptions {
   std::string address = "127.0.0.1";
-  std::uint16_t rest_port = 8501;   // 0: any free port
+  std::uint16_t rest_port = 8501;  // 0: any free port
+  // gRPC (PredictionService, ModelService) port; nullopt: no gRPC server; 0: any free port.
+  std::optional<std::uint16_t> grpc_port;
   std::vector<ServedModel> models;  // never empty after parsing
   std::int64_t version = 1;
   // Label -> version; nullopt follows the served version. Default: stable and canary.

@@ -490,9 +490,11 @@ HttpReply RestApi::classify_or_regress(const Route& route, std::string_view body
                            : write_regress_response(xs, config_.style));
 }
 
-HttpReply RestApi::status(const Route& route, const FaultSet& faults) const {
+RestApi::StatusLookup RestApi::lookup_status(const Route& route, const FaultSet& faults) const {
+  StatusLookup result;
   if (route.model.empty()) {
-    return error_reply(TfStatus::invalid_argument("Missing model name in request."));
+    result.error = TfStatus::invalid_argument("Missing model name in request.");
+    return result;
   }
   const ServedModel* m = find_model(route.model);
   const bool faulted = faults.applies_to(route.model);
@@ -501,20 +503,31 @@ HttpReply RestApi::status(const Route& route, const FaultSet& faults) const {
   if (route.label) {
     const auto it = config_.labels.find(*route.label);
     if (m == nullptr || it == config_.labels.end()) {
-      return error_reply(
-          TfStatus::invalid_argument("Unrecognized servable version label: " + *route.label));
+      result.error =
+          TfStatus::invalid_argument("Unrecognized servable version label: " + *route.label);
+      return result;
     }
     wanted = it->second.value_or(served);
   }
   if (m == nullptr) {
-    return error_reply(TfStatus::not_found("Could not find any versions of model " + route.model));
+    result.error = TfStatus::not_found("Could not find any versions of model " + route.model);
+    return result;
   }
   if (wanted && *wanted != served) {
-    return error_reply(TfStatus::not_found("Could not find version " + std::to_string(*wanted) +
-                                           " of model " + route.model));
+    result.error = TfStatus::not_found("Could not find version " + std::to_string(*wanted) +
+                                       " of model " + route.model);
+    return result;
   }
-  const ModelState state =
-      faulted && faults.model_state ? *faults.model_state : ModelState::available;
+  result.version = served;
+  result.state = faulted && faults.model_state ? *faults.model_state : ModelState::available;
+  return result;
+}
+
+HttpReply RestApi::status(const Route& route, const FaultSet& faults) const {
+  const StatusLookup lookup = lookup_status(route, faults);
+  if (!lookup.error.ok()) return error_reply(lookup.error);
+  const std::int64_t served = lookup.version;
+  const ModelState state = lookup.state;
   // GetModelStatusResponse printed by protobuf's JSON printer (add_whitespace in tfserving style).
   const bool pretty = config_.style == JsonStyle::tfserving;
   JsonWriter w(config_.style, 1);

@@ -81,10 +81,21 @@ class RestApi {
 
   const RestApiConfig& config() const { return config_; }
 
- private:
-  const ServedModel* find_model(std::string_view name) const;
+  // The lookups behind the answers, shared with the gRPC side (which builds a Route from the
+  // request's ModelSpec): ServerCore::GetServableHandle() for inference and metadata...
   TfStatus resolve_servable(const Route& route, const FaultSet& faults, LinearModel& model,
                             std::int64_t& version) const;
+
+  // ...and the model status lookup: the served version and its state, or TF's error.
+  struct StatusLookup {
+    TfStatus error;
+    std::int64_t version = 0;
+    ModelState state = ModelState::available;
+  };
+  StatusLookup lookup_status(const Route& route, const FaultSet& faults) const;
+
+ private:
+  const ServedModel* find_model(std::string_view name) const;
   HttpReply predict(const Route& route, std::string_view body, const FaultSet& faults) const;
   HttpReply classify_or_regress(const Route& route, std::string_view body, const FaultSet& faults,
                                 bool classify) const;

@@ -24,18 +24,6 @@ using tcp = net::ip::tcp;
 
 namespace {
 
-// Per-thread generator for the fault dice: no lock on the request path.
-std::mt19937_64& thread_rng(const std::optional<std::uint64_t>& seed) {
-  static std::atomic<std::uint64_t> next_stream{0};
-  thread_local std::mt19937_64 rng = [&seed] {
-    const std::uint64_t stream = next_stream.fetch_add(1);
-    if (seed) return std::mt19937_64(*seed + stream * 0x9E3779B97F4A7C15ULL);
-    std::random_device rd;
-    return std::mt19937_64((static_cast<std::uint64_t>(rd()) << 32) ^ rd());
-  }();
-  return rng;
-}
-
 const char* reason_for(int status) {
   switch (status) {
     case 499:

@@ -321,18 +321,19 @@ std::string tfs_sim_path() {
 #endif
 }
 
-TfsSim start_tfs_sim(const std::vector<std::string>& args, SpawnOptions options, Millis timeout) {
-  std::vector<std::string> full = args;
-  bool has_port = false;
-  for (const auto& a : args)
-    has_port = has_port || a == "--rest-port" || a.rfind("--rest-port=", 0) == 0;
-  if (!has_port) {
-    full.push_back("--rest-port");
-    full.push_back("0");
+namespace {
+
+bool has_flag(const std::vector<std::string>& args, const std::string& flag) {
+  for (const auto& a : args) {
+    if (a == flag || a.rfind(flag + "=", 0) == 0) return true;
   }
-  const std::string path = tfs_sim_path();
-  ChildProcess process = ChildProcess::spawn(path, full, std::move(options));
-  const auto line = process.read_line(timeout);
+  return false;
+}
+
+// The next stdout line as a port number; throws (with the child's exit status) otherwise.
+std::uint16_t read_port_line(ChildProcess& process, const std::string& path, const char* which,
+                             Clock::time_point deadline) {
+  const auto line = process.read_line(Millis{remaining_ms(deadline)});
   std::uint16_t port = 0;
   if (line) {
     const auto [ptr, ec] = std::from_chars(line->data(), line->data() + line->size(), port);
@@ -341,11 +342,28 @@ TfsSim start_tfs_sim(const std::vector<std::string>& args, SpawnOptions options,
   if (port == 0) {
     const auto status = process.wait_exit(Millis{500});
     throw std::runtime_error(
-        "tfs-sim (" + path + ") did not report its port" +
-        (line ? " (first line: '" + *line + "')" : std::string()) +
+        "tfs-sim (" + path + ") did not report its " + which + " port" +
+        (line ? " (line: '" + *line + "')" : std::string()) +
         (status ? "; exit status " + std::to_string(*status) : std::string("; still running")));
   }
-  return TfsSim{std::move(process), port};
+  return port;
+}
+
+}  // namespace
+
+TfsSim start_tfs_sim(const std::vector<std::string>& args, SpawnOptions options, Millis timeout) {
+  std::vector<std::string> full = args;
+  if (!has_flag(args, "--rest-port")) {
+    full.push_back("--rest-port");
+    full.push_back("0");
+  }
+  const auto deadline = Clock::now() + timeout;
+  const std::string path = tfs_sim_path();
+  ChildProcess process = ChildProcess::spawn(path, full, std::move(options));
+  const std::uint16_t port = read_port_line(process, path, "REST", deadline);
+  const std::uint16_t grpc_port =
+      has_flag(args, "--grpc-port") ? read_port_line(process, path, "gRPC", deadline) : 0;
+  return TfsSim{std::move(process), port, grpc_port};
 }
 
 }  // namespace fusebox_test

@@ -78,18 +78,20 @@ class ChildProcess {
   std::unique_ptr<Impl> impl_;
 };
 
-// A running tfs-sim and the port it bound.
+// A running tfs-sim and the ports it bound.
 struct TfsSim {
   ChildProcess process;
-  std::uint16_t port = 0;
+  std::uint16_t port = 0;       // REST (and control API)
+  std::uint16_t grpc_port = 0;  // 0 unless started with --grpc-port
 };
 
 // Path of the tfs-sim binary: $FUSEBOX_TFS_SIM_BIN if set, else the one built with the tests.
 std::string tfs_sim_path();
 
 // Starts tfs-sim with `args` ("--rest-port 0" is added unless args name a port) and reads the
-// port from its first stdout line. Throws std::runtime_error (with the child's exit status) when
-// it does not come up within `timeout`.
+// port from its first stdout line; when args contain --grpc-port (0 picks a free port), the
+// gRPC port from the second. Throws std::runtime_error (with the child's exit status) when it
+// does not come up within `timeout`.
 TfsSim start_tfs_sim(const std::vector<std::string>& args = {}, SpawnOptions options = {},
                      Millis timeout = Millis{10000});
 

@@ -28,6 +28,7 @@ TEST(ParseOptionsTest, DefaultsServeHalfPlusTwo) {
   ASSERT_TRUE(r.options.has_value()) << r.error;
   const auto& o = *r.options;
   EXPECT_EQ(o.rest_port, 8501);
+  EXPECT_FALSE(o.grpc_port.has_value());  // no gRPC unless asked for
   EXPECT_EQ(o.address, "127.0.0.1");
   ASSERT_EQ(o.models.size(), 1u);
   EXPECT_EQ(o.models[0].name, "half_plus_two");
@@ -77,6 +78,15 @@ TEST(ParseOptionsTest, FaultFlagsBuildTheInitialFaultSet) {
   EXPECT_EQ(f.models, (std::vector<std::string>{"a", "b"}));
 }
 
+TEST(ParseOptionsTest, GrpcPort) {
+  auto r = parse_options({"--grpc-port", "0"});
+  ASSERT_TRUE(r.options.has_value()) << r.error;
+  EXPECT_EQ(r.options->grpc_port, 0);
+  r = parse_options({"--grpc-port=8500"});
+  ASSERT_TRUE(r.options.has_value()) << r.error;
+  EXPECT_EQ(r.options->grpc_port, 8500);
+}
+
 TEST(ParseOptionsTest, FaultsJson) {
   const auto r =
       parse_options({"--faults", R"({"latency_distribution": {"kind": "fixed", "ms": 5}})"});
@@ -109,6 +119,8 @@ INSTANTIATE_TEST_SUITE_P(
     testing::Values(BadCase{{"--bogus"}, "unknown flag: --bogus"},
                     BadCase{{"--rest-port"}, "--rest-port needs a value"},
                     BadCase{{"--rest-port", "70000"}, "--rest-port"},
+                    BadCase{{"--grpc-port", "-1"}, "--grpc-port: not a port number"},
+                    BadCase{{"--grpc-port"}, "--grpc-port needs a value"},
                     BadCase{{"--model", "m:resnet"}, "unknown kind 'resnet'"},
                     BadCase{{"--model", ":half_plus_two"}, "empty model name"},
                     BadCase{{"--model", "m", "--model", "m"}, "given twice"},
