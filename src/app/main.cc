@@ -78,8 +78,12 @@ int serve(const Options& options) {
         http.address().to_string(), http.port(), admin.address().to_string(), admin.port(),
         gateway.worker_count(), config.routes.size(), config.pools.size());
     // One line on stdout with the bound ports, for supervisors and tests that asked for port 0.
-    std::printf("listening http=%s:%u admin=%s:%u\n", http.address().to_string().c_str(),
-                http.port(), admin.address().to_string().c_str(), admin.port());
+    std::string grpc;
+    if (gateway.grpc_port() != 0) {
+      grpc = " grpc=" + config.listeners.grpc.address + ":" + std::to_string(gateway.grpc_port());
+    }
+    std::printf("listening http=%s:%u admin=%s:%u%s\n", http.address().to_string().c_str(),
+                http.port(), admin.address().to_string().c_str(), admin.port(), grpc.c_str());
     std::fflush(stdout);
     code = gateway.run();
   } catch (const std::exception& e) {

@@ -91,7 +91,8 @@ json to_json(const HealthCheckConfig& c) {
 json to_json(const PoolConfig& c) {
   json endpoints = json::array();
   for (const EndpointConfig& e : c.endpoints)
-    endpoints.push_back({{"address", e.address}, {"port", e.port}, {"weight", e.weight}});
+    endpoints.push_back(
+        {{"address", e.address}, {"port", e.port}, {"weight", e.weight}, {"grpc_port", e.grpc_port}});
   return {
       {"endpoints", std::move(endpoints)},
       {"connect_timeout", format_duration(c.connect_timeout)},
@@ -105,6 +106,10 @@ json to_json(const PoolConfig& c) {
       {"retry_budget",
        {{"budget_percent", percent(c.retry_budget.budget_percent)},
         {"min_concurrency", c.retry_budget.min_concurrency}}},
+      {"grpc",
+       {{"max_message_bytes", format_size(c.grpc.max_message_bytes)},
+        {"keepalive_time", format_duration(c.grpc.keepalive_time)},
+        {"keepalive_timeout", format_duration(c.grpc.keepalive_timeout)}}},
   };
 }
 
@@ -273,6 +278,14 @@ nlohmann::json config_to_json(const Config& config) {
   for (const PoolConfig& pool : config.pools) pools[pool.name] = to_json(pool);
   json routes = json::array();
   for (const RouteConfig& route : config.routes) routes.push_back(to_json(route));
+  json listeners = {
+      {"http", to_json(config.listeners.http)},
+      {"admin", {{"address", config.listeners.admin.address}, {"port", config.listeners.admin.port}}}};
+  if (config.listeners.grpc.enabled) {
+    listeners["grpc"] = {{"address", config.listeners.grpc.address},
+                         {"port", config.listeners.grpc.port},
+                         {"max_message_bytes", format_size(config.listeners.grpc.max_message_bytes)}};
+  }
 
   // Redaction goes here: no key holds a secret yet. When one is added (auth tokens, TLS private
   // keys), render it as "<redacted>" instead of its value.
@@ -280,10 +293,7 @@ nlohmann::json config_to_json(const Config& config) {
       {"server",
        {{"threads", config.server.threads},
         {"shutdown_timeout", format_duration(config.server.shutdown_timeout)}}},
-      {"listeners",
-       {{"http", to_json(config.listeners.http)},
-        {"admin",
-         {{"address", config.listeners.admin.address}, {"port", config.listeners.admin.port}}}}},
+      {"listeners", std::move(listeners)},
       {"pools", std::move(pools)},
       {"routes", std::move(routes)},
       {"cache",

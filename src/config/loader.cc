@@ -186,10 +186,30 @@ void read_admin_listener(MapReader& listeners, AdminListenerConfig& out) {
   map.integer("port", out.port, kListenerPort);
 }
 
+// Message sizes are capped by gRPC's int limit.
+constexpr std::uint64_t kMaxGrpcMessageBytes = 0x7fffffff;
+
+void read_grpc_message_size(MapReader& map, std::uint64_t& out) {
+  if (map.size("max_message_bytes", out, 1) && out > kMaxGrpcMessageBytes)
+    map.error("max_message_bytes", "must be at most 2GiB - 1 (gRPC's limit), got " +
+                                       format_size(out));
+}
+
+void read_grpc_listener(MapReader& listeners, GrpcListenerConfig& out) {
+  MapReader map = listeners.map("grpc");
+  if (!map.present()) return;
+  out.enabled = true;
+  map.boolean("enabled", out.enabled);
+  read_listen_address(map, out.address);
+  map.integer("port", out.port, kListenerPort);
+  read_grpc_message_size(map, out.max_message_bytes);
+}
+
 void read_listeners(MapReader& root, ListenersConfig& out) {
   MapReader map = root.map("listeners");
   read_http_listener(map, out.http);
   read_admin_listener(map, out.admin);
+  read_grpc_listener(map, out.grpc);
 }
 
 EndpointConfig read_endpoint(LoadContext& ctx, const ListItem& item) {
@@ -201,6 +221,7 @@ EndpointConfig read_endpoint(LoadContext& ctx, const ListItem& item) {
   }
   map.integer("port", out.port, kEndpointPort);
   map.integer("weight", out.weight, kWeight);
+  map.integer("grpc_port", out.grpc_port, kListenerPort);  // 0 = no gRPC on this backend
   return out;
 }
 
@@ -389,6 +410,10 @@ PoolConfig read_pool(LoadContext& ctx, const NamedEntry& entry) {
   read_circuit_breaker(map, out.circuit_breaker);
   read_health_check(map, out.health_check);
   read_retry_budget(map, out.retry_budget);
+  MapReader grpc = map.map("grpc");
+  read_grpc_message_size(grpc, out.grpc.max_message_bytes);
+  grpc.duration("keepalive_time", out.grpc.keepalive_time, ZeroDuration::rejected);
+  grpc.duration("keepalive_timeout", out.grpc.keepalive_timeout, ZeroDuration::rejected);
   return out;
 }
 
@@ -1156,7 +1181,33 @@ void read_logging(MapReader& root, LoggingConfig& out) {
 
 // Two listeners on one port only coexist on two distinct specific addresses; an unspecified
 // address (0.0.0.0, ::) takes the port on every interface.
+bool ports_clash(const std::string& address_a, std::uint16_t port_a, const std::string& address_b,
+                 std::uint16_t port_b) {
+  if (port_a == 0 || port_a != port_b) return false;
+  const auto a = parse_ip(address_a);
+  const auto b = parse_ip(address_b);
+  if (!a || !b) return false;  // already reported
+  return *a == *b || a->is_unspecified() || b->is_unspecified();
+}
+
+void check_grpc_listener_port(LoadContext& ctx, const ListenersConfig& listeners) {
+  const GrpcListenerConfig& grpc = listeners.grpc;
+  if (!grpc.enabled) return;
+  const std::pair<const char*, std::pair<const std::string*, std::uint16_t>> others[] = {
+      {"listeners.http", {&listeners.http.address, listeners.http.port}},
+      {"listeners.admin", {&listeners.admin.address, listeners.admin.port}}};
+  for (const auto& [name, where] : others) {
+    if (ports_clash(grpc.address, grpc.port, *where.first, where.second)) {
+      ctx.error_at("listeners.grpc.port", "port " + std::to_string(grpc.port) + " on " +
+                                              grpc.address + " is already used by " + name +
+                                              " (" + host_port(*where.first, where.second) + ")");
+      return;
+    }
+  }
+}
+
 void check_listener_ports(LoadContext& ctx, const ListenersConfig& listeners) {
+  check_grpc_listener_port(ctx, listeners);
   const HttpListenerConfig& http = listeners.http;
   const AdminListenerConfig& admin = listeners.admin;
   if (http.port == 0 || http.port != admin.port) return;

@@ -68,15 +68,7 @@ std::string unknown_model_message(const http::RestTarget& target) {
   if (target.verb == http::RestVerb::status) {
     return "Could not find any versions of model " + target.model;
   }
-  std::string spec;
-  if (target.version) {
-    spec = "Specific(" + target.model + ", " + std::to_string(*target.version) + ")";
-  } else if (target.label) {
-    spec = "Specific(" + target.model + ", " + *target.label + ")";
-  } else {
-    spec = "Latest(" + target.model + ")";
-  }
-  return "Servable not found for request: " + spec;
+  return servable_not_found(target.model, target.version, target.label);
 }
 
 unsigned status_for(UpstreamOutcome outcome) {
@@ -281,12 +273,8 @@ void ProxyHandler::send_to_primary(const std::shared_ptr<Call>& call) {
   pipeline_request.request = &call->request;
   pipeline_request.route = &route_config;
   pipeline_request.pool = runtime_.route_pool[call->route];
-  pipeline_request.deadline = call->deadline;
-  if (!route_config.fallbacks.empty()) {
-    // Keep a slice of the deadline for the fallbacks, so they get time to answer.
-    pipeline_request.deadline =
-        std::max(Clock::now(), call->deadline - route_config.fallback_reserve);
-  }
+  pipeline_request.deadline =
+      resilience::primary_deadline(route_config, call->deadline, Clock::now());
   // Inference is a pure function of its input, so a predict may race a hedged copy of itself.
   pipeline_request.idempotent = call->inference;
   call->canary_attempt = false;
@@ -381,32 +369,8 @@ void ProxyHandler::on_pipeline_result(const std::shared_ptr<Call>& call,
 
 degrade::Reason ProxyHandler::degraded_reason(const std::shared_ptr<Call>& call,
                                               const resilience::PipelineResult& result) const {
-  using Kind = resilience::PipelineResult::Kind;
-  switch (result.kind) {
-    case Kind::no_backend: {
-      // Healthy backends whose breakers keep them out: breaker_open; else nothing healthy.
-      const auto& pool = runtime_.pools[runtime_.route_pool[call->route]];
-      for (const auto& b : pool.backends) {
-        auto health = static_cast<health::HealthStatus>(b->health.load(std::memory_order_relaxed));
-        auto state = b->breaker->state();
-        bool kept_out = state == resilience::BreakerState::open ||
-                        state == resilience::BreakerState::half_open ||
-                        state == resilience::BreakerState::forced_open;
-        if (health::eligible(health) && kept_out) {
-          return degrade::Reason::breaker_open;
-        }
-      }
-      return degrade::Reason::no_healthy_backend;
-    }
-    case Kind::deadline_exceeded:
-      return degrade::Reason::timeout;
-    case Kind::upstream_failure:
-      return result.upstream.outcome == UpstreamOutcome::timeout ? degrade::Reason::timeout
-                                                                 : degrade::Reason::upstream_error;
-    case Kind::response:
-      return degrade::Reason::upstream_error;
-  }
-  return degrade::Reason::upstream_error;
+  return primary_failure_reason(runtime_.pools[runtime_.route_pool[call->route]], result.kind,
+                                result.upstream.outcome, /*grpc=*/false);
 }
 
 void ProxyHandler::next_tier(const std::shared_ptr<Call>& call) {

@@ -18,4 +18,17 @@ std::optional<std::size_t> RouteTable::find(std::string_view model) const {
   return wildcard_;
 }
 
+std::string servable_not_found(std::string_view model, std::optional<std::int64_t> version,
+                               const std::optional<std::string>& label) {
+  std::string which;
+  if (version) {
+    which = "Specific(" + std::string(model) + ", " + std::to_string(*version) + ")";
+  } else if (label) {
+    which = "Specific(" + std::string(model) + ", " + *label + ")";
+  } else {
+    which = "Latest(" + std::string(model) + ")";
+  }
+  return "Servable not found for request: " + which;
+}
+
 }  // namespace fusebox::proxy

@@ -6,7 +6,9 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "fusebox/health/health_checker.h"
 #include "fusebox/logging/logging.h"
+#include "fusebox/upstream/grpc_upstream.h"
 #include "fusebox/metrics/family_builder.h"
 
 namespace fusebox::proxy {
@@ -74,6 +76,12 @@ Runtime::Runtime(std::shared_ptr<const config::Config> cfg, std::size_t shards)
       backend->endpoint = pool_config.endpoints[b];
       backend->label = backend->endpoint.address + ":" + std::to_string(backend->endpoint.port);
       backend->resolved = resolve(backend->endpoint);
+      if (backend->endpoint.grpc_port != 0) {
+        const auto& address = backend->endpoint.address;
+        auto host = address.find(':') != std::string::npos ? "[" + address + "]" : address;
+        backend->grpc = std::make_shared<upstream::GrpcChannel>(
+            host + ":" + std::to_string(backend->endpoint.grpc_port), pool_config);
+      }
       backend->breaker = std::make_unique<resilience::SharedBreaker>(
           pool_config.circuit_breaker, SteadyClock::instance(),
           0xb4ea6e4ull ^ (p << 32) ^ b ^ static_cast<std::uint64_t>(
@@ -186,6 +194,33 @@ Runtime::Runtime(std::shared_ptr<const config::Config> cfg, std::size_t shards)
     idempotency = std::make_unique<replay::IdempotencyStore>(config->idempotency,
                                                              SteadyClock::instance());
   }
+}
+
+degrade::Reason primary_failure_reason(const upstream::PoolState& pool,
+                                       resilience::PipelineOutcome kind,
+                                       metrics::UpstreamOutcome outcome, bool grpc) {
+  using Kind = resilience::PipelineOutcome;
+  switch (kind) {
+    case Kind::no_backend:
+      for (const auto& b : pool.backends) {
+        if (grpc && !b->grpc) continue;
+        auto health = static_cast<health::HealthStatus>(b->health.load(std::memory_order_relaxed));
+        auto state = b->breaker->state();
+        bool kept_out = state == resilience::BreakerState::open ||
+                        state == resilience::BreakerState::half_open ||
+                        state == resilience::BreakerState::forced_open;
+        if (health::eligible(health) && kept_out) return degrade::Reason::breaker_open;
+      }
+      return degrade::Reason::no_healthy_backend;
+    case Kind::deadline_exceeded:
+      return degrade::Reason::timeout;
+    case Kind::upstream_failure:
+      return outcome == metrics::UpstreamOutcome::timeout ? degrade::Reason::timeout
+                                                          : degrade::Reason::upstream_error;
+    case Kind::response:
+      return degrade::Reason::upstream_error;
+  }
+  return degrade::Reason::upstream_error;
 }
 
 void Runtime::collect_metrics(std::vector<prometheus::MetricFamily>& families) const {

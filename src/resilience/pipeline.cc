@@ -56,11 +56,55 @@ class PoolEjectionGuard final : public EjectionGuard {
   const BackendState& self_;
 };
 
+// What differs between the protocols: how one attempt is sent and cancelled, and how its
+// result reads in HTTP terms.
+struct HttpProtocol {
+  using Request = upstream::Request;
+  using Result = UpstreamResult;
+  using Handle = upstream::ConnectionPool::ExchangeHandle;
+  static constexpr bool kNeedsGrpcPort = false;
+
+  static Handle send(Pipeline& p, std::vector<std::vector<std::unique_ptr<upstream::ConnectionPool>>>& connections,
+                     BackendState& backend, Request& request, TimePoint now, TimePoint attempt_end,
+                     std::function<void(Result&&)> done) {
+    (void)p;
+    auto remaining_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(attempt_end - now).count();
+    request.set("X-Fusebox-Timeout-Ms", std::to_string(std::max<std::int64_t>(1, remaining_ms)));
+    return connections[backend.pool_index][backend.backend_index]->send(request, attempt_end,
+                                                                         std::move(done));
+  }
+  static void cancel(const Handle& handle) { upstream::ConnectionPool::cancel(handle); }
+  static unsigned status(const Result& result) { return result.response.result_int(); }
+};
+
+struct GrpcProtocol {
+  using Request = upstream::GrpcRequest;
+  using Result = upstream::GrpcResult;
+  using Handle = upstream::GrpcChannel::ExchangeHandle;
+  static constexpr bool kNeedsGrpcPort = true;
+
+  static Handle send(Pipeline& p, std::vector<std::vector<std::unique_ptr<upstream::ConnectionPool>>>&,
+                     BackendState& backend, Request& request, TimePoint, TimePoint attempt_end,
+                     std::function<void(Result&&)> done);
+  static void cancel(const Handle& handle) { upstream::GrpcChannel::cancel(handle); }
+  static unsigned status(const Result& result) {
+    return upstream::http_status_for(result.status.error_code());
+  }
+};
+
 }  // namespace
 
-class Pipeline::Call : public std::enable_shared_from_this<Call> {
+template <class Protocol>
+class Pipeline::Call : public std::enable_shared_from_this<Call<Protocol>> {
  public:
-  Call(Pipeline& p, const PipelineRequest& req, PipelineHandler done)
+  using Request = typename Protocol::Request;
+  using Result = typename Protocol::Result;
+  using PipelineResultT = BasicPipelineResult<Result>;
+  using Handler = std::function<void(PipelineResultT&&)>;
+  using std::enable_shared_from_this<Call<Protocol>>::shared_from_this;
+
+  Call(Pipeline& p, const BasicPipelineRequest<Request>& req, Handler done)
       : p_(p),
         req_(req),
         pool_(p.pools_[req.pool]),
@@ -92,7 +136,7 @@ class Pipeline::Call : public std::enable_shared_from_this<Call> {
     bool counted_as_retry = false;
     bool cancelled = false;
     bool in_flight = false;
-    upstream::ConnectionPool::ExchangeHandle exchange;
+    typename Protocol::Handle exchange;
   };
 
   // Takes a slot of the pool's retry budget for a retry or hedge, from the moment it is decided
@@ -127,8 +171,7 @@ class Pipeline::Call : public std::enable_shared_from_this<Call> {
       if (in_flight_ == 0) {
         if (attempts_.empty()) {
           p_.metrics_.record_no_backend(p_.shard_, pool_.index);
-          finish_kind(PipelineResult::Kind::no_backend,
-                      "no healthy backend in pool \"" + pool_.config->name + "\"");
+          finish_kind(PipelineOutcome::no_backend, no_backend_message());
         } else {
           finish_last();
         }
@@ -148,14 +191,21 @@ class Pipeline::Call : public std::enable_shared_from_this<Call> {
     backend->requests_total.fetch_add(1, std::memory_order_relaxed);
 
     auto attempt_end = attempt_deadline(req_.route->retry, now, req_.deadline);
-    auto remaining_ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(attempt_end - now).count();
-    req_.request->set("X-Fusebox-Timeout-Ms", std::to_string(std::max<std::int64_t>(1, remaining_ms)));
-    attempt.exchange = p_.connections_[pool_.index][backend->backend_index]->send(
-        *req_.request, attempt_end, [self = shared_from_this(), index](UpstreamResult&& result) {
+    attempt.exchange = Protocol::send(
+        p_, p_.connections_, *backend, *req_.request, now, attempt_end,
+        [self = shared_from_this(), index](Result&& result) {
           self->on_attempt_done(index, std::move(result));
         });
     return true;
+  }
+
+  std::string no_backend_message() const {
+    if constexpr (Protocol::kNeedsGrpcPort) {
+      bool any = std::any_of(pool_.backends.begin(), pool_.backends.end(),
+                             [](const auto& b) { return b->grpc != nullptr; });
+      if (!any) return "no backend in pool \"" + pool_.config->name + "\" has a grpc_port";
+    }
+    return "no healthy backend in pool \"" + pool_.config->name + "\"";
   }
 
   bool choose(BackendState*& chosen, Admission& admission, TimePoint now) {
@@ -167,6 +217,7 @@ class Pipeline::Call : public std::enable_shared_from_this<Call> {
       candidates.clear();
       for (const auto& b : pool_.backends) {
         if (pass == 0 && tried_[b->backend_index]) continue;
+        if (Protocol::kNeedsGrpcPort && b->grpc == nullptr) continue;
         auto health = static_cast<health::HealthStatus>(b->health.load(std::memory_order_relaxed));
         if (!health::eligible(health)) continue;
         if (b->breaker->state() == BreakerState::forced_open) continue;
@@ -211,7 +262,7 @@ class Pipeline::Call : public std::enable_shared_from_this<Call> {
     if (attempts_.size() > before) p_.metrics_.record_retry(p_.shard_, pool_.index, RetryReason::hedge);
   }
 
-  void on_attempt_done(std::size_t index, UpstreamResult&& result) {
+  void on_attempt_done(std::size_t index, Result&& result) {
     auto& attempt = attempts_[index];
     attempt.in_flight = false;
     --in_flight_;
@@ -231,7 +282,7 @@ class Pipeline::Call : public std::enable_shared_from_this<Call> {
     const auto& failure_statuses = pool_.config->circuit_breaker.failure_statuses;
     bool has_response =
         result.outcome == UpstreamOutcome::success || result.outcome == UpstreamOutcome::http_5xx;
-    unsigned status = has_response ? result.response.result_int() : 0;
+    unsigned status = has_response ? Protocol::status(result) : 0;
 
     CallOutcome outcome = CallOutcome::success;
     bool may_retry = false;
@@ -300,12 +351,12 @@ class Pipeline::Call : public std::enable_shared_from_this<Call> {
 
   void finish_last() {
     if (!last_) return finish_deadline();
-    PipelineResult result;
+    PipelineResultT result;
     auto outcome = last_->outcome;
     if (outcome == UpstreamOutcome::success || outcome == UpstreamOutcome::http_5xx) {
-      result.kind = PipelineResult::Kind::response;
+      result.kind = PipelineOutcome::response;
     } else {
-      result.kind = PipelineResult::Kind::upstream_failure;
+      result.kind = PipelineOutcome::upstream_failure;
       result.error = last_->error;
     }
     result.upstream = std::move(*last_);
@@ -314,18 +365,18 @@ class Pipeline::Call : public std::enable_shared_from_this<Call> {
   }
 
   void finish_deadline() {
-    finish_kind(PipelineResult::Kind::deadline_exceeded, "upstream request timeout");
+    finish_kind(PipelineOutcome::deadline_exceeded, "upstream request timeout");
   }
 
-  void finish_kind(PipelineResult::Kind kind, std::string error) {
-    PipelineResult result;
+  void finish_kind(PipelineOutcome kind, std::string error) {
+    PipelineResultT result;
     result.kind = kind;
     result.error = std::move(error);
     result.backend = last_backend_;
     complete(std::move(result));
   }
 
-  void complete(PipelineResult&& result) {
+  void complete(PipelineResultT&& result) {
     if (finished_) return;
     finished_ = true;
     result.attempts = static_cast<unsigned>(attempts_.size());
@@ -335,7 +386,7 @@ class Pipeline::Call : public std::enable_shared_from_this<Call> {
     for (auto& a : attempts_) {
       if (a.in_flight && !a.cancelled) {
         a.cancelled = true;
-        upstream::ConnectionPool::cancel(a.exchange);
+        Protocol::cancel(a.exchange);
       }
     }
     auto done = std::move(done_);
@@ -343,14 +394,14 @@ class Pipeline::Call : public std::enable_shared_from_this<Call> {
   }
 
   Pipeline& p_;
-  PipelineRequest req_;
+  BasicPipelineRequest<Request> req_;
   upstream::PoolState& pool_;
-  PipelineHandler done_;
+  Handler done_;
   std::vector<bool> tried_;
   std::vector<Attempt> attempts_;
   io::Timer backoff_timer_;
   io::Timer hedge_timer_;
-  std::optional<UpstreamResult> last_;
+  std::optional<Result> last_;
   BackendState* last_backend_ = nullptr;
   unsigned in_flight_ = 0;
   bool finished_ = false;
@@ -387,8 +438,23 @@ Pipeline::Pipeline(asio::io_context& ioc, std::vector<upstream::PoolState>& pool
 
 Pipeline::~Pipeline() = default;
 
+namespace {
+
+GrpcProtocol::Handle GrpcProtocol::send(
+    Pipeline& p, std::vector<std::vector<std::unique_ptr<upstream::ConnectionPool>>>&,
+    BackendState& backend, Request& request, TimePoint, TimePoint attempt_end,
+    std::function<void(Result&&)> done) {
+  return backend.grpc->send(request, attempt_end, p.io_context(), std::move(done));
+}
+
+}  // namespace
+
 void Pipeline::execute(const PipelineRequest& request, PipelineHandler done) {
-  std::make_shared<Call>(*this, request, std::move(done))->start();
+  std::make_shared<Call<HttpProtocol>>(*this, request, std::move(done))->start();
+}
+
+void Pipeline::execute(const GrpcPipelineRequest& request, GrpcPipelineHandler done) {
+  std::make_shared<Call<GrpcProtocol>>(*this, request, std::move(done))->start();
 }
 
 void Pipeline::close_idle_upstreams() {

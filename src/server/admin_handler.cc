@@ -71,18 +71,23 @@ nlohmann::json backend_json(const upstream::BackendState& b) {
 
 }  // namespace
 
+bool AdminHandler::route_serving(std::size_t route) const {
+  auto p = runtime_.route_pool[route];
+  const auto& pool = runtime_.pools[p];
+  bool probed = pool.config->health_check.enabled && !runtime_.health_models[p].empty();
+  for (const auto& b : pool.backends) {
+    if (serving(*b, probed)) return true;
+  }
+  return false;
+}
+
 std::string AdminHandler::not_ready_reason() const {
   if (runtime_.draining.load(std::memory_order_relaxed)) return "shutting down";
   const auto& config = *runtime_.config;
   for (std::size_t r = 0; r < config.routes.size(); ++r) {
-    auto p = runtime_.route_pool[r];
-    const auto& pool = runtime_.pools[p];
-    bool probed = pool.config->health_check.enabled && !runtime_.health_models[p].empty();
-    bool any = false;
-    for (const auto& b : pool.backends) any = any || serving(*b, probed);
-    if (!any) {
+    if (!route_serving(r)) {
       return "route \"" + config.routes[r].name + "\": no healthy backend in pool \"" +
-             pool.config->name + "\"";
+             runtime_.pools[runtime_.route_pool[r]].config->name + "\"";
     }
   }
   return {};

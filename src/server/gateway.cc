@@ -13,8 +13,10 @@
 #include <thread>
 
 #include "fusebox/logging/logging.h"
+#include "fusebox/proxy/grpc_handler.h"
 #include "fusebox/proxy/proxy_handler.h"
 #include "fusebox/server/admin_handler.h"
+#include "fusebox/server/grpc_listener.h"
 #include "fusebox/server/http_session.h"
 #include "fusebox/health/health_checker.h"
 
@@ -69,7 +71,8 @@ config::HttpListenerConfig admin_limits() {
 struct Worker {
   Worker(proxy::Runtime& runtime, std::size_t shard, std::size_t workers, SessionTracker::Hook hook)
       : tracker(std::move(hook)),
-        handler(std::make_unique<proxy::ProxyHandler>(ioc, runtime, shard, workers)) {}
+        handler(std::make_unique<proxy::ProxyHandler>(ioc, runtime, shard, workers)),
+        grpc_handler(std::make_unique<proxy::GrpcHandler>(runtime, handler->pipeline(), shard)) {}
 
   // Destroyed in reverse order: the handler (upstream pools) first, then the io_context with
   // any handlers still queued in it (whose sessions unregister from the tracker), then the
@@ -77,6 +80,7 @@ struct Worker {
   SessionTracker tracker;
   asio::io_context ioc{1};
   std::unique_ptr<proxy::ProxyHandler> handler;
+  std::unique_ptr<proxy::GrpcHandler> grpc_handler;  // shares the handler's pipeline
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
   std::thread thread;
 };
@@ -103,6 +107,40 @@ struct Gateway::Impl {
     const auto& listeners = config->listeners;
     http_acceptor = bind_listener(workers[0]->ioc, listeners.http.address, listeners.http.port, "http");
     admin_acceptor = bind_listener(admin_ioc, listeners.admin.address, listeners.admin.port, "admin");
+    if (listeners.grpc.enabled) {
+      grpc_listener = std::make_unique<GrpcListener>(
+          listeners.grpc,
+          [this](GrpcCall* call) {
+            auto& w = *workers[next_grpc_worker.fetch_add(1, std::memory_order_relaxed) %
+                               workers.size()];
+            asio::post(w.ioc, [h = w.grpc_handler.get(), call] { h->handle(call); });
+          },
+          [this](std::string_view service) { return grpc_health(service); });
+      grpc_listener->start();
+    }
+  }
+
+  ~Impl() {
+    // A listener still running (the gateway never ran) stops before the workers go.
+    if (grpc_shutdown.joinable()) grpc_shutdown.join();
+    grpc_listener.reset();
+  }
+
+  // grpc.health.v1: "" and the TF Serving service names follow /readyz; a model name follows
+  // its route's pool.
+  GrpcServingStatus grpc_health(std::string_view service) {
+    auto serving = [](bool ok) {
+      return ok ? GrpcServingStatus::serving : GrpcServingStatus::not_serving;
+    };
+    if (service.empty() || service == "tensorflow.serving.PredictionService" ||
+        service == "tensorflow.serving.ModelService") {
+      return serving(admin_handler.not_ready_reason().empty());
+    }
+    auto route = runtime.routes.find(service);
+    if (!route || runtime.config->routes[*route].match.model == "*") {
+      return GrpcServingStatus::unknown;
+    }
+    return serving(!runtime.draining.load() && admin_handler.route_serving(*route));
   }
 
   // Runs on a worker thread whenever one of its sessions opens (+1) or closes (-1).
@@ -191,6 +229,11 @@ struct Gateway::Impl {
         w->handler->close_idle_upstreams();
       });
     }
+    if (grpc_listener) {
+      // Lets calls in flight finish within the shutdown timeout (their workers keep running).
+      auto deadline = std::chrono::system_clock::now() + config->server.shutdown_timeout;
+      grpc_shutdown = std::thread([this, deadline] { grpc_listener->shutdown(deadline); });
+    }
     drain_timer.expires_after(config->server.shutdown_timeout);
     drain_timer.async_wait([this](boost::system::error_code ec) {
       if (ec) return;
@@ -214,6 +257,9 @@ struct Gateway::Impl {
     boost::system::error_code ec;
     admin_acceptor->close(ec);
     admin_tracker.drain_all();
+    // gRPC calls still in flight finish (or are cancelled at the deadline) before the workers
+    // that serve them stop.
+    if (grpc_shutdown.joinable()) grpc_shutdown.join();
     for (auto& w : workers) {
       w->work.reset();
       w->ioc.stop();
@@ -257,6 +303,10 @@ struct Gateway::Impl {
   std::vector<std::unique_ptr<Worker>> workers;
   std::unique_ptr<tcp::acceptor> http_acceptor;
   std::unique_ptr<tcp::acceptor> admin_acceptor;
+  // Destroyed before the workers: its calls are dispatched to them.
+  std::unique_ptr<GrpcListener> grpc_listener;
+  std::thread grpc_shutdown;  // GrpcListener::shutdown() blocks; it runs here during a drain
+  std::atomic<std::size_t> next_grpc_worker{0};
   std::size_t next_worker = 0;
   bool shutting_down = false;
 };
@@ -269,6 +319,9 @@ Gateway::~Gateway() = default;
 tcp::endpoint Gateway::http_endpoint() const { return impl_->http_acceptor->local_endpoint(); }
 tcp::endpoint Gateway::admin_endpoint() const { return impl_->admin_acceptor->local_endpoint(); }
 std::size_t Gateway::worker_count() const { return impl_->workers.size(); }
+std::uint16_t Gateway::grpc_port() const {
+  return impl_->grpc_listener ? impl_->grpc_listener->port() : 0;
+}
 int Gateway::run() { return impl_->run(); }
 
 }  // namespace fusebox::server

@@ -232,7 +232,8 @@ TEST_F(AdminTest, AdminConfigReflectsTheConfiguration) {
   EXPECT_EQ(http.at("max_requests_per_connection"), 7);
   const auto& pool = j.at("pools").at("primary");
   EXPECT_EQ(pool.at("endpoints"),
-            json::array({{{"address", "127.0.0.1"}, {"port", port}, {"weight", 1}}}));
+            json::array({{{"address", "127.0.0.1"}, {"port", port}, {"weight", 1}, {"grpc_port", 0}}}));
+  EXPECT_FALSE(j.at("listeners").contains("grpc")) << "the gRPC listener only when configured";
   EXPECT_EQ(pool.at("connect_timeout"), "250ms");
   EXPECT_EQ(pool.at("max_connections_per_backend"), 16);
   EXPECT_FALSE(pool.contains("reachability_interval")) << "active health checks replaced it";

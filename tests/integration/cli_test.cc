@@ -137,7 +137,7 @@ TEST(CliTest, ValidateMatchesTheDocumentedExample) {
   EXPECT_EQ(run.err, name + ":4:11: listeners.http.port: must be between 0 and 65535, got 80800\n" +
                          name +
                          ":9:9: pools.primary.endpoints[0].prot: unknown key \"prot\" (expected "
-                         "one of: address, port, weight)\n" +
+                         "one of: address, port, weight, grpc_port)\n" +
                          name + ":13:11: routes[0].pool: no pool named \"light\"\n" + name +
                          ":14:14: routes[0].timeout: not a duration: \"30\" (a unit is required: "
                          "ms, s, m or h, e.g. 250ms, 2s, 1m30s)\n" +

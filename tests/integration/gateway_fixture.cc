@@ -159,12 +159,22 @@ std::string to_yaml(const GatewayConfig& config) {
   for (const auto& line : config.http) y << "    " << line << "\n";
   y << "  admin:\n"
     << "    address: 127.0.0.1\n"
-    << "    port: " << config.admin_port << "\n"
-    << "pools:\n";
+    << "    port: " << config.admin_port << "\n";
+  if (config.grpc) {
+    y << "  grpc:\n"
+      << "    address: 127.0.0.1\n"
+      << "    port: 0\n";
+    for (const auto& line : config.grpc_lines) y << "    " << line << "\n";
+  }
+  y << "pools:\n";
   for (const auto& pool : config.pools) {
     y << "  " << pool.name << ":\n"
       << "    endpoints:\n";
-    for (auto port : pool.ports) y << "      - {address: 127.0.0.1, port: " << port << "}\n";
+    for (std::size_t i = 0; i < pool.ports.size(); ++i) {
+      y << "      - {address: 127.0.0.1, port: " << pool.ports[i];
+      if (i < pool.grpc_ports.size()) y << ", grpc_port: " << pool.grpc_ports[i];
+      y << "}\n";
+    }
     y << "    health_check: " << pool.health_check << "\n";
     for (const auto& line : pool.extra) y << "    " << line << "\n";
   }
@@ -187,13 +197,23 @@ std::optional<ListeningLine> parse_listening_line(std::string_view line) {
   constexpr std::string_view kHttp = "listening http=";
   constexpr std::string_view kAdmin = " admin=";
   if (!line.starts_with(kHttp)) return std::nullopt;
+  constexpr std::string_view kGrpc = " grpc=";
   const auto admin = line.find(kAdmin);
   if (admin == std::string_view::npos) return std::nullopt;
   ListeningLine out;
+  auto grpc = line.find(kGrpc);
+  auto admin_end = grpc == std::string_view::npos ? line.size() : grpc;
   if (!parse_host_port(line.substr(kHttp.size(), admin - kHttp.size()), out.http_address,
                        out.http_port) ||
-      !parse_host_port(line.substr(admin + kAdmin.size()), out.admin_address, out.admin_port)) {
+      !parse_host_port(line.substr(admin + kAdmin.size(), admin_end - admin - kAdmin.size()),
+                       out.admin_address, out.admin_port)) {
     return std::nullopt;
+  }
+  if (grpc != std::string_view::npos) {
+    std::string address;
+    if (!parse_host_port(line.substr(grpc + kGrpc.size()), address, out.grpc_port)) {
+      return std::nullopt;
+    }
   }
   return out;
 }
@@ -222,6 +242,7 @@ std::unique_ptr<FuseboxProcess> FuseboxProcess::start(const GatewayConfig& confi
   }
   fusebox->http_port_ = parsed->http_port;
   fusebox->admin_port_ = parsed->admin_port;
+  fusebox->grpc_port_ = parsed->grpc_port;
   return fusebox;
 }
 

@@ -83,6 +83,7 @@ struct PoolSpec {
       "{interval: 100ms, unhealthy_interval: 100ms, timeout: 50ms, healthy_threshold: 1, "
       "unhealthy_threshold: 1}";
   std::vector<std::string> extra;  // more "key: value" lines for the pool
+  std::vector<std::uint16_t> grpc_ports;  // grpc_port of the endpoints, in order (may be shorter)
 };
 
 struct RouteSpec {
@@ -109,6 +110,8 @@ struct GatewayConfig {
   std::uint16_t admin_port = 0;
   std::string log_level = "warn";
   bool access_log = false;
+  bool grpc = false;                   // listeners.grpc on 127.0.0.1, port 0
+  std::vector<std::string> grpc_lines;  // more "key: value" lines under listeners.grpc
 };
 
 // Pool "primary" with `ports`, route "half_plus_two" (model half_plus_two) with `timeout`.
@@ -131,6 +134,7 @@ class FuseboxProcess {
 
   std::uint16_t http_port() const { return http_port_; }
   std::uint16_t admin_port() const { return admin_port_; }
+  std::uint16_t grpc_port() const { return grpc_port_; }  // 0 when the config has no gRPC
   const std::string& config_path() const { return config_->path(); }
   ChildProcess& process() { return process_; }
   std::string stderr_text() const { return process_.stderr_text(); }
@@ -146,6 +150,7 @@ class FuseboxProcess {
   ChildProcess process_;
   std::uint16_t http_port_ = 0;
   std::uint16_t admin_port_ = 0;
+  std::uint16_t grpc_port_ = 0;
   std::optional<int> exit_code_;
 };
 
@@ -155,6 +160,7 @@ struct ListeningLine {
   std::uint16_t http_port = 0;
   std::string admin_address;
   std::uint16_t admin_port = 0;
+  std::uint16_t grpc_port = 0;  // 0 when the line has no grpc=
 };
 std::optional<ListeningLine> parse_listening_line(std::string_view line);
 

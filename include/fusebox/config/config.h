@@ -34,15 +34,25 @@ struct AdminListenerConfig {
   std::uint16_t port = 9901;
 };
 
+// The gRPC listener (TF Serving's PredictionService and ModelService). Off unless configured.
+struct GrpcListenerConfig {
+  bool enabled = false;                     // true when listeners.grpc is present
+  std::string address = "127.0.0.1";
+  std::uint16_t port = 8500;                // 0 = pick a free port (reported on stdout)
+  std::uint64_t max_message_bytes = 64ull << 20;  // receive and send; larger -> RESOURCE_EXHAUSTED
+};
+
 struct ListenersConfig {
   HttpListenerConfig http;
   AdminListenerConfig admin;
+  GrpcListenerConfig grpc;
 };
 
 struct EndpointConfig {
   std::string address;
   std::uint16_t port = 8501;
   std::uint32_t weight = 1;                 // 1..1000
+  std::uint16_t grpc_port = 0;              // the backend's gRPC port; 0 = not used for gRPC
 };
 
 enum class BalancerPolicy { weighted_round_robin, least_request };
@@ -91,6 +101,13 @@ struct RetryBudgetConfig {
   std::uint32_t min_concurrency = 3;          // retries always allowed up to this many in flight
 };
 
+// Upstream gRPC channels of a pool (one per backend with a grpc_port).
+struct PoolGrpcConfig {
+  std::uint64_t max_message_bytes = 64ull << 20;  // receive and send
+  Duration keepalive_time{30'000};          // HTTP/2 ping after this long without activity
+  Duration keepalive_timeout{10'000};       // no ping answer within this -> connection closed
+};
+
 struct PoolConfig {
   std::string name;
   std::vector<EndpointConfig> endpoints;
@@ -103,6 +120,7 @@ struct PoolConfig {
   std::uint32_t max_connections_per_backend = 1024;  // per process
   Duration idle_connection_timeout{60'000};  // idle upstream keep-alive connections are closed
   std::uint64_t max_response_body = 64ull << 20;  // larger upstream answers -> 502
+  PoolGrpcConfig grpc;
 };
 
 struct RouteMatch {

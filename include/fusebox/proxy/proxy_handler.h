@@ -34,6 +34,8 @@ class ProxyHandler final : public server::RequestHandler {
 
   // Closes idle upstream connections (shutdown).
   void close_idle_upstreams();
+  // This worker's pipeline, shared with its gRPC handler.
+  resilience::Pipeline& pipeline() { return pipeline_; }
 
   struct Call;
 

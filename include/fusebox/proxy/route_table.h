@@ -26,4 +26,9 @@ class RouteTable {
   std::optional<std::size_t> wildcard_;
 };
 
+// TF Serving's message for a model it does not serve, for REST and gRPC alike:
+// "Servable not found for request: Latest(m)", "... Specific(m, 3)", "... Specific(m, label)".
+std::string servable_not_found(std::string_view model, std::optional<std::int64_t> version,
+                               const std::optional<std::string>& label);
+
 }  // namespace fusebox::proxy

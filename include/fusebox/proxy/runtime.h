@@ -18,10 +18,18 @@
 #include "fusebox/replay/idempotency_store.h"
 #include "fusebox/proxy/route_table.h"
 #include "fusebox/resilience/events.h"
+#include "fusebox/resilience/pipeline.h"
 #include "fusebox/resilience/resilience_metrics.h"
 #include "fusebox/upstream/backend.h"
 
 namespace fusebox::proxy {
+
+// Why a route's primary failed, as X-Fusebox-Degraded-Reason says it. With no backend to send
+// to: breaker_open when a healthy backend (with a gRPC port, for gRPC) is kept out by its
+// breaker, else no_healthy_backend.
+degrade::Reason primary_failure_reason(const upstream::PoolState& pool,
+                                       resilience::PipelineOutcome kind,
+                                       metrics::UpstreamOutcome outcome, bool grpc);
 
 struct Runtime {
   // `shards`: number of recording threads (workers + 1). Resolves endpoint host names

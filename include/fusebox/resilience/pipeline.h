@@ -19,32 +19,46 @@
 #include "fusebox/metrics/gateway_metrics.h"
 #include "fusebox/resilience/resilience_metrics.h"
 #include "fusebox/upstream/connection_pool.h"
+#include "fusebox/upstream/grpc_upstream.h"
 
 namespace fusebox::resilience {
 
-struct PipelineResult {
-  enum class Kind : std::uint8_t {
-    response,           // `upstream.response` is the answer to relay (any status)
-    upstream_failure,   // the last attempt failed without a response (see upstream.outcome)
-    deadline_exceeded,  // the request's deadline passed
-    no_backend,         // no healthy backend with a closed breaker (nothing was sent)
-  };
+// One pipeline, two protocols: REST requests travel over the worker's HTTP/1.1 connection
+// pools, gRPC requests over the backends' gRPC channels; backend choice, breakers, retries,
+// budgets, hedging and deadlines are the same code. gRPC answers are judged in HTTP terms
+// (upstream::http_status_for), so retry_on statuses and breaker failure_statuses apply to both.
+enum class PipelineOutcome : std::uint8_t {
+  response,           // `upstream` holds the answer to relay (any status)
+  upstream_failure,   // the last attempt failed without a response (see upstream.outcome)
+  deadline_exceeded,  // the request's deadline passed
+  no_backend,         // no healthy backend with a closed breaker (nothing was sent)
+};
+
+template <class Result>
+struct BasicPipelineResult {
+  using Kind = PipelineOutcome;
   Kind kind = Kind::response;
-  upstream::UpstreamResult upstream;
+  Result upstream;
   upstream::BackendState* backend = nullptr;  // the backend of the last attempt, if any
   unsigned attempts = 0;                      // attempts started (retries and hedges included)
   std::string error;                          // message for the client when not `response`
 };
 
-using PipelineHandler = std::function<void(PipelineResult&&)>;
-
-struct PipelineRequest {
-  upstream::Request* request = nullptr;      // forwarded as is, plus X-Fusebox-Timeout-Ms
+template <class Request>
+struct BasicPipelineRequest {
+  Request* request = nullptr;                // REST: forwarded as is, plus X-Fusebox-Timeout-Ms
   const config::RouteConfig* route = nullptr;
   std::size_t pool = 0;
-  TimePoint deadline{};
+  TimePoint deadline{};                      // gRPC: also the upstream call's deadline
   bool idempotent = false;                   // may be hedged
 };
+
+using PipelineResult = BasicPipelineResult<upstream::UpstreamResult>;
+using PipelineRequest = BasicPipelineRequest<upstream::Request>;
+using PipelineHandler = std::function<void(PipelineResult&&)>;
+using GrpcPipelineResult = BasicPipelineResult<upstream::GrpcResult>;
+using GrpcPipelineRequest = BasicPipelineRequest<upstream::GrpcRequest>;
+using GrpcPipelineHandler = std::function<void(GrpcPipelineResult&&)>;
 
 // Breaker transitions and health changes are reported here (logging, metrics, slow start).
 class TransitionSink {
@@ -61,13 +75,18 @@ class Pipeline {
            TransitionSink& transitions, std::size_t shard, std::size_t workers);
   ~Pipeline();
 
-  // Runs the request; `done` is called exactly once on this worker's thread.
+  // Runs the request; `done` is called exactly once on this worker's thread. A gRPC request
+  // goes only to backends with a grpc_port.
   void execute(const PipelineRequest& request, PipelineHandler done);
+  void execute(const GrpcPipelineRequest& request, GrpcPipelineHandler done);
   void close_idle_upstreams();
+  boost::asio::io_context& io_context() { return ioc_; }
 
+  template <class Protocol>
   class Call;
 
  private:
+  template <class Protocol>
   friend class Call;
   boost::asio::io_context& ioc_;
   std::vector<upstream::PoolState>& pools_;

@@ -1,6 +1,7 @@
 #pragma once
 // Pure arithmetic of retries: backoff delays, the retry budget, deadlines. No state, no I/O.
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -35,5 +36,13 @@ TimePoint attempt_deadline(const config::RetryConfig& config, TimePoint now, Tim
 // Whether an attempt's result may be retried at all (ignoring budget, attempts and deadline).
 enum class AttemptFailure : std::uint8_t { connect_failure, reset, timeout, protocol_error, status };
 bool retryable(const config::RetryOn& retry_on, AttemptFailure failure, unsigned status = 0);
+
+// The primary's share of a request's deadline: all of it, or without route.fallback_reserve
+// when the route has fallbacks (so they still have time to answer); never before `now`.
+inline TimePoint primary_deadline(const config::RouteConfig& route, TimePoint deadline,
+                                  TimePoint now) {
+  if (route.fallbacks.empty()) return deadline;
+  return std::max(now, deadline - route.fallback_reserve);
+}
 
 }  // namespace fusebox::resilience

@@ -18,6 +18,9 @@ class AdminHandler final : public RequestHandler {
 
   // Readiness as /readyz reports it: empty when ready, else the first reason it is not.
   std::string not_ready_reason() const;
+  // Whether the route's pool has a backend that may serve (healthy, breaker not ejecting).
+  // Any thread (reads atomics only).
+  bool route_serving(std::size_t route) const;
 
  private:
   // POST /admin/pools/{pool}/backends/{backend}/breaker {"state": ...}

@@ -25,6 +25,7 @@ class Gateway {
   boost::asio::ip::tcp::endpoint http_endpoint() const;
   boost::asio::ip::tcp::endpoint admin_endpoint() const;
   std::size_t worker_count() const;
+  std::uint16_t grpc_port() const;  // 0 when listeners.grpc is off
 
   // Serves until SIGTERM or SIGINT, then stops accepting, lets in-flight requests finish
   // (bounded by server.shutdown_timeout) and returns the process exit code (0). A second

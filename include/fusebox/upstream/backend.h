@@ -15,6 +15,8 @@
 
 namespace fusebox::upstream {
 
+class GrpcChannel;
+
 struct BackendState {
   // Identity (immutable after start-up).
   std::size_t pool_index = 0;
@@ -34,6 +36,7 @@ struct BackendState {
   std::atomic<std::uint64_t> failures_total{0};  // connect failures, resets, timeouts, 5xx
 
   std::unique_ptr<resilience::SharedBreaker> breaker;  // set at start-up, never replaced
+  std::shared_ptr<GrpcChannel> grpc;  // null when the endpoint has no grpc_port; thread-safe
 };
 
 struct PoolState {

@@ -128,11 +128,11 @@ routes:
   - {name: r, match: {model: m, version: 1}, pool: p}
 )"),
               ElementsAre("f.yaml:4:29: pools.p.endpoints[0].wieght: unknown key \"wieght\" "
-                          "(expected one of: address, port, weight)",
+                          "(expected one of: address, port, weight, grpc_port)",
                           "f.yaml:5:5: pools.p.timeout: unknown key \"timeout\" (expected one "
                           "of: endpoints, connect_timeout, max_connections_per_backend, "
                           "idle_connection_timeout, max_response_body, max_ejection_percent, "
-                          "load_balancing, circuit_breaker, health_check, retry_budget)",
+                          "load_balancing, circuit_breaker, health_check, retry_budget, grpc)",
                           "f.yaml:7:33: routes[0].match.version: unknown key \"version\" "
                           "(expected one of: model)"));
 }
@@ -501,7 +501,7 @@ routes:
                           "\"reachability_interval\" (expected one of: endpoints, "
                           "connect_timeout, max_connections_per_backend, "
                           "idle_connection_timeout, max_response_body, max_ejection_percent, "
-                          "load_balancing, circuit_breaker, health_check, retry_budget)",
+                          "load_balancing, circuit_breaker, health_check, retry_budget, grpc)",
                           "f.yaml:5:30: pools.p.load_balancing.policy: invalid value "
                           "\"round_robin\" (expected one of: weighted_round_robin, "
                           "least_request)",

@@ -40,8 +40,8 @@ routes:
     },
     "pools": {
       "heavy": {
-        "endpoints": [{"address": "10.0.0.1", "port": 8501, "weight": 3},
-                      {"address": "tfs-b", "port": 8601, "weight": 1}],
+        "endpoints": [{"address": "10.0.0.1", "port": 8501, "weight": 3, "grpc_port": 0},
+                      {"address": "tfs-b", "port": 8601, "weight": 1, "grpc_port": 0}],
         "connect_timeout": "250ms", "max_connections_per_backend": 1024,
         "idle_connection_timeout": "1m", "max_response_body": "1000B",
         "max_ejection_percent": 50,
@@ -60,7 +60,9 @@ routes:
           "timeout": "1s", "healthy_threshold": 2, "unhealthy_threshold": 2, "models": [],
           "expected_version": 0
         },
-        "retry_budget": {"budget_percent": 20, "min_concurrency": 3}
+        "retry_budget": {"budget_percent": 20, "min_concurrency": 3},
+        "grpc": {"max_message_bytes": "64MiB", "keepalive_time": "30s",
+                 "keepalive_timeout": "10s"}
       }
     },
     "routes": [{

@@ -1,0 +1,83 @@
+#pragma once
+// gRPC calls from fusebox to one backend (a TF Serving process's gRPC port), forwarding the
+// client's serialized request unchanged (generic ByteBuffer calls: nothing is parsed here).
+//
+// One GrpcChannel per backend, shared by every worker thread: a grpc::Channel multiplexes
+// calls over its HTTP/2 connection(s) and is thread-safe. Completions arrive on gRPC's threads
+// and are posted to the calling worker's io_context, so the caller sees them on its own thread
+// like the HTTP ConnectionPool's.
+
+#include <grpcpp/channel.h>
+#include <grpcpp/client_context.h>
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/support/byte_buffer.h>
+#include <grpcpp/support/status.h>
+
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "fusebox/common/clock.h"
+#include "fusebox/config/config.h"
+#include "fusebox/metrics/gateway_metrics.h"
+
+namespace fusebox::upstream {
+
+struct GrpcRequest {
+  std::string method;                 // "/tensorflow.serving.PredictionService/Predict"
+  grpc::ByteBuffer payload;           // the serialized request message
+  std::vector<std::pair<std::string, std::string>> metadata;  // sent with every attempt
+  std::string request_id;             // sent as x-request-id
+};
+
+struct GrpcResult {
+  metrics::UpstreamOutcome outcome = metrics::UpstreamOutcome::success;
+  grpc::Status status;                // the call's status (OK, the backend's error, or local)
+  grpc::ByteBuffer response;          // the answer when status.ok()
+  std::vector<std::pair<std::string, std::string>> trailing_metadata;
+  std::string error;                  // a one-line reason when outcome is not success/http_5xx
+};
+
+// The HTTP status TF Serving's REST API gives for a gRPC / TF status code (http_server.cc): the
+// policies written in HTTP terms (retry_on statuses, breaker failure_statuses) judge gRPC
+// answers through it. OK -> 200, UNAVAILABLE -> 503, DEADLINE_EXCEEDED -> 504,
+// RESOURCE_EXHAUSTED -> 429, INTERNAL/UNKNOWN/DATA_LOSS -> 500, NOT_FOUND -> 404, ...
+unsigned http_status_for(grpc::StatusCode code);
+// The gRPC code for a gateway-made HTTP-style status (503 -> UNAVAILABLE, 504 ->
+// DEADLINE_EXCEEDED, 429 -> RESOURCE_EXHAUSTED, 404 -> NOT_FOUND, 400 -> INVALID_ARGUMENT...).
+grpc::StatusCode grpc_code_for(unsigned http_status);
+const char* grpc_code_name(grpc::StatusCode code);
+
+class GrpcChannel {
+ public:
+  // `target` is "address:port". Channel arguments: message size limits and keepalive from
+  // the pool's config. The channel connects lazily.
+  GrpcChannel(const std::string& target, const config::PoolConfig& pool);
+  ~GrpcChannel();
+  GrpcChannel(const GrpcChannel&) = delete;
+  GrpcChannel& operator=(const GrpcChannel&) = delete;
+
+  class Exchange;
+  using ExchangeHandle = std::weak_ptr<Exchange>;
+
+  // Starts one call ending by `deadline` and calls `done` exactly once on `ioc`'s thread.
+  // `request` is copied into the call (ByteBuffer copies share the slices, not the bytes).
+  ExchangeHandle send(const GrpcRequest& request, TimePoint deadline,
+                      boost::asio::io_context& ioc, std::function<void(GrpcResult&&)> done);
+
+  // Cancels a call still in flight (its result comes back as reset, "cancelled"). Any thread.
+  static void cancel(const ExchangeHandle& handle);
+
+  const std::string& target() const { return target_; }
+
+ private:
+  std::string target_;
+  std::shared_ptr<grpc::Channel> channel_;
+  grpc::GenericStub stub_;
+};
+
+}  // namespace fusebox::upstream

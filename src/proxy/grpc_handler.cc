@@ -1,0 +1,332 @@
+#include "fusebox/proxy/grpc_handler.h"
+
+#include <nlohmann/json.hpp>
+
+#include "fusebox/logging/logging.h"
+#include "fusebox/resilience/retry.h"
+#include "fusebox/rpc/model_spec.h"
+
+namespace fusebox::proxy {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using Kind = resilience::PipelineOutcome;
+
+constexpr std::string_view kPredictionService = "/tensorflow.serving.PredictionService/";
+constexpr std::string_view kModelService = "/tensorflow.serving.ModelService/";
+
+enum class MethodKind { inference, multi_inference, metadata, status, unsupported };
+
+MethodKind method_kind(std::string_view method) {
+  if (method.starts_with(kPredictionService)) {
+    auto name = method.substr(kPredictionService.size());
+    if (name == "Predict" || name == "Classify" || name == "Regress") return MethodKind::inference;
+    if (name == "MultiInference") return MethodKind::multi_inference;
+    if (name == "GetModelMetadata") return MethodKind::metadata;
+  } else if (method == std::string(kModelService) + "GetModelStatus") {
+    return MethodKind::status;
+  }
+  return MethodKind::unsupported;
+}
+
+// Metadata that belongs to this hop, not to the call: not forwarded.
+bool hop_metadata(std::string_view key) {
+  return key.empty() || key.front() == ':' || key.starts_with("grpc-") || key == "content-type" ||
+         key == "te" || key == "user-agent" || key == "host" || key == "x-request-id" ||
+         key == "traceparent" || key == "x-fusebox-timeout-ms";
+}
+
+
+// The bytes of a message: the single slice without copying when it is one, else one copy.
+struct MessageBytes {
+  grpc::Slice slice;
+  std::string copy;
+  std::string_view view;
+};
+
+void read_bytes(const grpc::ByteBuffer& buffer, MessageBytes& out) {
+  if (buffer.TrySingleSlice(&out.slice).ok()) {
+    out.view = {reinterpret_cast<const char*>(out.slice.begin()), out.slice.size()};
+    return;
+  }
+  std::vector<grpc::Slice> slices;
+  (void)buffer.Dump(&slices);
+  for (const auto& s : slices) out.copy.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  out.view = out.copy;
+}
+
+grpc::ByteBuffer to_buffer(std::string bytes) {
+  grpc::Slice slice(std::move(bytes));
+  return grpc::ByteBuffer(&slice, 1);
+}
+
+// A default tier's message: the body's "error" when it is {"error": "..."}, else a fixed text.
+std::string default_message(const config::FallbackTier& tier) {
+  auto body = nlohmann::json::parse(tier.body, nullptr, /*allow_exceptions=*/false);
+  if (body.is_object() && body.contains("error") && body["error"].is_string()) {
+    return body["error"].get<std::string>();
+  }
+  return "the model cannot answer now (degraded: default answer)";
+}
+
+}  // namespace
+
+struct GrpcHandler::Call {
+  server::GrpcCall* rpc = nullptr;
+  Clock::time_point start;
+  std::string request_id;
+  std::string traceparent;
+  MethodKind kind = MethodKind::unsupported;
+  MessageBytes bytes;
+  std::size_t route = 0;
+  bool routed = false;
+  TimePoint deadline{};
+  upstream::GrpcRequest request;       // the primary request (the client's bytes)
+  upstream::GrpcRequest tier_request;  // rewritten for a model tier
+  std::size_t tier = 0;                // 0 = primary, i + 1 = fallbacks[i]
+  degrade::Reason reason = degrade::Reason::none;
+  std::optional<resilience::GrpcPipelineResult> primary_failure;
+  upstream::BackendState* backend = nullptr;
+  unsigned attempts = 0;
+};
+
+GrpcHandler::GrpcHandler(Runtime& runtime, resilience::Pipeline& pipeline, std::size_t shard)
+    : runtime_(runtime),
+      pipeline_(pipeline),
+      shard_(shard),
+      ids_(0xc2b2ae3d27d4eb4full * (shard + 1) ^
+           static_cast<std::uint64_t>(Clock::now().time_since_epoch().count())) {}
+
+GrpcHandler::~GrpcHandler() = default;
+
+void GrpcHandler::handle(server::GrpcCall* rpc) {
+  auto call = std::make_shared<Call>();
+  call->rpc = rpc;
+  call->start = Clock::now();
+  call->kind = method_kind(rpc->method());
+
+  // Identity and trace context, as for REST.
+  std::string_view client_id, client_trace;
+  for (const auto& [key, value] : rpc->client_metadata()) {
+    std::string_view k(key.data(), key.size()), v(value.data(), value.size());
+    if (k == "x-request-id") client_id = v;
+    if (k == "traceparent") client_trace = v;
+  }
+  call->request_id = http::is_acceptable_request_id(client_id) ? std::string(client_id)
+                                                                : ids_.request_id();
+  call->traceparent = http::is_valid_traceparent(client_trace) ? std::string(client_trace)
+                                                               : http::make_traceparent(ids_);
+
+  if (call->kind == MethodKind::unsupported) {
+    return finish(call, grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                                     "fusebox does not proxy " + rpc->method()),
+                  nullptr);
+  }
+  read_bytes(rpc->request(), call->bytes);
+  std::optional<rpc::ModelSpec> spec;
+  if (call->kind == MethodKind::multi_inference) {
+    auto tasks = rpc::parse_task_model_specs(call->bytes.view);
+    if (!tasks.ok()) {
+      return finish(call, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                       std::string("cannot parse the request: ") +
+                                           rpc::to_string(tasks.error)),
+                    nullptr);
+    }
+    for (const auto& task : tasks.tasks) {
+      if (!task || task->name.empty()) continue;
+      if (spec && spec->name != task->name) {
+        return finish(call, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                         "all tasks of a MultiInference request must name the "
+                                         "same model"),
+                      nullptr);
+      }
+      spec = task;
+    }
+  } else {
+    auto parsed = rpc::parse_model_spec(call->bytes.view);
+    if (!parsed.ok()) {
+      return finish(call, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                       std::string("cannot parse the request: ") +
+                                           rpc::to_string(parsed.error)),
+                    nullptr);
+    }
+    spec = parsed.spec;
+  }
+  if (!spec || spec->name.empty()) {
+    return finish(call, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "Missing ModelSpec"),
+                  nullptr);
+  }
+  auto route = runtime_.routes.find(spec->name);
+  if (!route) {
+    return finish(call, grpc::Status(grpc::StatusCode::NOT_FOUND, servable_not_found(spec->name, spec->version, spec->version_label)),
+                  nullptr);
+  }
+  call->route = *route;
+  call->routed = true;
+  const auto& route_config = runtime_.config->routes[*route];
+
+  // The client's deadline (grpc-timeout), shortened to the route's longest.
+  auto now = Clock::now();
+  auto cap = route_config.max_timeout.count() > 0 ? route_config.max_timeout : route_config.timeout;
+  call->deadline = now + cap;
+  auto client_deadline = rpc->deadline();
+  if (client_deadline != std::chrono::system_clock::time_point::max()) {
+    auto left = client_deadline - std::chrono::system_clock::now();
+    call->deadline = std::min(call->deadline, now + std::chrono::duration_cast<Clock::duration>(left));
+  }
+
+  auto& request = call->request;
+  request.method = rpc->method();
+  request.payload = rpc->request();  // shares the slices
+  request.request_id = call->request_id;
+  for (const auto& [key, value] : rpc->client_metadata()) {
+    std::string_view k(key.data(), key.size());
+    if (hop_metadata(k)) continue;
+    request.metadata.emplace_back(std::string(k), std::string(value.data(), value.size()));
+  }
+  request.metadata.emplace_back("traceparent", call->traceparent);
+  send_primary(call);
+}
+
+void GrpcHandler::send_primary(const std::shared_ptr<Call>& call) {
+  const auto& route = runtime_.config->routes[call->route];
+  resilience::GrpcPipelineRequest pipeline_request;
+  pipeline_request.request = &call->request;
+  pipeline_request.route = &route;
+  pipeline_request.pool = runtime_.route_pool[call->route];
+  pipeline_request.deadline = resilience::primary_deadline(route, call->deadline, Clock::now());
+  pipeline_request.idempotent =
+      call->kind == MethodKind::inference || call->kind == MethodKind::multi_inference;
+  pipeline_.execute(pipeline_request, [this, call](resilience::GrpcPipelineResult&& result) {
+    on_result(call, std::move(result));
+  });
+}
+
+void GrpcHandler::on_result(const std::shared_ptr<Call>& call,
+                            resilience::GrpcPipelineResult&& result) {
+  call->backend = result.backend;
+  call->attempts += result.attempts;
+  const auto& route = runtime_.config->routes[call->route];
+  bool answer = result.kind == Kind::response &&
+                upstream::http_status_for(result.upstream.status.error_code()) < 500;
+  if (answer) {
+    // OK, or the backend's client error (never masked).
+    if (result.upstream.status.ok()) return finish(call, grpc::Status::OK, &result.upstream.response);
+    return finish(call, result.upstream.status, nullptr);
+  }
+  bool degradable = call->kind == MethodKind::inference || call->kind == MethodKind::multi_inference;
+  if (call->tier == 0) {
+    if (route.fallbacks.empty() || !degradable) return answer_failure(call, std::move(result));
+    call->reason = primary_failure_reason(runtime_.pools[runtime_.route_pool[call->route]],
+                                          result.kind, result.upstream.outcome, /*grpc=*/true);
+    call->primary_failure = std::move(result);
+  }
+  next_tier(call);
+}
+
+void GrpcHandler::next_tier(const std::shared_ptr<Call>& call) {
+  const auto& route = runtime_.config->routes[call->route];
+  while (++call->tier <= route.fallbacks.size()) {
+    const auto& tier = route.fallbacks[call->tier - 1];
+    switch (tier.kind) {
+      case config::TierKind::model: {
+        auto now = Clock::now();
+        if (now >= call->deadline) continue;
+        rpc::ModelSpecRewrite rewrite;
+        rewrite.name = tier.model;
+        if (tier.version > 0) {
+          rewrite.version = tier.version;
+        } else if (!tier.label.empty()) {
+          rewrite.version = tier.label;
+        } else {
+          rewrite.version = rpc::LatestVersion{};
+        }
+        if (!tier.signature.empty()) rewrite.signature_name = tier.signature;
+        auto rewritten = call->kind == MethodKind::multi_inference
+                             ? rpc::rewrite_task_model_specs(call->bytes.view, rewrite)
+                             : rpc::rewrite_model_spec(call->bytes.view, rewrite);
+        if (!rewritten.ok()) continue;  // parsed before, so this does not happen
+        call->tier_request = call->request;
+        call->tier_request.payload = to_buffer(std::move(rewritten.bytes));
+        resilience::GrpcPipelineRequest pipeline_request;
+        pipeline_request.request = &call->tier_request;
+        pipeline_request.route = &route;
+        pipeline_request.pool = runtime_.tier_pool[call->route][call->tier - 1];
+        pipeline_request.deadline = std::min(call->deadline, now + tier.timeout);
+        pipeline_request.idempotent = true;
+        return pipeline_.execute(pipeline_request,
+                                 [this, call](resilience::GrpcPipelineResult&& result) {
+                                   on_result(call, std::move(result));
+                                 });
+      }
+      case config::TierKind::default_:
+        if (tier.status == 200) continue;  // a REST body cannot answer a gRPC call
+        return finish(call, grpc::Status(upstream::grpc_code_for(tier.status), default_message(tier)),
+                      nullptr);
+      case config::TierKind::cache:
+      case config::TierKind::rules:
+        continue;  // REST only for now
+    }
+  }
+  call->tier = 0;
+  call->reason = degrade::Reason::none;
+  answer_failure(call, std::move(*call->primary_failure));
+}
+
+void GrpcHandler::answer_failure(const std::shared_ptr<Call>& call,
+                                 resilience::GrpcPipelineResult&& result) {
+  switch (result.kind) {
+    case Kind::response:
+      return finish(call, result.upstream.status, nullptr);
+    case Kind::no_backend:
+      return finish(call, grpc::Status(grpc::StatusCode::UNAVAILABLE, result.error), nullptr);
+    case Kind::deadline_exceeded:
+      return finish(call, grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, result.error), nullptr);
+    case Kind::upstream_failure: {
+      auto code = result.upstream.outcome == metrics::UpstreamOutcome::timeout
+                      ? grpc::StatusCode::DEADLINE_EXCEEDED
+                      : grpc::StatusCode::UNAVAILABLE;
+      return finish(call, grpc::Status(code, result.error), nullptr);
+    }
+  }
+}
+
+void GrpcHandler::finish(const std::shared_ptr<Call>& call, const grpc::Status& status,
+                         grpc::ByteBuffer* response) {
+  server::Metadata trailing;
+  trailing.emplace_back("x-request-id", call->request_id);
+  if (call->routed) {
+    const auto& route = runtime_.config->routes[call->route];
+    if (call->tier == 0) {
+      trailing.emplace_back("x-fusebox-tier", "primary");
+    } else {
+      trailing.emplace_back("x-fusebox-tier", degrade::tier_name(route.fallbacks[call->tier - 1]));
+      trailing.emplace_back("x-fusebox-degraded-reason", degrade::to_string(call->reason));
+    }
+    runtime_.degrade_metrics->record(shard_, call->route, call->tier, call->reason);
+  }
+  auto code = status.error_code();
+  if (logging::access_log_enabled()) {
+    std::chrono::duration<double> seconds = Clock::now() - call->start;
+    logging::AccessLogEntry entry;
+    entry.time = std::chrono::system_clock::now();
+    entry.request_id = call->request_id;
+    entry.trace_id = http::trace_id_of(call->traceparent);
+    auto peer = call->rpc->peer();
+    entry.client = peer;
+    entry.method = "GRPC";
+    entry.path = call->rpc->method();
+    entry.route = call->routed ? std::string_view(runtime_.config->routes[call->route].name)
+                               : std::string_view("unmatched");
+    entry.backend = call->backend ? std::string_view(call->backend->label) : std::string_view();
+    entry.status = upstream::http_status_for(code);
+    entry.bytes_received = call->bytes.view.size();
+    entry.bytes_sent = response ? response->Length() : 0;
+    entry.duration_seconds = seconds.count();
+    entry.attempts = call->attempts;
+    logging::access(entry);
+  }
+  call->rpc->finish(status, response, trailing);
+}
+
+}  // namespace fusebox::proxy

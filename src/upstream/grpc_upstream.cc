@@ -1,0 +1,173 @@
+#include "fusebox/upstream/grpc_upstream.h"
+
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/support/channel_arguments.h>
+
+#include <boost/asio/post.hpp>
+#include <climits>
+#include <mutex>
+
+namespace fusebox::upstream {
+
+using metrics::UpstreamOutcome;
+
+unsigned http_status_for(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK: return 200;
+    case grpc::StatusCode::CANCELLED: return 499;
+    case grpc::StatusCode::INVALID_ARGUMENT:
+    case grpc::StatusCode::FAILED_PRECONDITION:
+    case grpc::StatusCode::OUT_OF_RANGE: return 400;
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return 504;
+    case grpc::StatusCode::NOT_FOUND: return 404;
+    case grpc::StatusCode::ALREADY_EXISTS:
+    case grpc::StatusCode::ABORTED: return 409;
+    case grpc::StatusCode::PERMISSION_DENIED: return 403;
+    case grpc::StatusCode::RESOURCE_EXHAUSTED: return 429;
+    case grpc::StatusCode::UNIMPLEMENTED: return 501;
+    case grpc::StatusCode::UNAVAILABLE: return 503;
+    case grpc::StatusCode::UNAUTHENTICATED: return 401;
+    default: return 500;  // UNKNOWN, INTERNAL, DATA_LOSS
+  }
+}
+
+grpc::StatusCode grpc_code_for(unsigned http_status) {
+  switch (http_status) {
+    case 200: return grpc::StatusCode::OK;
+    case 400: return grpc::StatusCode::INVALID_ARGUMENT;
+    case 401: return grpc::StatusCode::UNAUTHENTICATED;
+    case 403: return grpc::StatusCode::PERMISSION_DENIED;
+    case 404: return grpc::StatusCode::NOT_FOUND;
+    case 408:
+    case 504: return grpc::StatusCode::DEADLINE_EXCEEDED;
+    case 409: return grpc::StatusCode::ABORTED;
+    case 413:
+    case 429: return grpc::StatusCode::RESOURCE_EXHAUSTED;
+    case 499: return grpc::StatusCode::CANCELLED;
+    case 501: return grpc::StatusCode::UNIMPLEMENTED;
+    case 502:
+    case 503: return grpc::StatusCode::UNAVAILABLE;
+    default:
+      return http_status >= 400 && http_status < 500 ? grpc::StatusCode::FAILED_PRECONDITION
+                                                     : grpc::StatusCode::INTERNAL;
+  }
+}
+
+const char* grpc_code_name(grpc::StatusCode code) {
+  static constexpr const char* kNames[] = {
+      "OK",           "CANCELLED",         "UNKNOWN",           "INVALID_ARGUMENT",
+      "DEADLINE_EXCEEDED", "NOT_FOUND",    "ALREADY_EXISTS",    "PERMISSION_DENIED",
+      "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",   "OUT_OF_RANGE",
+      "UNIMPLEMENTED", "INTERNAL",         "UNAVAILABLE",       "DATA_LOSS",
+      "UNAUTHENTICATED"};
+  auto i = static_cast<int>(code);
+  return i >= 0 && i < 17 ? kNames[i] : "UNKNOWN";
+}
+
+namespace {
+
+int clamp_int(std::uint64_t v) { return v > INT_MAX ? INT_MAX : static_cast<int>(v); }
+
+std::chrono::system_clock::time_point to_system(TimePoint deadline) {
+  auto left = deadline - std::chrono::steady_clock::now();
+  return std::chrono::system_clock::now() +
+         std::chrono::duration_cast<std::chrono::system_clock::duration>(left);
+}
+
+}  // namespace
+
+// One call in flight. Owned by gRPC's completion (and weakly by the pipeline, to cancel it).
+class GrpcChannel::Exchange : public std::enable_shared_from_this<Exchange> {
+ public:
+  grpc::ClientContext context;
+  grpc::ByteBuffer request;
+  grpc::ByteBuffer response;
+  std::function<void(GrpcResult&&)> done;
+  boost::asio::io_context* ioc = nullptr;
+  std::atomic<bool> cancelled{false};
+};
+
+GrpcChannel::GrpcChannel(const std::string& target, const config::PoolConfig& pool)
+    : target_(target),
+      channel_([&] {
+        grpc::ChannelArguments args;
+        args.SetMaxReceiveMessageSize(clamp_int(pool.grpc.max_message_bytes));
+        args.SetMaxSendMessageSize(clamp_int(pool.grpc.max_message_bytes));
+        args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, clamp_int(pool.grpc.keepalive_time.count()));
+        args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, clamp_int(pool.grpc.keepalive_timeout.count()));
+        args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
+        // Reconnect quickly after a backend restart; the breaker and health checks decide
+        // whether calls go there meanwhile.
+        args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+        args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+        args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+        // Each backend gets its own connection rather than sharing gRPC's global subchannels.
+        args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+        args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);  // fusebox's pipeline retries, not the channel
+        args.SetUserAgentPrefix("fusebox/" FUSEBOX_VERSION);
+        return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+      }()),
+      stub_(channel_) {}
+
+GrpcChannel::~GrpcChannel() = default;
+
+GrpcChannel::ExchangeHandle GrpcChannel::send(const GrpcRequest& request, TimePoint deadline,
+                                              boost::asio::io_context& ioc,
+                                              std::function<void(GrpcResult&&)> done) {
+  auto ex = std::make_shared<Exchange>();
+  ex->request = request.payload;
+  ex->done = std::move(done);
+  ex->ioc = &ioc;
+  ex->context.set_deadline(to_system(deadline));
+  // Unavailable backends fail fast (connect failure) instead of waiting for the deadline.
+  ex->context.set_wait_for_ready(false);
+  for (const auto& [key, value] : request.metadata) ex->context.AddMetadata(key, value);
+  if (!request.request_id.empty()) ex->context.AddMetadata("x-request-id", request.request_id);
+  auto keep = ex;  // the completion owns the exchange until it has run
+  stub_.UnaryCall(&ex->context, request.method, grpc::StubOptions(), &ex->request, &ex->response,
+                  [keep](grpc::Status status) {
+                    GrpcResult result;
+                    result.status = std::move(status);
+                    auto code = result.status.error_code();
+                    if (keep->cancelled.load(std::memory_order_relaxed)) {
+                      result.outcome = UpstreamOutcome::reset;
+                      result.error = "cancelled";
+                    } else if (code == grpc::StatusCode::OK) {
+                      result.outcome = UpstreamOutcome::success;
+                      result.response = std::move(keep->response);
+                    } else if (code == grpc::StatusCode::DEADLINE_EXCEEDED) {
+                      result.outcome = UpstreamOutcome::timeout;
+                      result.error = "upstream request timeout";
+                    } else if (code == grpc::StatusCode::UNAVAILABLE &&
+                               (keep->context.peer().empty() ||
+                                result.status.error_message().find("failed to connect") !=
+                                    std::string::npos)) {
+                      // No connection was ever made for this call.
+                      result.outcome = UpstreamOutcome::connect_failure;
+                      result.error = "cannot connect: " + result.status.error_message();
+                    } else {
+                      result.outcome = http_status_for(code) >= 500 ? UpstreamOutcome::http_5xx
+                                                                    : UpstreamOutcome::success;
+                    }
+                    for (const auto& [key, value] : keep->context.GetServerTrailingMetadata()) {
+                      result.trailing_metadata.emplace_back(std::string(key.data(), key.size()),
+                                                            std::string(value.data(), value.size()));
+                    }
+                    auto* ioc = keep->ioc;
+                    boost::asio::post(*ioc, [keep, result = std::move(result)]() mutable {
+                      auto done = std::move(keep->done);
+                      done(std::move(result));
+                    });
+                  });
+  return ex;
+}
+
+void GrpcChannel::cancel(const ExchangeHandle& handle) {
+  if (auto ex = handle.lock()) {
+    ex->cancelled.store(true, std::memory_order_relaxed);
+    ex->context.TryCancel();
+  }
+}
+
+}  // namespace fusebox::upstream

@@ -1,0 +1,358 @@
+// fusebox's gRPC listener in front of tfs-sim's gRPC side, with TF Serving's own C++ stubs as
+// the client: routing by ModelSpec, the shared resilience pipeline (retries, breakers, killed
+// backends), deadlines, degradation tiers, message sizes and grpc.health.v1.
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <cstring>
+#include <future>
+#include <mutex>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "gateway_fixture.h"
+#include "tensorflow_serving/apis/model_service.grpc.pb.h"
+#include "tensorflow_serving/apis/prediction_service.grpc.pb.h"
+
+namespace fusebox_it {
+namespace {
+
+namespace tf = tensorflow;
+namespace tfs = tensorflow::serving;
+using nlohmann::json;
+
+tfs::PredictRequest predict_request(const std::string& model, const std::vector<float>& xs) {
+  tfs::PredictRequest r;
+  r.mutable_model_spec()->set_name(model);
+  auto& x = (*r.mutable_inputs())["x"];
+  x.set_dtype(tf::DT_FLOAT);
+  x.mutable_tensor_shape()->add_dim()->set_size(static_cast<std::int64_t>(xs.size()));
+  for (float v : xs) x.add_float_val(v);
+  return r;
+}
+
+std::vector<float> output_y(const tfs::PredictResponse& response) {
+  const auto& y = response.outputs().at("y");
+  if (!y.tensor_content().empty()) {
+    std::vector<float> out(y.tensor_content().size() / sizeof(float));
+    std::memcpy(out.data(), y.tensor_content().data(), out.size() * sizeof(float));
+    return out;
+  }
+  return {y.float_val().begin(), y.float_val().end()};
+}
+
+std::string trailing(const grpc::ClientContext& context, const std::string& key) {
+  const auto& md = context.GetServerTrailingMetadata();
+  auto it = md.find(key);
+  return it == md.end() ? std::string() : std::string(it->second.data(), it->second.size());
+}
+
+struct Predicted {
+  grpc::Status status;
+  std::vector<float> y;
+  std::string tier;
+  std::string reason;
+  std::string request_id;
+};
+
+class GrpcProxyTest : public GatewayTest {
+ protected:
+  // Starts `n` sims with REST and gRPC on free ports (extra args, e.g. a model alias).
+  std::vector<std::size_t> start_grpc_sims(std::size_t n, std::vector<std::string> args = {}) {
+    std::vector<std::size_t> out;
+    for (std::size_t i = 0; i < n; ++i) {
+      std::vector<std::string> all = {"--rest-port", "0", "--grpc-port", "0"};
+      all.insert(all.end(), args.begin(), args.end());
+      start_sim(all);
+      out.push_back(sims_.size() - 1);
+    }
+    return out;
+  }
+
+  PoolSpec grpc_pool(std::string name, const std::vector<std::size_t>& sims) {
+    PoolSpec pool{std::move(name), {}};
+    for (auto i : sims) {
+      pool.ports.push_back(sim(i).port);
+      pool.grpc_ports.push_back(sim(i).grpc_port);
+    }
+    return pool;
+  }
+
+  void start_grpc_gateway(GatewayConfig config) {
+    config.grpc = true;
+    start_gateway(config);
+    channel_ = grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(gateway().grpc_port()),
+                                         grpc::InsecureChannelCredentials(), channel_args());
+  }
+
+  static grpc::ChannelArguments channel_args() {
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(-1);
+    args.SetMaxSendMessageSize(-1);
+    return args;
+  }
+
+  Predicted predict(const std::string& model, const std::vector<float>& xs,
+                    std::chrono::milliseconds timeout = std::chrono::seconds(10),
+                    const std::vector<std::pair<std::string, std::string>>& metadata = {}) {
+    auto stub = tfs::PredictionService::NewStub(channel_);
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + timeout);
+    for (const auto& [k, v] : metadata) context.AddMetadata(k, v);
+    tfs::PredictResponse response;
+    Predicted out;
+    out.status = stub->Predict(&context, predict_request(model, xs), &response);
+    if (out.status.ok()) out.y = output_y(response);
+    out.tier = trailing(context, "x-fusebox-tier");
+    out.reason = trailing(context, "x-fusebox-degraded-reason");
+    out.request_id = trailing(context, "x-request-id");
+    return out;
+  }
+
+  // grpc.health.v1.Health/Check, hand-encoded (HealthCheckRequest{service = 1}).
+  std::pair<grpc::Status, int> health(const std::string& service) {
+    grpc::GenericStub stub(channel_);
+    std::string request;
+    if (!service.empty()) {
+      request.push_back(0x0a);
+      request.push_back(static_cast<char>(service.size()));
+      request += service;
+    }
+    grpc::Slice slice(request);
+    grpc::ByteBuffer in(&slice, 1), out;
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    std::mutex m;
+    std::condition_variable cv;
+    bool done = false;
+    grpc::Status status;
+    stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &in, &out,
+                   [&](grpc::Status s) {
+                     std::lock_guard lock(m);
+                     status = s;
+                     done = true;
+                     cv.notify_one();
+                   });
+    std::unique_lock lock(m);
+    cv.wait_for(lock, std::chrono::seconds(10), [&] { return done; });
+    int serving = -1;
+    std::vector<grpc::Slice> slices;
+    if (status.ok() && out.Dump(&slices).ok() && !slices.empty() && slices[0].size() >= 2) {
+      serving = slices[0].begin()[1];
+    }
+    return {status, serving};
+  }
+
+  // One sim behind pool "primary" and the default route, healthy; returns the sims.
+  std::vector<std::size_t> start_single_grpc_route() {
+    auto sims = start_grpc_sims(1);
+    GatewayConfig config;
+    config.pools.push_back(grpc_pool("primary", sims));
+    config.routes.push_back({});
+    start_grpc_gateway(config);
+    EXPECT_TRUE(wait_all_backends_health("healthy"));
+    return sims;
+  }
+
+  std::shared_ptr<grpc::Channel> channel_;
+};
+
+TEST_F(GrpcProxyTest, PredictStatusAndMetadataPassThrough) {
+  auto sims = start_single_grpc_route();
+
+  auto r = predict("half_plus_two", {1, 2, 5}, std::chrono::seconds(10),
+                   {{"x-request-id", "grpc-req-1"}, {"x-team", "vision"}});
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.y, (std::vector<float>{2.5f, 3.0f, 4.5f}));
+  EXPECT_EQ(r.tier, "primary");
+  EXPECT_EQ(r.request_id, "grpc-req-1");
+  auto stats = sim_stats(sim(sims[0]).port).at("grpc");
+  EXPECT_EQ(stats.at("requests"), 1);
+  EXPECT_EQ(stats.at("last_request_id"), "grpc-req-1") << "x-request-id reaches the backend";
+
+  auto model_stub = tfs::ModelService::NewStub(channel_);
+  grpc::ClientContext status_context;
+  tfs::GetModelStatusRequest status_request;
+  status_request.mutable_model_spec()->set_name("half_plus_two");
+  tfs::GetModelStatusResponse status_response;
+  ASSERT_TRUE(model_stub->GetModelStatus(&status_context, status_request, &status_response).ok());
+  ASSERT_EQ(status_response.model_version_status_size(), 1);
+  EXPECT_EQ(status_response.model_version_status(0).state(), tfs::ModelVersionStatus::AVAILABLE);
+
+  auto prediction_stub = tfs::PredictionService::NewStub(channel_);
+  grpc::ClientContext metadata_context;
+  tfs::GetModelMetadataRequest metadata_request;
+  metadata_request.mutable_model_spec()->set_name("half_plus_two");
+  metadata_request.add_metadata_field("signature_def");
+  tfs::GetModelMetadataResponse metadata_response;
+  ASSERT_TRUE(
+      prediction_stub->GetModelMetadata(&metadata_context, metadata_request, &metadata_response).ok());
+  EXPECT_EQ(metadata_response.model_spec().name(), "half_plus_two");
+  EXPECT_TRUE(metadata_response.metadata().contains("signature_def"));
+}
+
+TEST_F(GrpcProxyTest, GatewayMadeErrorsUseTfServingStatuses) {
+  auto sims = start_grpc_sims(1);
+  GatewayConfig config;
+  config.pools.push_back(grpc_pool("primary", sims));
+  config.pools.push_back({"rest_only", {sim(sims[0]).port}});
+  config.routes.push_back({});
+  config.routes.push_back({"other", "other", "rest_only", "5s", {}});
+  start_grpc_gateway(config);
+
+  auto r = predict("resnet", {1});
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(r.status.error_message(), "Servable not found for request: Latest(resnet)");
+
+  r = predict("other", {1});
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_NE(r.status.error_message().find("has a grpc_port"), std::string::npos)
+      << r.status.error_message();
+
+  r = predict("", {1});
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  grpc::GenericStub stub(channel_);
+  grpc::Slice empty("");
+  grpc::ByteBuffer in(&empty, 1), out;
+  grpc::ClientContext context;
+  std::promise<grpc::Status> done;
+  stub.UnaryCall(&context, "/tensorflow.serving.ModelService/HandleReloadConfigRequest",
+                 grpc::StubOptions(), &in, &out, [&](grpc::Status s) { done.set_value(s); });
+  auto status = done.get_future().get();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+}
+
+TEST_F(GrpcProxyTest, ClientDeadlineIsHonouredShortenedAndPropagated) {
+  auto sims = start_grpc_sims(1);
+  GatewayConfig config;
+  config.pools.push_back(grpc_pool("primary", sims));
+  config.routes.push_back({"half_plus_two", "half_plus_two", "primary", "3s", {std::string(kSingleAttempt)}});
+  start_grpc_gateway(config);
+
+  ASSERT_TRUE(predict("half_plus_two", {1}, std::chrono::milliseconds(1500)).status.ok());
+  auto seen = sim_stats(sim(sims[0]).port).at("grpc").at("last_deadline_ms").get<double>();
+  EXPECT_LE(seen, 1600) << "the client's 1.5s reaches the backend";
+  EXPECT_GT(seen, 1000);
+
+  ASSERT_TRUE(predict("half_plus_two", {1}, std::chrono::seconds(60)).status.ok());
+  seen = sim_stats(sim(sims[0]).port).at("grpc").at("last_deadline_ms").get<double>();
+  EXPECT_LE(seen, 3100) << "shortened to the route's 3s";
+
+  set_sim_faults(sim(sims[0]).port, {{"hang", true}});
+  auto start = std::chrono::steady_clock::now();
+  auto r = predict("half_plus_two", {1}, std::chrono::milliseconds(400));
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
+}
+
+TEST_F(GrpcProxyTest, RetriesAndBreakersProtectGrpcLikeRest) {
+  auto sims = start_grpc_sims(2);
+  GatewayConfig config;
+  PoolSpec pool = grpc_pool("primary", sims);
+  pool.extra.push_back("circuit_breaker: {consecutive_failures: 2, open_duration: 30s}");
+  pool.health_check = kHealthChecksOff;
+  config.pools.push_back(pool);
+  config.routes.push_back({});
+  start_grpc_gateway(config);
+  set_sim_faults(sim(sims[0]).port, {{"error_rate", 1.0}, {"error_status", 503}});
+
+  for (int i = 0; i < 20; ++i) {
+    auto r = predict("half_plus_two", {1, 2, 5});
+    ASSERT_TRUE(r.status.ok()) << i << ": " << r.status.error_message();
+    EXPECT_EQ(r.y, (std::vector<float>{2.5f, 3.0f, 4.5f}));
+  }
+  EXPECT_EQ(backend_json("primary", 0).at("circuit_breaker").at("state"), "open");
+  EXPECT_LE(sim_stats(sim(sims[0]).port).at("grpc").at("requests").get<int>(), 3)
+      << "the open breaker keeps calls away from the failing backend";
+}
+
+TEST_F(GrpcProxyTest, KilledBackendIsRetriedOnAnother) {
+  auto sims = start_grpc_sims(2);
+  GatewayConfig config;
+  PoolSpec pool = grpc_pool("primary", sims);
+  pool.health_check = kHealthChecksOff;  // only the data path notices the dead backend
+  config.pools.push_back(pool);
+  config.routes.push_back({});
+  start_grpc_gateway(config);
+  ASSERT_TRUE(predict("half_plus_two", {1}).status.ok());
+  kill_sim(sims[1]);
+  int ok = 0;
+  for (int i = 0; i < 20; ++i) ok += predict("half_plus_two", {1}).status.ok();
+  EXPECT_EQ(ok, 20) << "connect failures are retried on the live backend";
+  EXPECT_GE(metric_value(metrics_text(), "fusebox_retries_total{pool=\"primary\",reason=\"connect_failure\"}")
+                .value_or(0),
+            1);
+}
+
+TEST_F(GrpcProxyTest, DegradationChainAnswersFromTheLightModel) {
+  auto primary = start_grpc_sims(1);
+  auto light = start_grpc_sims(1, {"--model", "light:half_plus_three"});
+  GatewayConfig config;
+  config.pools.push_back(grpc_pool("primary", primary));
+  config.pools.push_back(grpc_pool("light", light));
+  RouteSpec route;
+  route.extra = {"fallbacks:", "  - {tier: model, pool: light, model: light, timeout: 1s}",
+                 "  - {tier: default, status: 503, body: {error: \"try again later\"}}"};
+  config.routes.push_back(route);
+  start_grpc_gateway(config);
+  ASSERT_TRUE(wait_all_backends_health("healthy"));
+
+  kill_sim(primary[0]);
+  ASSERT_TRUE(wait_backend_health("primary", 0, "unhealthy"));
+  auto r = predict("half_plus_two", {1, 2, 5});
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.y, (std::vector<float>{3.5f, 4.0f, 5.5f})) << "the light model answered";
+  EXPECT_EQ(r.tier, "model:light");
+  EXPECT_EQ(r.reason, "no_healthy_backend");
+  EXPECT_EQ(sim_stats(sim(light[0]).port).at("grpc").at("requests_by_model").at("light"), 1);
+
+  kill_sim(light[0]);
+  ASSERT_TRUE(wait_backend_health("light", 0, "unhealthy"));
+  r = predict("half_plus_two", {1});
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(r.status.error_message(), "try again later");
+  EXPECT_EQ(r.tier, "default");
+  EXPECT_EQ(metric_value(metrics_text(),
+                         R"(fusebox_responses_total{route="half_plus_two",tier="model:light",reason="no_healthy_backend"})"),
+            1);
+}
+
+TEST_F(GrpcProxyTest, LargeMessagesPassAndTheLimitIsExplicit) {
+  auto sims = start_grpc_sims(1);
+  GatewayConfig config;
+  config.pools.push_back(grpc_pool("primary", sims));
+  config.routes.push_back({});
+  config.grpc_lines.push_back("max_message_bytes: 16MiB");
+  start_grpc_gateway(config);
+
+  std::vector<float> big(10 * 1024 * 1024 / sizeof(float), 1.0f);  // 10 MiB, over gRPC's 4 MiB
+  auto r = predict("half_plus_two", big, std::chrono::seconds(30));
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.y.size(), big.size());
+  EXPECT_EQ(r.y.front(), 2.5f);
+
+  std::vector<float> too_big(20 * 1024 * 1024 / sizeof(float), 1.0f);
+  r = predict("half_plus_two", too_big, std::chrono::seconds(30));
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+}
+
+TEST_F(GrpcProxyTest, HealthServiceFollowsReadiness) {
+  auto sims = start_single_grpc_route();
+
+  EXPECT_EQ(health("").second, 1) << "SERVING";
+  EXPECT_EQ(health("half_plus_two").second, 1);
+  EXPECT_EQ(health("tensorflow.serving.PredictionService").second, 1);
+  EXPECT_EQ(health("resnet").first.error_code(), grpc::StatusCode::NOT_FOUND);
+
+  set_sim_faults(sim(sims[0]).port, {{"model_state", "LOADING"}});
+  ASSERT_TRUE(wait_backend_health("primary", 0, "unhealthy"));
+  EXPECT_EQ(health("").second, 2) << "NOT_SERVING";
+  EXPECT_EQ(health("half_plus_two").second, 2);
+}
+
+}  // namespace
+}  // namespace fusebox_it
