@@ -11,21 +11,33 @@ stamp=$(date -u +%Y-%m-%dT%H-%M-%SZ)
 suffix="" note=""
 if [ $smoke = 1 ]; then suffix=-smoke note=" (smoke run: figures are not meaningful)"; fi
 out=bench/results/$stamp$suffix
+grpc_bin=${BENCH_BIN:-build/bin} # where grpc_compare.sh takes tfs-sim, fusebox and grpc_load
+[ -x "$grpc_bin/grpc_load" ] || {
+  echo "bench/run.sh: $grpc_bin/grpc_load is missing: run \`make build\` first" >&2
+  exit 1
+}
 mkdir -p "$out"
 
 if [ $smoke = 1 ]; then
   micro_args=(--benchmark_min_time=0.01)
   proxy_args=(--seconds 1 --rounds 1 --connections 20)
+  grpc_args=(--seconds 1 --rounds 1)
 else
   micro_args=(--benchmark_min_time=0.2 --benchmark_repetitions=3 --benchmark_report_aggregates_only=true)
   proxy_args=(--seconds 10 --rounds 3 --connections 50)
+  grpc_args=(--seconds 10 --rounds 3)
 fi
+cache_args=("${proxy_args[@]}") # the same load as the proxy comparison
 
 echo "== micro-benchmarks"
 build/bin/micro_bench "${micro_args[@]}" --benchmark_out="$out/micro.json" \
   --benchmark_out_format=json | tee "$out/micro.txt"
 echo "== proxy overhead"
 bench/proxy_compare.sh "${proxy_args[@]}" --out "$out" >/dev/null
+echo "== cache tier"
+bench/cache_compare.sh "${cache_args[@]}" --out "$out" >/dev/null
+echo "== gRPC"
+bench/grpc_compare.sh "${grpc_args[@]}" --out "$out" >/dev/null
 
 {
   echo "# fusebox benchmarks, $stamp$note"
@@ -36,6 +48,18 @@ bench/proxy_compare.sh "${proxy_args[@]}" --out "$out" >/dev/null
   echo "## Proxy overhead"
   echo
   cat "$out/proxy.md"
+  echo
+  echo "## Cache tier"
+  echo
+  echo "\`cache: first\` hits against the proxied path through the same fusebox (\`bench/cache_compare.sh\`)."
+  echo
+  cat "$out/cache.md"
+  echo
+  echo "## gRPC"
+  echo
+  echo "TF Serving's Predict over gRPC, direct and through fusebox and nginx (\`bench/grpc_compare.sh\`)."
+  echo
+  cat "$out/grpc.md"
   echo
   echo "## Hot path (Google Benchmark, ns per operation)"
   echo

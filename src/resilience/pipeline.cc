@@ -436,7 +436,19 @@ Pipeline::Pipeline(asio::io_context& ioc, std::vector<upstream::PoolState>& pool
   scratch_.reserve(most);
 }
 
-Pipeline::~Pipeline() = default;
+Pipeline::~Pipeline() {
+  for (const auto& handle : grpc_exchanges_) upstream::GrpcChannel::abandon(handle);
+}
+
+void Pipeline::track_grpc_exchange(const upstream::GrpcChannel::ExchangeHandle& handle) {
+  // Drop finished calls when the list has doubled since the last sweep: amortized O(1), and
+  // the list stays within twice the calls in flight.
+  if (grpc_exchanges_.size() >= grpc_sweep_at_) {
+    std::erase_if(grpc_exchanges_, [](const auto& h) { return h.expired(); });
+    grpc_sweep_at_ = std::max<std::size_t>(64, 2 * grpc_exchanges_.size());
+  }
+  grpc_exchanges_.push_back(handle);
+}
 
 namespace {
 
@@ -444,7 +456,9 @@ GrpcProtocol::Handle GrpcProtocol::send(
     Pipeline& p, std::vector<std::vector<std::unique_ptr<upstream::ConnectionPool>>>&,
     BackendState& backend, Request& request, TimePoint, TimePoint attempt_end,
     std::function<void(Result&&)> done) {
-  return backend.grpc->send(request, attempt_end, p.io_context(), std::move(done));
+  auto handle = backend.grpc->send(request, attempt_end, p.io_context(), std::move(done));
+  p.track_grpc_exchange(handle);
+  return handle;
 }
 
 }  // namespace

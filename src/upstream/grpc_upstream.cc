@@ -83,8 +83,9 @@ class GrpcChannel::Exchange : public std::enable_shared_from_this<Exchange> {
   grpc::ClientContext context;
   grpc::ByteBuffer request;
   grpc::ByteBuffer response;
-  std::function<void(GrpcResult&&)> done;
-  boost::asio::io_context* ioc = nullptr;
+  std::mutex mutex;                        // guards done and ioc against abandon()
+  std::function<void(GrpcResult&&)> done;  // empty once abandoned
+  boost::asio::io_context* ioc = nullptr;  // null once abandoned
   std::atomic<bool> cancelled{false};
 };
 
@@ -154,13 +155,32 @@ GrpcChannel::ExchangeHandle GrpcChannel::send(const GrpcRequest& request, TimePo
                       result.trailing_metadata.emplace_back(std::string(key.data(), key.size()),
                                                             std::string(value.data(), value.size()));
                     }
-                    auto* ioc = keep->ioc;
-                    boost::asio::post(*ioc, [keep, result = std::move(result)]() mutable {
-                      auto done = std::move(keep->done);
-                      done(std::move(result));
+                    std::lock_guard lock(keep->mutex);
+                    if (keep->ioc == nullptr) return;  // abandoned: the worker is gone
+                    boost::asio::post(*keep->ioc, [keep, result = std::move(result)]() mutable {
+                      std::function<void(GrpcResult&&)> done;
+                      {
+                        std::lock_guard lock(keep->mutex);
+                        done = std::move(keep->done);
+                      }
+                      if (done) done(std::move(result));
                     });
                   });
   return ex;
+}
+
+void GrpcChannel::abandon(const ExchangeHandle& handle) {
+  auto ex = handle.lock();
+  if (!ex) return;
+  std::function<void(GrpcResult&&)> done;
+  {
+    std::lock_guard lock(ex->mutex);
+    done = std::move(ex->done);
+    ex->ioc = nullptr;
+  }
+  ex->cancelled.store(true, std::memory_order_relaxed);
+  ex->context.TryCancel();
+  // `done` (and the pipeline call it holds) is destroyed here, on the worker's thread.
 }
 
 void GrpcChannel::cancel(const ExchangeHandle& handle) {

@@ -81,6 +81,7 @@ class Pipeline {
   void execute(const GrpcPipelineRequest& request, GrpcPipelineHandler done);
   void close_idle_upstreams();
   boost::asio::io_context& io_context() { return ioc_; }
+  void track_grpc_exchange(const upstream::GrpcChannel::ExchangeHandle& handle);
 
   template <class Protocol>
   class Call;
@@ -98,6 +99,10 @@ class Pipeline {
   std::vector<std::unique_ptr<balancer::LoadBalancer>> balancers_;                  // per pool
   std::vector<std::vector<std::unique_ptr<upstream::ConnectionPool>>> connections_;  // [pool][backend]
   std::vector<balancer::Candidate> scratch_;
+  // gRPC calls this worker started: abandoned on destruction, so that no completion is posted
+  // to this worker's io_context after it is gone. Pruned as they finish.
+  std::vector<upstream::GrpcChannel::ExchangeHandle> grpc_exchanges_;
+  std::size_t grpc_sweep_at_ = 64;
 };
 
 }  // namespace fusebox::resilience

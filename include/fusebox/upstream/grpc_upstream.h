@@ -71,6 +71,9 @@ class GrpcChannel {
 
   // Cancels a call still in flight (its result comes back as reset, "cancelled"). Any thread.
   static void cancel(const ExchangeHandle& handle);
+  // Cancels a call and drops its `done` on the calling thread, which is never called: for a
+  // worker shutting down, whose io_context must not receive completions any more.
+  static void abandon(const ExchangeHandle& handle);
 
   const std::string& target() const { return target_; }
 

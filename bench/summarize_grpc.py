@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Medians over rounds, spread, ratios and CPU cost of bench/grpc_compare.sh's runs.
+
+    summarize_grpc.py GRPC_TSV SECONDS CONCURRENCY CHANNELS
+
+Reads the TSV (header, then: workload, contender, round, requests, errors, seconds, requests/s,
+p50 ms, p99 ms, p99.9 ms, CPU seconds of the proxy during the run or "-") and prints markdown
+tables and a line on noise.
+"""
+import collections
+import os
+import statistics
+import sys
+
+WORKLOADS = {"small": "3 floats", "1MiB": "262144 floats (1 MiB tensor)"}
+CONTENDERS = {
+    "direct": "direct to tfs-sim",
+    "fusebox": "fusebox (1 worker)",
+    "nginx": "nginx `grpc_pass` (1 worker)",
+}
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}" if b else "–"
+
+
+def main(path, seconds, concurrency, channels):
+    # workload -> contender -> [dict per round]
+    runs = collections.defaultdict(lambda: collections.defaultdict(list))
+    with open(path) as f:
+        next(f)  # header
+        for line in f:
+            w, c, rnd, requests, errors, secs, rps, p50, p99, p999, cpu = line.rstrip("\n").split("\t")
+            runs[w][c].append({
+                "round": int(rnd), "requests": int(requests), "errors": int(errors),
+                "seconds": float(secs), "rps": float(rps), "p50": float(p50), "p99": float(p99),
+                "p999": float(p999), "cpu": None if cpu == "-" else float(cpu)})
+    missing = [f"{w}/{c}" for w in WORKLOADS for c in CONTENDERS if not runs[w][c]]
+    if missing:
+        sys.exit(f"summarize_grpc.py: no runs for {', '.join(missing)} in {path}")
+
+    rounds = len(runs["small"]["fusebox"])
+    print(f"gRPC Predict (half_plus_two, input as `tensor_content`), closed loop: {concurrency} calls "
+          f"in flight on {channels} channel{'s' if int(channels) > 1 else ''} (`bench/grpc_load`), "
+          f"{seconds}s per run, {rounds} alternating round{'s' if rounds > 1 else ''}; every answer "
+          "verified. tfs-sim with one thread.\n")
+    print("| tensor | path | req/s (median) | req/s min–max | p50 ms | p99 ms | p99.9 ms | errors "
+          "| proxy CPU s / 100k req |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    med = collections.defaultdict(dict)  # workload -> contender -> medians
+    spreads = []
+    for w, wlabel in WORKLOADS.items():
+        for c, clabel in CONTENDERS.items():
+            rs = runs[w][c]
+            rps = [r["rps"] for r in rs]
+            m = {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50", "p99", "p999")}
+            cpu = [r["cpu"] / r["requests"] * 1e5 for r in rs if r["cpu"] is not None and r["requests"]]
+            m["cpu"] = statistics.median(cpu) if cpu else None
+            med[w][c] = m
+            if m["rps"]:
+                spreads.append(((max(rps) - min(rps)) / m["rps"] * 100, f"{w} {c}"))
+            print(f"| {wlabel} | {clabel} | {m['rps']:.0f} | {min(rps):.0f}–{max(rps):.0f} "
+                  f"| {m['p50']:.3f} | {m['p99']:.3f} | {m['p999']:.3f} "
+                  f"| {sum(r['errors'] for r in rs)} "
+                  f"| {'–' if m['cpu'] is None else format(m['cpu'], '.2f')} |")
+    print()
+    print("Ratios of the medians (throughput: higher is better for fusebox; latency: lower is better):\n")
+    print("| tensor | fusebox/direct req/s | fusebox/direct p50 | fusebox/direct p99 "
+          "| fusebox/nginx req/s | fusebox/nginx p50 | fusebox/nginx p99 | fusebox/nginx CPU per req |")
+    print("|---|---|---|---|---|---|---|---|")
+    for w, wlabel in WORKLOADS.items():
+        f, d, n = med[w]["fusebox"], med[w]["direct"], med[w]["nginx"]
+        cpu = ratio(f["cpu"], n["cpu"]) if f["cpu"] is not None and n["cpu"] is not None else "–"
+        print(f"| {wlabel} | {ratio(f['rps'], d['rps'])} | {ratio(f['p50'], d['p50'])} "
+              f"| {ratio(f['p99'], d['p99'])} | {ratio(f['rps'], n['rps'])} "
+              f"| {ratio(f['p50'], n['p50'])} | {ratio(f['p99'], n['p99'])} | {cpu} |")
+    print()
+    for w, wlabel in WORKLOADS.items():
+        f, d = med[w]["fusebox"], med[w]["direct"]
+        if d["p50"]:
+            added = (f["p50"] / d["p50"] - 1) * 100
+            print(f"- {wlabel}: fusebox adds {added:+.0f}% to p50 over direct at the same concurrency "
+                  f"(target: <= +30%; {'met' if added <= 30 else 'missed'} in this run).")
+    print("- Closed loop: at the same concurrency a slower path also runs at a lower rate, so the "
+          "latency ratios compare equal concurrency, not equal request rate. Client, tfs-sim and "
+          "proxy share the machine's cores.")
+    print(noise_line(spreads, rounds))
+
+
+def noise_line(spreads, rounds):
+    """How much requests/s moved between rounds, and how busy the machine was."""
+    try:
+        with open("/proc/loadavg") as f:
+            load = " ".join(f.read().split()[:3])
+    except OSError:
+        load = "?"
+    machine = f"load average at the end {load} on {os.cpu_count()} cores"
+    if rounds < 2 or not spreads:
+        return f"- Noise: one round only, so no spread was measured; {machine}."
+    pct, where = max(spreads)
+    return (f"- Noise: requests/s moved between rounds by up to {pct:.0f}% of the median "
+            f"({where}; (max − min) / median); {machine}.")
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    sys.exit(__doc__ if len(args) != 4 else main(*args))
