@@ -306,8 +306,11 @@ void GrpcHandler::finish(const std::shared_ptr<Call>& call, const grpc::Status& 
     runtime_.degrade_metrics->record(shard_, call->route, call->tier, call->reason);
   }
   auto code = status.error_code();
+  std::chrono::duration<double> seconds = Clock::now() - call->start;
+  runtime_.grpc_metrics.record(shard_,
+                               call->routed ? call->route : runtime_.config->routes.size(),
+                               call->rpc->method(), static_cast<int>(code), seconds.count());
   if (logging::access_log_enabled()) {
-    std::chrono::duration<double> seconds = Clock::now() - call->start;
     logging::AccessLogEntry entry;
     entry.time = std::chrono::system_clock::now();
     entry.request_id = call->request_id;

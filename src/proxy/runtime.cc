@@ -62,7 +62,8 @@ Runtime::Runtime(std::shared_ptr<const config::Config> cfg, std::size_t shards)
     : config(std::move(cfg)),
       routes(*config),
       pools(config->pools.size()),
-      metrics(route_names(*config), pool_layouts(*config), shards, FUSEBOX_VERSION) {
+      metrics(route_names(*config), pool_layouts(*config), shards, FUSEBOX_VERSION),
+      grpc_metrics(route_names(*config), shards) {
   for (std::size_t p = 0; p < config->pools.size(); ++p) {
     const auto& pool_config = config->pools[p];
     auto& pool = pools[p];
@@ -226,6 +227,7 @@ degrade::Reason primary_failure_reason(const upstream::PoolState& pool,
 void Runtime::collect_metrics(std::vector<prometheus::MetricFamily>& families) const {
   using prometheus::MetricType;
   metrics.collect(families);
+  if (config->listeners.grpc.enabled) grpc_metrics.collect(families);
   resilience_metrics->collect(families);
   degrade_metrics->collect(families);
   split_metrics->collect(families);

@@ -316,9 +316,18 @@ TEST_F(GrpcProxyTest, DegradationChainAnswersFromTheLightModel) {
   EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_EQ(r.status.error_message(), "try again later");
   EXPECT_EQ(r.tier, "default");
-  EXPECT_EQ(metric_value(metrics_text(),
+  const auto metrics = metrics_text();
+  EXPECT_EQ(metric_value(metrics,
                          R"(fusebox_responses_total{route="half_plus_two",tier="model:light",reason="no_healthy_backend"})"),
             1);
+  EXPECT_EQ(metric_value(metrics,
+                         R"(fusebox_grpc_requests_total{route="half_plus_two",method="Predict",code="OK"})"),
+            1);
+  EXPECT_EQ(metric_value(metrics,
+                         R"(fusebox_grpc_requests_total{route="half_plus_two",method="Predict",code="UNAVAILABLE"})"),
+            1);
+  EXPECT_EQ(metric_value(metrics, R"(fusebox_grpc_request_duration_seconds_count{route="half_plus_two"})"),
+            2);
 }
 
 TEST_F(GrpcProxyTest, LargeMessagesPassAndTheLimitIsExplicit) {

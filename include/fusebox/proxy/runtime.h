@@ -10,6 +10,7 @@
 
 #include "fusebox/config/config.h"
 #include "fusebox/metrics/gateway_metrics.h"
+#include "fusebox/metrics/grpc_metrics.h"
 #include "fusebox/cache/response_cache.h"
 #include "fusebox/degrade/chain.h"
 #include "fusebox/degrade/load_degrader.h"
@@ -44,6 +45,7 @@ struct Runtime {
   std::vector<std::vector<degrade::RuleSet>> tier_rules;  // [route][fallback]: a rules tier's rules
   std::vector<std::vector<std::string>> health_models;  // per pool: models the probes check
   metrics::GatewayMetrics metrics;
+  metrics::GrpcMetrics grpc_metrics;
   std::unique_ptr<resilience::ResilienceMetrics> resilience_metrics;
   std::unique_ptr<resilience::ResilienceEvents> events;  // health events on shard `shards - 1`
   std::unique_ptr<degrade::DegradeMetrics> degrade_metrics;
