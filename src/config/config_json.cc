@@ -207,7 +207,9 @@ json to_json(const FallbackTier& c) {
     case TierKind::rules: {
       json rules = json::array();
       for (const RuleConfig& rule : c.rules) rules.push_back(to_json(rule));
-      return {{"tier", "rules"}, {"rules", std::move(rules)}};
+      json out = {{"tier", "rules"}, {"rules", std::move(rules)}};
+      if (!c.grpc_output.empty()) out["grpc_output"] = c.grpc_output;
+      return out;
     }
   }
   return json::object();

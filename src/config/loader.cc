@@ -838,6 +838,7 @@ void read_rule(LoadContext& ctx, const ListItem& item, RuleConfig& out) {
 
 void read_rules_tier(MapReader& map, FallbackTier& out) {
   LoadContext& ctx = map.context();
+  map.string("grpc_output", out.grpc_output);
   const std::size_t errors_before = ctx.diagnostics().count();
   const List list = map.list("rules", Presence::required);
   if (list.present && list.items.empty()) ctx.error_at(list.path, "at least one rule is required");

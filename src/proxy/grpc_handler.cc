@@ -1,10 +1,13 @@
 #include "fusebox/proxy/grpc_handler.h"
 
+#include <map>
+
 #include <nlohmann/json.hpp>
 
 #include "fusebox/logging/logging.h"
 #include "fusebox/resilience/retry.h"
 #include "fusebox/rpc/model_spec.h"
+#include "fusebox/rpc/tensor_answers.h"
 
 namespace fusebox::proxy {
 namespace {
@@ -60,6 +63,14 @@ grpc::ByteBuffer to_buffer(std::string bytes) {
   return grpc::ByteBuffer(&slice, 1);
 }
 
+std::string flatten(const grpc::ByteBuffer& buffer) {
+  MessageBytes bytes;
+  read_bytes(buffer, bytes);
+  return std::string(bytes.view);
+}
+
+constexpr std::string_view kGrpcContentType = "application/grpc+proto";
+
 // A default tier's message: the body's "error" when it is {"error": "..."}, else a fixed text.
 std::string default_message(const config::FallbackTier& tier) {
   auto body = nlohmann::json::parse(tier.body, nullptr, /*allow_exceptions=*/false);
@@ -88,6 +99,10 @@ struct GrpcHandler::Call {
   std::optional<resilience::GrpcPipelineResult> primary_failure;
   upstream::BackendState* backend = nullptr;
   unsigned attempts = 0;
+  std::optional<cache::CacheKey> cache_key;  // inference calls of routes with a cache
+  bool cache_hit = false;                    // answered by cache mode `first`
+  bool cache_miss = false;
+  std::string rule;                          // the rule that answered, rules tier
 };
 
 GrpcHandler::GrpcHandler(Runtime& runtime, resilience::Pipeline& pipeline, std::size_t shard)
@@ -185,6 +200,27 @@ void GrpcHandler::handle(server::GrpcCall* rpc) {
     request.metadata.emplace_back(std::string(k), std::string(value.data(), value.size()));
   }
   request.metadata.emplace_back("traceparent", call->traceparent);
+
+  bool inference = call->kind == MethodKind::inference || call->kind == MethodKind::multi_inference;
+  if (runtime_.cache && inference && route_config.cache.mode != config::CacheMode::off) {
+    // Equal messages share a key however they were encoded (map order, packing, defaults).
+    if (auto identity = rpc::deterministic_request_key(rpc->method(), call->bytes.view)) {
+      std::string version_or_label;
+      if (spec->version) version_or_label = "v:" + std::to_string(*spec->version);
+      if (spec->version_label) version_or_label = "l:" + *spec->version_label;
+      call->cache_key = cache::make_key(route_config.name, spec->name, version_or_label,
+                                        /*signature: part of the message*/ "", *identity);
+    }
+    if (call->cache_key && route_config.cache.mode == config::CacheMode::first) {
+      auto hit = runtime_.cache->lookup(*call->cache_key, /*allow_stale=*/true);
+      if (hit && hit->age < route_config.cache.ttl) {
+        call->cache_hit = true;
+        auto response = to_buffer(hit->response->body);
+        return finish(call, grpc::Status::OK, &response);
+      }
+      call->cache_miss = true;
+    }
+  }
   send_primary(call);
 }
 
@@ -211,7 +247,17 @@ void GrpcHandler::on_result(const std::shared_ptr<Call>& call,
                 upstream::http_status_for(result.upstream.status.error_code()) < 500;
   if (answer) {
     // OK, or the backend's client error (never masked).
-    if (result.upstream.status.ok()) return finish(call, grpc::Status::OK, &result.upstream.response);
+    if (result.upstream.status.ok()) {
+      bool fill = call->tier == 0 || route.cache.fill_from_model_tiers;
+      if (fill && call->cache_key) {
+        cache::CachedResponse cached;
+        cached.status = 200;
+        cached.content_type = std::string(kGrpcContentType);
+        cached.body = flatten(result.upstream.response);
+        runtime_.cache->insert(*call->cache_key, std::move(cached));
+      }
+      return finish(call, grpc::Status::OK, &result.upstream.response);
+    }
     return finish(call, result.upstream.status, nullptr);
   }
   bool degradable = call->kind == MethodKind::inference || call->kind == MethodKind::multi_inference;
@@ -263,9 +309,35 @@ void GrpcHandler::next_tier(const std::shared_ptr<Call>& call) {
         if (tier.status == 200) continue;  // a REST body cannot answer a gRPC call
         return finish(call, grpc::Status(upstream::grpc_code_for(tier.status), default_message(tier)),
                       nullptr);
-      case config::TierKind::cache:
-      case config::TierKind::rules:
-        continue;  // REST only for now
+      case config::TierKind::cache: {
+        if (!call->cache_key) continue;
+        auto hit = runtime_.cache->lookup(*call->cache_key, /*allow_stale=*/true);
+        if (!hit || hit->age >= route.cache.ttl + route.cache.stale_if_error) continue;
+        auto response = to_buffer(hit->response->body);
+        return finish(call, grpc::Status::OK, &response);
+      }
+      case config::TierKind::rules: {
+        // The rules written for REST, over the REST view of the PredictRequest; the answer is
+        // built back into a PredictResponse shaped like the model's.
+        auto view = rpc::rules_json_view(call->rpc->method(), call->bytes.view);
+        if (!view) continue;
+        std::map<std::string, std::string> headers;
+        for (const auto& [key, value] : call->rpc->client_metadata()) {
+          headers.emplace(std::string(key.data(), key.size()), std::string(value.data(), value.size()));
+        }
+        auto spec = rpc::parse_model_spec(call->bytes.view);
+        degrade::RulesRequest rules_request;
+        rules_request.model = spec.spec ? std::string_view(spec.spec->name) : std::string_view();
+        rules_request.headers = &headers;
+        rules_request.body = *view;
+        auto answer = degrade::evaluate(runtime_.tier_rules[call->route][call->tier - 1], rules_request);
+        if (!answer) continue;
+        auto response = rpc::predict_response_from_rules(call->bytes.view, answer->body, tier.grpc_output);
+        if (!response) continue;
+        call->rule = answer->rule;
+        auto buffer = to_buffer(std::move(*response));
+        return finish(call, grpc::Status::OK, &buffer);
+      }
     }
   }
   call->tier = 0;
@@ -297,13 +369,18 @@ void GrpcHandler::finish(const std::shared_ptr<Call>& call, const grpc::Status& 
   trailing.emplace_back("x-request-id", call->request_id);
   if (call->routed) {
     const auto& route = runtime_.config->routes[call->route];
-    if (call->tier == 0) {
+    if (call->cache_hit) {
+      trailing.emplace_back("x-fusebox-tier", "cache");
+      trailing.emplace_back("x-fusebox-cache", "hit");
+    } else if (call->tier == 0) {
       trailing.emplace_back("x-fusebox-tier", "primary");
     } else {
       trailing.emplace_back("x-fusebox-tier", degrade::tier_name(route.fallbacks[call->tier - 1]));
       trailing.emplace_back("x-fusebox-degraded-reason", degrade::to_string(call->reason));
     }
-    runtime_.degrade_metrics->record(shard_, call->route, call->tier, call->reason);
+    if (call->cache_miss) trailing.emplace_back("x-fusebox-cache", "miss");
+    if (!call->rule.empty()) trailing.emplace_back("x-fusebox-rule", call->rule);
+    if (!call->cache_hit) runtime_.degrade_metrics->record(shard_, call->route, call->tier, call->reason);
   }
   auto code = status.error_code();
   std::chrono::duration<double> seconds = Clock::now() - call->start;

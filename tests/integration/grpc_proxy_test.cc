@@ -330,6 +330,71 @@ TEST_F(GrpcProxyTest, DegradationChainAnswersFromTheLightModel) {
             2);
 }
 
+TEST_F(GrpcProxyTest, CacheAndRulesTiersAnswerInTheModelsShape) {
+  auto primary = start_grpc_sims(1);
+  GatewayConfig config;
+  config.pools.push_back(grpc_pool("primary", primary));
+  RouteSpec route;
+  route.extra = {
+      "cache: {mode: fallback, ttl: 60s}",
+      "fallbacks:",
+      "  - {tier: cache}",
+      "  - tier: rules",
+      "    grpc_output: y",
+      "    rules:",
+      "      - {name: small_x, instance_when: [{pointer: '', op: range, max: 10}], prediction: 0}",
+      "  - {tier: default, status: 503, body: {error: \"no answer\"}}",
+  };
+  config.routes.push_back(route);
+  start_grpc_gateway(config);
+  ASSERT_TRUE(wait_all_backends_health("healthy"));
+
+  auto r = predict("half_plus_two", {1, 2, 5});
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.tier, "primary");
+
+  kill_sim(primary[0]);
+  ASSERT_TRUE(wait_backend_health("primary", 0, "unhealthy"));
+  // Seen before: the primary's answer from the cache, encoded by another client the same way.
+  r = predict("half_plus_two", {1, 2, 5});
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.y, (std::vector<float>{2.5f, 3.0f, 4.5f}));
+  EXPECT_EQ(r.tier, "cache");
+  EXPECT_EQ(r.reason, "no_healthy_backend");
+
+  // Never seen, every x small: the rule answers one prediction per instance, as tensor "y".
+  r = predict("half_plus_two", {7, 8});
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.y, (std::vector<float>{0.0f, 0.0f})) << "batch of 2 kept";
+  EXPECT_EQ(r.tier, "rules");
+
+  // A rule does not cover x = 50: the default answers.
+  r = predict("half_plus_two", {50});
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(r.status.error_message(), "no answer");
+  EXPECT_EQ(r.tier, "default");
+}
+
+TEST_F(GrpcProxyTest, CacheFirstServesRepeatedCallsWithoutTheBackend) {
+  auto sims = start_grpc_sims(1);
+  GatewayConfig config;
+  config.pools.push_back(grpc_pool("primary", sims));
+  RouteSpec route;
+  route.extra = {"cache: {mode: first, ttl: 60s}"};
+  config.routes.push_back(route);
+  start_grpc_gateway(config);
+  for (int i = 0; i < 5; ++i) {
+    auto r = predict("half_plus_two", {1, 2, 5});
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    EXPECT_EQ(r.y, (std::vector<float>{2.5f, 3.0f, 4.5f}));
+    EXPECT_EQ(r.tier, i == 0 ? "primary" : "cache");
+  }
+  EXPECT_EQ(sim_stats(sim(sims[0]).port).at("grpc").at("requests"), 1);
+  // A REST call with the same numbers is another request: it is not answered from gRPC's entry.
+  auto rest = client().post(kPredict, kThreeInstances);
+  EXPECT_EQ(rest.header("X-Fusebox-Cache"), "miss");
+}
+
 TEST_F(GrpcProxyTest, LargeMessagesPassAndTheLimitIsExplicit) {
   auto sims = start_grpc_sims(1);
   GatewayConfig config;

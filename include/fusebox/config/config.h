@@ -184,6 +184,7 @@ struct FallbackTier {
   Duration retry_after{0};                  // 0 = no Retry-After header
   // tier: rules — deterministic answers; the first matching rule answers.
   std::vector<RuleConfig> rules;
+  std::string grpc_output;                  // output tensor name of gRPC answers ("" = output_0)
 };
 
 enum class CacheMode { off, fallback, first };

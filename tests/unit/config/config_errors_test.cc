@@ -996,7 +996,7 @@ TEST(ConfigErrors, RulesTierShape) {
               ElementsAre("f.yaml:10:30: routes[1].fallbacks[0].rules: at least one rule is "
                           "required",
                           "f.yaml:10:34: routes[1].fallbacks[0].timeout: unknown key \"timeout\" "
-                          "(expected one of: tier, rules)"));
+                          "(expected one of: tier, grpc_output, rules)"));
   // One rules tier per route, and nothing after the default tier.
   EXPECT_THAT(chain_errors(R"(    fallbacks:
       - {tier: rules, rules: [{name: a, model: m, prediction: 1}]}
