@@ -76,7 +76,7 @@ class GrpcListener::Service final : public grpc::CallbackGenericService {
   // Waits until no call is in flight, or until `deadline`; true when none is.
   bool wait_idle(std::chrono::system_clock::time_point deadline) {
     std::unique_lock lock(mutex_);
-    return idle_.wait_until(lock, deadline, [this] { return active_ == 0; });
+    return idle_.wait_until(lock, deadline, [this] { return active_.load() == 0; });
   }
 
   grpc::ServerGenericBidiReactor* CreateReactor(grpc::GenericCallbackServerContext* ctx) override {
@@ -88,10 +88,7 @@ class GrpcListener::Service final : public grpc::CallbackGenericService {
    public:
     Reactor(grpc::GenericCallbackServerContext* ctx, Service& service)
         : ctx_(ctx), service_(service) {
-      {
-        std::lock_guard lock(service_.mutex_);
-        ++service_.active_;
-      }
+      service_.active_.fetch_add(1);
       StartRead(&request_);
     }
 
@@ -113,8 +110,11 @@ class GrpcListener::Service final : public grpc::CallbackGenericService {
     void OnDone() override {
       auto& service = service_;
       delete this;
-      std::lock_guard lock(service.mutex_);
-      if (--service.active_ == 0) service.idle_.notify_all();
+      if (service.active_.fetch_sub(1) == 1) {
+        // Notified under the lock, so a waiter between its check and its wait cannot miss it.
+        std::lock_guard lock(service.mutex_);
+        service.idle_.notify_all();
+      }
     }
 
     const std::string& method() const override { return ctx_->method(); }
@@ -165,9 +165,9 @@ class GrpcListener::Service final : public grpc::CallbackGenericService {
 
   Dispatch dispatch_;
   Health health_;
-  std::mutex mutex_;  // guards active_; taken twice per call, never on a worker thread
+  std::atomic<std::size_t> active_{0};  // calls between CreateReactor and OnDone
+  std::mutex mutex_;                    // for idle_ only: taken when the count drops to zero
   std::condition_variable idle_;
-  std::size_t active_ = 0;
 };
 
 GrpcListener::GrpcListener(const config::GrpcListenerConfig& config, Dispatch dispatch,
