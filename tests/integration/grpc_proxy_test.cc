@@ -270,6 +270,49 @@ TEST_F(GrpcProxyTest, RetriesAndBreakersProtectGrpcLikeRest) {
       << "the open breaker keeps calls away from the failing backend";
 }
 
+TEST_F(GrpcProxyTest, HalfUnavailableBackendIsAbsorbedByRetries) {
+  auto sims = start_grpc_sims(2);
+  GatewayConfig config;
+  PoolSpec pool = grpc_pool("primary", sims);
+  pool.health_check = kHealthChecksOff;
+  pool.extra.push_back(std::string(kBreakerOff));  // retries alone, no ejection
+  config.pools.push_back(pool);
+  RouteSpec route;
+  route.extra = {"retry: {max_attempts: 3, backoff: {base: 1ms, max: 5ms}}"};
+  config.routes.push_back(route);
+  start_grpc_gateway(config);
+  set_sim_faults(sim(sims[0]).port, {{"error_rate", 0.5}, {"error_status", 503}});
+  int ok = 0;
+  for (int i = 0; i < 40; ++i) ok += predict("half_plus_two", {1}).status.ok();
+  EXPECT_EQ(ok, 40) << "each UNAVAILABLE was retried on the healthy backend";
+  EXPECT_GT(sim_stats(sim(sims[0]).port).at("grpc").at("faults").at("errors").get<int>(), 0)
+      << "the fault did fire";
+}
+
+TEST_F(GrpcProxyTest, HedgingCutsTheTailOfASlowBackend) {
+  auto sims = start_grpc_sims(2);
+  GatewayConfig config;
+  PoolSpec pool = grpc_pool("primary", sims);
+  pool.health_check = kHealthChecksOff;  // the injected latency would fail the probes too
+  config.pools.push_back(pool);
+  RouteSpec route;
+  route.extra = {"hedge: {delay: 50ms}"};
+  config.routes.push_back(route);
+  start_grpc_gateway(config);
+  set_sim_faults(sim(sims[0]).port, {{"latency_ms", 1000}});
+  for (int i = 0; i < 4; ++i) {
+    auto start = std::chrono::steady_clock::now();
+    auto r = predict("half_plus_two", {1});
+    auto took = std::chrono::steady_clock::now() - start;
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    // Whichever backend the first attempt picks, the answer does not wait for the slow one.
+    EXPECT_LT(took, std::chrono::milliseconds(800)) << "call " << i;
+  }
+  EXPECT_GE(metric_value(metrics_text(), R"(fusebox_retries_total{pool="primary",reason="hedge"})")
+                .value_or(0),
+            1);
+}
+
 TEST_F(GrpcProxyTest, KilledBackendIsRetriedOnAnother) {
   auto sims = start_grpc_sims(2);
   GatewayConfig config;
