@@ -4,6 +4,10 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include <google/protobuf/util/json_util.h>
+
+#include "tensorflow_serving/apis/predict.pb.h"
+
 #include "fusebox/config/loader.h"
 
 namespace fusebox::config {
@@ -199,10 +203,19 @@ json to_json(const FallbackTier& c) {
       // the same string (a bare string would be read as JSON text and fail).
       json body = json::parse(c.body, nullptr, /*allow_exceptions=*/false);
       if (body.is_discarded() || body.is_string()) body = c.body;
-      return {{"tier", "default"},
-              {"status", c.status},
-              {"body", std::move(body)},
-              {"retry_after", format_duration(c.retry_after)}};
+      json out = {{"tier", "default"},
+                  {"status", c.status},
+                  {"body", std::move(body)},
+                  {"retry_after", format_duration(c.retry_after)}};
+      if (!c.grpc_response.empty()) {
+        tensorflow::serving::PredictResponse response;
+        std::string text;
+        if (response.ParseFromString(c.grpc_response) &&
+            google::protobuf::util::MessageToJsonString(response, &text).ok()) {
+          out["grpc_response"] = json::parse(text, nullptr, /*allow_exceptions=*/false);
+        }
+      }
+      return out;
     }
     case TierKind::rules: {
       json rules = json::array();

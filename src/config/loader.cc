@@ -23,7 +23,10 @@
 #include <system_error>
 #include <utility>
 
+#include <google/protobuf/util/json_util.h>
+
 #include "fusebox/degrade/rules.h"
+#include "tensorflow_serving/apis/predict.pb.h"
 #include "schema_reader.h"
 
 namespace fusebox::config {
@@ -677,10 +680,33 @@ void read_model_tier(MapReader& map, FallbackTier& out) {
                            std::to_string(out.version) + ")");
 }
 
+// `grpc_response:` of a default tier: a PredictResponse in protobuf's JSON mapping
+// ({"outputs": {"y": {"dtype": "DT_FLOAT", "tensorShape": {...}, "floatVal": [...]}}}), stored
+// serialized.
+void read_grpc_response(MapReader& tier, std::string& out) {
+  LoadContext& ctx = tier.context();
+  auto item = tier.value("grpc_response");
+  if (!item) return;
+  if (!item->node.IsMap()) {
+    ctx.error_at(item->path, "expected a map: a PredictResponse in protobuf's JSON form");
+    return;
+  }
+  auto value = yaml_to_json(ctx, item->node, item->path);
+  if (!value) return;
+  tensorflow::serving::PredictResponse response;
+  auto status = google::protobuf::util::JsonStringToMessage(value->dump(), &response);
+  if (!status.ok()) {
+    ctx.error_at(item->path, "not a PredictResponse: " + std::string(status.message()));
+    return;
+  }
+  response.SerializeToString(&out);
+}
+
 void read_default_tier(MapReader& map, FallbackTier& out) {
   map.integer("status", out.status, kHttpStatus);
   read_default_body(map, out.body);
   map.duration("retry_after", out.retry_after, ZeroDuration::allowed);
+  read_grpc_response(map, out.grpc_response);
 }
 
 // ---- rules tier -----------------------------------------------------------------------------

@@ -305,10 +305,15 @@ void GrpcHandler::next_tier(const std::shared_ptr<Call>& call) {
                                    on_result(call, std::move(result));
                                  });
       }
-      case config::TierKind::default_:
+      case config::TierKind::default_: {
+        if (!tier.grpc_response.empty() && call->rpc->method() == rpc::kPredictMethod) {
+          auto response = to_buffer(tier.grpc_response);
+          return finish(call, grpc::Status::OK, &response);
+        }
         if (tier.status == 200) continue;  // a REST body cannot answer a gRPC call
         return finish(call, grpc::Status(upstream::grpc_code_for(tier.status), default_message(tier)),
                       nullptr);
+      }
       case config::TierKind::cache: {
         if (!call->cache_key) continue;
         auto hit = runtime_.cache->lookup(*call->cache_key, /*allow_stale=*/true);

@@ -418,6 +418,31 @@ TEST_F(GrpcProxyTest, CacheAndRulesTiersAnswerInTheModelsShape) {
   EXPECT_EQ(r.tier, "default");
 }
 
+TEST_F(GrpcProxyTest, DefaultTierAnswersWithItsConfiguredPredictResponse) {
+  auto sims = start_grpc_sims(1);
+  GatewayConfig config;
+  config.pools.push_back(grpc_pool("primary", sims));
+  RouteSpec route;
+  route.extra = {
+      "fallbacks:",
+      "  - tier: default",
+      "    status: 200",
+      "    body: {predictions: []}",
+      "    grpc_response: {outputs: {y: {dtype: DT_FLOAT, tensorShape: {dim: [{size: 1}]}, "
+      "floatVal: [0.25]}}}",
+  };
+  config.routes.push_back(route);
+  start_grpc_gateway(config);
+  ASSERT_TRUE(wait_all_backends_health("healthy"));
+  kill_sim(sims[0]);
+  ASSERT_TRUE(wait_backend_health("primary", 0, "unhealthy"));
+  auto r = predict("half_plus_two", {1});
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.y, (std::vector<float>{0.25f}));
+  EXPECT_EQ(r.tier, "default");
+  EXPECT_EQ(r.reason, "no_healthy_backend");
+}
+
 TEST_F(GrpcProxyTest, CacheFirstServesRepeatedCallsWithoutTheBackend) {
   auto sims = start_grpc_sims(1);
   GatewayConfig config;

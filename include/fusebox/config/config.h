@@ -182,6 +182,7 @@ struct FallbackTier {
   unsigned status = 200;
   std::string body = "{}";                  // JSON text, validated at load
   Duration retry_after{0};                  // 0 = no Retry-After header
+  std::string grpc_response;                // serialized PredictResponse for gRPC Predict; "" = none
   // tier: rules — deterministic answers; the first matching rule answers.
   std::vector<RuleConfig> rules;
   std::string grpc_output;                  // output tensor name of gRPC answers ("" = output_0)

@@ -860,7 +860,7 @@ TEST(ConfigErrors, FallbackTierKindAndItsKeys) {
                           "f.yaml:13:23: routes[1].fallbacks[3].ttl: unknown key \"ttl\" "
                           "(expected one of: tier)",
                           "f.yaml:14:25: routes[1].fallbacks[4].timeout: unknown key "
-                          "\"timeout\" (expected one of: tier, status, body, retry_after)"));
+                          "\"timeout\" (expected one of: tier, status, body, retry_after, grpc_response)"));
   EXPECT_THAT(chain_errors("    fallbacks: {tier: cache}\n"),
               ElementsAre("f.yaml:9:16: routes[1].fallbacks: expected a list, got a map"));
   EXPECT_THAT(chain_errors("    fallbacks: [cache]\n"),
@@ -1197,6 +1197,18 @@ logging: {level: loud}
                           HasSubstr("f.yaml:9:40: routes[0].pool: no pool named \"q\""),
                           HasSubstr("f.yaml:9:52: routes[0].timeout: must be greater than 0"),
                           HasSubstr("f.yaml:10:18: logging.level: invalid value \"loud\"")));
+}
+
+TEST(ConfigErrors, DefaultTierGrpcResponseIsAPredictResponse) {
+  EXPECT_THAT(chain_errors(R"(    fallbacks:
+      - {tier: default, grpc_response: {outputs: {y: {dtype: DT_NOPE}}}}
+)"),
+              ElementsAre(::testing::StartsWith(
+                  "f.yaml:10:40: routes[1].fallbacks[0].grpc_response: not a PredictResponse: "
+                  "(outputs[0].value.dtype): invalid value \"DT_NOPE\"")));
+  EXPECT_THAT(chain_errors("    fallbacks: [{tier: default, grpc_response: [1]}]\n"),
+              ElementsAre("f.yaml:9:48: routes[1].fallbacks[0].grpc_response: expected a map: a "
+                          "PredictResponse in protobuf's JSON form"));
 }
 
 TEST(ConfigErrors, LoadDegradationNeedsASignalAndAModelTier) {

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include "tensorflow_serving/apis/predict.pb.h"
+
 #include <nlohmann/json.hpp>
 
 #include "fusebox/config/loader.h"
@@ -285,6 +287,30 @@ routes: [{name: r, match: {model: m}, pool: p}]
 )"));
   EXPECT_FALSE(plain["routes"][0].contains("split"));
   EXPECT_FALSE(plain["routes"][0].contains("degrade_on_load"));
+}
+
+TEST(ConfigJson, DefaultTierGrpcResponseRoundTrips) {
+  auto config = load_ok(R"(pools: {p: {endpoints: [{address: 10.0.0.1}]}}
+routes:
+  - name: r
+    match: {model: m}
+    pool: p
+    fallbacks:
+      - tier: default
+        grpc_response:
+          outputs: {y: {dtype: DT_FLOAT, tensorShape: {dim: [{size: "2"}]}, floatVal: [0.5, 0.5]}}
+)");
+  ASSERT_NE(config, nullptr);
+  const auto& tier = config->routes[0].fallbacks[0];
+  tensorflow::serving::PredictResponse response;
+  ASSERT_TRUE(response.ParseFromString(tier.grpc_response));
+  EXPECT_EQ(response.outputs().at("y").float_val_size(), 2);
+  const json first = config_to_json(*config);
+  EXPECT_EQ(first["routes"][0]["fallbacks"][0]["grpc_response"]["outputs"]["y"]["floatVal"],
+            json::parse("[0.5, 0.5]"));
+  auto reloaded = load_ok(first.dump());
+  ASSERT_NE(reloaded, nullptr);
+  EXPECT_EQ(reloaded->routes[0].fallbacks[0].grpc_response, tier.grpc_response);
 }
 
 TEST(ConfigJson, RulesTierRoundTrips) {
