@@ -63,12 +63,6 @@ grpc::ByteBuffer to_buffer(std::string bytes) {
   return grpc::ByteBuffer(&slice, 1);
 }
 
-std::string flatten(const grpc::ByteBuffer& buffer) {
-  MessageBytes bytes;
-  read_bytes(buffer, bytes);
-  return std::string(bytes.view);
-}
-
 constexpr std::string_view kGrpcContentType = "application/grpc+proto";
 
 // A default tier's message: the body's "error" when it is {"error": "..."}, else a fixed text.
@@ -91,6 +85,7 @@ struct GrpcHandler::Call {
   MessageBytes bytes;
   std::size_t route = 0;
   bool routed = false;
+  std::string model;                   // the ModelSpec's name, once routed
   TimePoint deadline{};
   upstream::GrpcRequest request;       // the primary request (the client's bytes)
   upstream::GrpcRequest tier_request;  // rewritten for a model tier
@@ -178,6 +173,7 @@ void GrpcHandler::handle(server::GrpcCall* rpc) {
   }
   call->route = *route;
   call->routed = true;
+  call->model = spec->name;
   const auto& route_config = runtime_.config->routes[*route];
 
   // The client's deadline (grpc-timeout), shortened to the route's longest.
@@ -253,7 +249,7 @@ void GrpcHandler::on_result(const std::shared_ptr<Call>& call,
         cache::CachedResponse cached;
         cached.status = 200;
         cached.content_type = std::string(kGrpcContentType);
-        cached.body = flatten(result.upstream.response);
+        cached.body = server::flatten(result.upstream.response);
         runtime_.cache->insert(*call->cache_key, std::move(cached));
       }
       return finish(call, grpc::Status::OK, &result.upstream.response);
@@ -330,9 +326,8 @@ void GrpcHandler::next_tier(const std::shared_ptr<Call>& call) {
         for (const auto& [key, value] : call->rpc->client_metadata()) {
           headers.emplace(std::string(key.data(), key.size()), std::string(value.data(), value.size()));
         }
-        auto spec = rpc::parse_model_spec(call->bytes.view);
         degrade::RulesRequest rules_request;
-        rules_request.model = spec.spec ? std::string_view(spec.spec->name) : std::string_view();
+        rules_request.model = call->model;
         rules_request.headers = &headers;
         rules_request.body = *view;
         auto answer = degrade::evaluate(runtime_.tier_rules[call->route][call->tier - 1], rules_request);

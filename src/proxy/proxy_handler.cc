@@ -214,11 +214,14 @@ bool ProxyHandler::begin_replay(const std::shared_ptr<Call>& call) {
   auto key_value = to_sv(call->request[idempotency.header]);
   if (key_value.empty() && !idempotency.coalesce_identical) return true;
 
-  // The request's identity: method, target and body (canonical when it is JSON).
-  std::string identity;
-  identity.reserve(call->target.size() + 16);
-  identity.append(call->method).append(" ").append(call->target).append("\n");
-  identity.append(call->canonical ? *call->canonical : call->request.body());
+  // The request's identity is its method, target and body (canonical when it is JSON), hashed
+  // in place by two independent functions: the body is never copied for this.
+  std::string head = std::string(call->method) + " " + std::string(call->target);
+  std::string_view body = call->canonical ? std::string_view(*call->canonical)
+                                          : std::string_view(call->request.body());
+  auto identity_hash = cache::hash64(head) * 0x9e3779b97f4a7c15ull ^ cache::hash64(body);
+  auto fingerprint = std::hash<std::string_view>{}(head) * 0xc2b2ae3d27d4eb4full ^
+                     std::hash<std::string_view>{}(body);
   if (!key_value.empty()) {
     if (key_value.size() > 256) {
       respond_local(call, 400, std::string(idempotency.header) + " must be at most 256 bytes");
@@ -227,13 +230,12 @@ bool ProxyHandler::begin_replay(const std::shared_ptr<Call>& call) {
     call->replay_key = "k\n" + route.name + "\n" + std::string(key_value);
     call->replay_retain = idempotency.ttl;
   } else {
-    // Identical requests share a key made of two independent hashes of their identity (the
-    // fingerprint is the second): bodies of any size cost a few bytes, and two different
+    // Identical requests share a key made of one hash of their identity and are told apart by
+    // the other (the fingerprint): bodies of any size cost a few bytes, and two different
     // requests would need to collide in 128 bits to share an answer.
-    call->replay_key = "c\n" + route.name + "\n" + std::to_string(cache::hash64(identity));
+    call->replay_key = "c\n" + route.name + "\n" + std::to_string(identity_hash);
     call->replay_retain = Duration(0);
   }
-  auto fingerprint = cache::hash64("fingerprint\n" + identity);
 
   std::weak_ptr<Call> weak = call;
   bool keyed = !key_value.empty();

@@ -56,6 +56,10 @@ std::optional<std::string> health_service(const std::string& bytes) {
   return service;
 }
 
+int clamp_int(std::uint64_t v) { return v > INT_MAX ? INT_MAX : static_cast<int>(v); }
+
+}  // namespace
+
 std::string flatten(const grpc::ByteBuffer& buffer) {
   std::vector<grpc::Slice> slices;
   std::string out;
@@ -63,10 +67,6 @@ std::string flatten(const grpc::ByteBuffer& buffer) {
   for (const auto& s : slices) out.append(reinterpret_cast<const char*>(s.begin()), s.size());
   return out;
 }
-
-int clamp_int(std::uint64_t v) { return v > INT_MAX ? INT_MAX : static_cast<int>(v); }
-
-}  // namespace
 
 class GrpcListener::Service final : public grpc::CallbackGenericService {
  public:

@@ -48,6 +48,9 @@ class GrpcCall {
                       const Metadata& trailing) = 0;
 };
 
+// The bytes of a message, in one string (a copy).
+std::string flatten(const grpc::ByteBuffer& buffer);
+
 // grpc.health.v1 answers for a service name: SERVING, NOT_SERVING, or unknown (NOT_FOUND).
 enum class GrpcServingStatus : std::uint8_t { serving = 1, not_serving = 2, unknown = 3 };
 
