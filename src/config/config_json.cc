@@ -299,7 +299,11 @@ nlohmann::json config_to_json(const Config& config) {
   if (config.listeners.grpc.enabled) {
     listeners["grpc"] = {{"address", config.listeners.grpc.address},
                          {"port", config.listeners.grpc.port},
-                         {"max_message_bytes", format_size(config.listeners.grpc.max_message_bytes)}};
+                         {"max_message_bytes", format_size(config.listeners.grpc.max_message_bytes)},
+                         {"reflection", config.listeners.grpc.reflection},
+                         {"metadata",
+                          {{"allow", config.listeners.grpc.metadata_allow},
+                           {"deny", config.listeners.grpc.metadata_deny}}}};
   }
 
   // Redaction goes here: no key holds a secret yet. When one is added (auth tokens, TLS private

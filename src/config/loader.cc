@@ -198,6 +198,33 @@ void read_grpc_message_size(MapReader& map, std::uint64_t& out) {
                                        format_size(out));
 }
 
+// A metadata key pattern: a lowercase gRPC metadata key, or a prefix of one followed by '*'.
+bool is_metadata_pattern(std::string_view text) {
+  if (text.ends_with('*')) text.remove_suffix(1);
+  if (text.empty()) return false;
+  return std::all_of(text.begin(), text.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
+  });
+}
+
+void read_metadata_patterns(MapReader& map, const char* key, std::vector<std::string>& out) {
+  LoadContext& ctx = map.context();
+  const List list = map.list(key);
+  for (const ListItem& item : list.items) {
+    auto scalar = detail::list_scalar(ctx, item, "a metadata key");
+    if (!scalar) continue;
+    if (!is_metadata_pattern(scalar->text)) {
+      detail::value_error(ctx, *scalar,
+                          "not a lowercase metadata key (a-z 0-9 - _ .), optionally ending in '*': " +
+                              in_quotes(scalar->text));
+    } else if (std::find(out.begin(), out.end(), scalar->text) != out.end()) {
+      detail::value_error(ctx, *scalar, "duplicate metadata key " + in_quotes(scalar->text));
+    } else {
+      out.push_back(scalar->text);
+    }
+  }
+}
+
 void read_grpc_listener(MapReader& listeners, GrpcListenerConfig& out) {
   MapReader map = listeners.map("grpc");
   if (!map.present()) return;
@@ -206,6 +233,10 @@ void read_grpc_listener(MapReader& listeners, GrpcListenerConfig& out) {
   read_listen_address(map, out.address);
   map.integer("port", out.port, kListenerPort);
   read_grpc_message_size(map, out.max_message_bytes);
+  map.boolean("reflection", out.reflection);
+  MapReader metadata = map.map("metadata");
+  read_metadata_patterns(metadata, "allow", out.metadata_allow);
+  read_metadata_patterns(metadata, "deny", out.metadata_deny);
 }
 
 void read_listeners(MapReader& root, ListenersConfig& out) {

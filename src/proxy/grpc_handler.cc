@@ -6,6 +6,7 @@
 
 #include "fusebox/logging/logging.h"
 #include "fusebox/resilience/retry.h"
+#include "fusebox/rpc/metadata_policy.h"
 #include "fusebox/rpc/model_spec.h"
 #include "fusebox/rpc/tensor_answers.h"
 
@@ -31,14 +32,6 @@ MethodKind method_kind(std::string_view method) {
   }
   return MethodKind::unsupported;
 }
-
-// Metadata that belongs to this hop, not to the call: not forwarded.
-bool hop_metadata(std::string_view key) {
-  return key.empty() || key.front() == ':' || key.starts_with("grpc-") || key == "content-type" ||
-         key == "te" || key == "user-agent" || key == "host" || key == "x-request-id" ||
-         key == "traceparent" || key == "x-fusebox-timeout-ms";
-}
-
 
 // The bytes of a message: the single slice without copying when it is one, else one copy.
 struct MessageBytes {
@@ -190,9 +183,10 @@ void GrpcHandler::handle(server::GrpcCall* rpc) {
   request.method = rpc->method();
   request.payload = rpc->request();  // shares the slices
   request.request_id = call->request_id;
+  const auto& listener = runtime_.config->listeners.grpc;
   for (const auto& [key, value] : rpc->client_metadata()) {
     std::string_view k(key.data(), key.size());
-    if (hop_metadata(k)) continue;
+    if (!rpc::forwards_metadata(listener.metadata_allow, listener.metadata_deny, k)) continue;
     request.metadata.emplace_back(std::string(k), std::string(value.data(), value.size()));
   }
   request.metadata.emplace_back("traceparent", call->traceparent);

@@ -1,6 +1,9 @@
 #include "fusebox/server/grpc_listener.h"
 
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/generic/async_generic_service.h>
+#include <grpcpp/impl/server_builder_option.h>
+#include <grpcpp/impl/server_builder_plugin.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server.h>
 #include <grpcpp/server_builder.h>
@@ -13,6 +16,11 @@
 #include <stdexcept>
 
 #include "fusebox/logging/logging.h"
+#include "fusebox/rpc/tensor_answers.h"
+#include "tensorflow_serving/apis/model_service.grpc.pb.h"
+#include "tensorflow_serving/apis/model_service.pb.h"
+#include "tensorflow_serving/apis/prediction_service.grpc.pb.h"
+#include "tensorflow_serving/apis/prediction_service.pb.h"
 
 namespace fusebox::server {
 namespace {
@@ -68,73 +76,201 @@ std::string flatten(const grpc::ByteBuffer& buffer) {
   return out;
 }
 
-class GrpcListener::Service final : public grpc::CallbackGenericService {
- public:
-  Service(Dispatch dispatch, Health health)
-      : dispatch_(std::move(dispatch)), health_(std::move(health)) {}
+namespace {
 
-  // Waits until no call is in flight, or until `deadline`; true when none is.
+namespace tfs = tensorflow::serving;
+
+// Calls between creation and OnDone, for the drain. The mutex is taken only when the count
+// drops to zero, so a waiter between its check and its wait cannot miss the notification.
+class CallCounter {
+ public:
+  void add() { active_.fetch_add(1, std::memory_order_relaxed); }
+  void remove() {
+    if (active_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      std::lock_guard lock(mutex_);
+      idle_.notify_all();
+    }
+  }
   bool wait_idle(std::chrono::system_clock::time_point deadline) {
     std::unique_lock lock(mutex_);
     return idle_.wait_until(lock, deadline, [this] { return active_.load() == 0; });
   }
 
-  grpc::ServerGenericBidiReactor* CreateReactor(grpc::GenericCallbackServerContext* ctx) override {
-    return new Reactor(ctx, *this);
+ private:
+  std::atomic<std::size_t> active_{0};
+  std::mutex mutex_;
+  std::condition_variable idle_;
+};
+
+// Linking gRPC's reflection library registers its plugin with every ServerBuilder (a static
+// initializer does it); this option takes it out again when reflection is turned off.
+class WithoutReflection final : public grpc::ServerBuilderOption {
+ public:
+  void UpdateArguments(grpc::ChannelArguments*) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
+    std::erase_if(*plugins, [](const auto& plugin) {
+      return dynamic_cast<grpc::reflection::ProtoServerReflectionPlugin*>(plugin.get()) != nullptr;
+    });
+  }
+};
+
+struct ListenerCore {
+  GrpcListener::Dispatch dispatch;
+  GrpcListener::Health health;
+  CallCounter calls;
+};
+
+// One proxied unary call: gRPC has read the request before the reactor exists, so the call
+// goes to a worker at once and the reactor only has to finish it.
+class UnaryCall final : public grpc::ServerUnaryReactor, public GrpcCall {
+ public:
+  UnaryCall(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
+            grpc::ByteBuffer* response, const std::string& method, ListenerCore& core)
+      : ctx_(ctx), request_(*request), response_(response), method_(method), core_(core) {
+    core_.calls.add();
+  }
+
+  // Hands the call to a worker. Operations the worker starts before gRPC has bound this
+  // reactor to the call are queued by gRPC and run once it is.
+  UnaryCall* start() {
+    core_.dispatch(this);
+    return this;
+  }
+
+  void OnCancel() override { cancelled_.store(true, std::memory_order_relaxed); }
+  void OnDone() override {
+    auto& core = core_;
+    delete this;
+    core.calls.remove();
+  }
+
+  const std::string& method() const override { return method_; }
+  grpc::ByteBuffer& request() override { return request_; }
+  std::chrono::system_clock::time_point deadline() const override { return ctx_->deadline(); }
+  const std::multimap<grpc::string_ref, grpc::string_ref>& client_metadata() const override {
+    return ctx_->client_metadata();
+  }
+  std::string peer() const override { return ctx_->peer(); }
+  bool cancelled() const override { return cancelled_.load(std::memory_order_relaxed); }
+
+  void finish(const grpc::Status& status, grpc::ByteBuffer* response,
+              const Metadata& trailing) override {
+    for (const auto& [key, value] : trailing) ctx_->AddTrailingMetadata(key, value);
+    if (status.ok() && response != nullptr) *response_ = std::move(*response);
+    Finish(status);
   }
 
  private:
-  class Reactor final : public grpc::ServerGenericBidiReactor, public GrpcCall {
+  grpc::CallbackServerContext* ctx_;
+  grpc::ByteBuffer request_;   // shares the slices of gRPC's copy
+  grpc::ByteBuffer* response_;  // gRPC's, sent by Finish
+  const std::string& method_;
+  ListenerCore& core_;
+  std::atomic<bool> cancelled_{false};
+};
+
+// The method names, as the data path sees them (static storage: calls refer to them).
+const std::string kPredict{rpc::kPredictMethod};
+const std::string kClassify{rpc::kClassifyMethod};
+const std::string kRegress{rpc::kRegressMethod};
+const std::string kMultiInference{rpc::kMultiInferenceMethod};
+const std::string kGetModelMetadata{rpc::kGetModelMetadataMethod};
+const std::string kGetModelStatus{rpc::kGetModelStatusMethod};
+
+// TF Serving's services with every method taken as raw bytes ("raw callback" methods): the
+// services are registered by name, so server reflection lists them, and nothing is parsed.
+using PredictionBase = tfs::PredictionService::WithRawCallbackMethod_Classify<
+    tfs::PredictionService::WithRawCallbackMethod_Regress<
+        tfs::PredictionService::WithRawCallbackMethod_Predict<
+            tfs::PredictionService::WithRawCallbackMethod_MultiInference<
+                tfs::PredictionService::WithRawCallbackMethod_GetModelMetadata<
+                    tfs::PredictionService::Service>>>>>;
+
+class PredictionService final : public PredictionBase {
+ public:
+  explicit PredictionService(ListenerCore& core) : core_(core) {}
+
+  grpc::ServerUnaryReactor* Classify(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req,
+                                     grpc::ByteBuffer* resp) override {
+    return (new UnaryCall(ctx, req, resp, kClassify, core_))->start();
+  }
+  grpc::ServerUnaryReactor* Regress(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req,
+                                    grpc::ByteBuffer* resp) override {
+    return (new UnaryCall(ctx, req, resp, kRegress, core_))->start();
+  }
+  grpc::ServerUnaryReactor* Predict(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req,
+                                    grpc::ByteBuffer* resp) override {
+    return (new UnaryCall(ctx, req, resp, kPredict, core_))->start();
+  }
+  grpc::ServerUnaryReactor* MultiInference(grpc::CallbackServerContext* ctx,
+                                           const grpc::ByteBuffer* req,
+                                           grpc::ByteBuffer* resp) override {
+    return (new UnaryCall(ctx, req, resp, kMultiInference, core_))->start();
+  }
+  grpc::ServerUnaryReactor* GetModelMetadata(grpc::CallbackServerContext* ctx,
+                                             const grpc::ByteBuffer* req,
+                                             grpc::ByteBuffer* resp) override {
+    return (new UnaryCall(ctx, req, resp, kGetModelMetadata, core_))->start();
+  }
+
+ private:
+  ListenerCore& core_;
+};
+
+class ModelService final
+    : public tfs::ModelService::WithRawCallbackMethod_GetModelStatus<tfs::ModelService::Service> {
+ public:
+  explicit ModelService(ListenerCore& core) : core_(core) {}
+
+  grpc::ServerUnaryReactor* GetModelStatus(grpc::CallbackServerContext* ctx,
+                                           const grpc::ByteBuffer* req,
+                                           grpc::ByteBuffer* resp) override {
+    return (new UnaryCall(ctx, req, resp, kGetModelStatus, core_))->start();
+  }
+
+ private:
+  ListenerCore& core_;
+};
+
+// Everything else: grpc.health.v1.Health/Check, answered here, and UNIMPLEMENTED with the
+// method's name for any other method.
+class FallbackService final : public grpc::CallbackGenericService {
+ public:
+  explicit FallbackService(ListenerCore& core) : core_(core) {}
+
+  grpc::ServerGenericBidiReactor* CreateReactor(grpc::GenericCallbackServerContext* ctx) override {
+    return new Reactor(ctx, core_);
+  }
+
+ private:
+  class Reactor final : public grpc::ServerGenericBidiReactor {
    public:
-    Reactor(grpc::GenericCallbackServerContext* ctx, Service& service)
-        : ctx_(ctx), service_(service) {
-      service_.active_.fetch_add(1);
+    Reactor(grpc::GenericCallbackServerContext* ctx, ListenerCore& core) : ctx_(ctx), core_(core) {
+      core_.calls.add();
       StartRead(&request_);
     }
 
     void OnReadDone(bool ok) override {
-      if (!ok) {
-        // The client half-closed without a message, or went away.
-        return Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "no request message"));
-      }
       const auto& method = ctx_->method();
-      if (method == kHealthCheck) return answer_health();
       if (method == kHealthWatch) {
         return Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
                                    "fusebox answers grpc.health.v1.Health/Check only"));
       }
-      service_.dispatch_(this);
+      if (method != kHealthCheck) {
+        return Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                                   "fusebox does not serve " + method));
+      }
+      if (!ok) {
+        // The client half-closed without a message, or went away.
+        return Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "no request message"));
+      }
+      answer_health();
     }
 
-    void OnCancel() override { cancelled_.store(true, std::memory_order_relaxed); }
     void OnDone() override {
-      auto& service = service_;
+      auto& core = core_;
       delete this;
-      if (service.active_.fetch_sub(1) == 1) {
-        // Notified under the lock, so a waiter between its check and its wait cannot miss it.
-        std::lock_guard lock(service.mutex_);
-        service.idle_.notify_all();
-      }
-    }
-
-    const std::string& method() const override { return ctx_->method(); }
-    grpc::ByteBuffer& request() override { return request_; }
-    std::chrono::system_clock::time_point deadline() const override { return ctx_->deadline(); }
-    const std::multimap<grpc::string_ref, grpc::string_ref>& client_metadata() const override {
-      return ctx_->client_metadata();
-    }
-    std::string peer() const override { return ctx_->peer(); }
-    bool cancelled() const override { return cancelled_.load(std::memory_order_relaxed); }
-
-    void finish(const grpc::Status& status, grpc::ByteBuffer* response,
-                const Metadata& trailing) override {
-      for (const auto& [key, value] : trailing) ctx_->AddTrailingMetadata(key, value);
-      if (status.ok() && response != nullptr) {
-        response_ = std::move(*response);
-        StartWriteAndFinish(&response_, grpc::WriteOptions(), status);
-      } else {
-        Finish(status);
-      }
+      core.calls.remove();
     }
 
    private:
@@ -144,7 +280,7 @@ class GrpcListener::Service final : public grpc::CallbackGenericService {
         return Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                                    "not a grpc.health.v1.HealthCheckRequest"));
       }
-      auto status = service_.health_(*service);
+      auto status = core_.health(*service);
       if (status == GrpcServingStatus::unknown) {
         return Finish(grpc::Status(grpc::StatusCode::NOT_FOUND,
                                    "unknown service \"" + *service + "\""));
@@ -157,22 +293,39 @@ class GrpcListener::Service final : public grpc::CallbackGenericService {
     }
 
     grpc::GenericCallbackServerContext* ctx_;
-    Service& service_;
+    ListenerCore& core_;
     grpc::ByteBuffer request_;
     grpc::ByteBuffer response_;
-    std::atomic<bool> cancelled_{false};
   };
 
-  Dispatch dispatch_;
-  Health health_;
-  std::atomic<std::size_t> active_{0};  // calls between CreateReactor and OnDone
-  std::mutex mutex_;                    // for idle_ only: taken when the count drops to zero
-  std::condition_variable idle_;
+  ListenerCore& core_;
+};
+
+}  // namespace
+
+// Reflection answers from protobuf's generated descriptor pool. The files declaring the services
+// sit in object files of the static proto library that nothing else references, so the linker
+// would leave them out: this table (external linkage, so always emitted) names their
+// descriptors, which keeps them, and through them the files they import, linked and registered.
+extern const void* const kReflectedServiceFiles[];
+const void* const kReflectedServiceFiles[] = {
+    &descriptor_table_tensorflow_5fserving_2fapis_2fprediction_5fservice_2eproto,
+    &descriptor_table_tensorflow_5fserving_2fapis_2fmodel_5fservice_2eproto};
+
+struct GrpcListener::Services {
+  explicit Services(Dispatch dispatch, Health health)
+      : core{std::move(dispatch), std::move(health), {}}, prediction(core), model(core),
+        fallback(core) {}
+  ListenerCore core;
+  PredictionService prediction;
+  ModelService model;
+  FallbackService fallback;
 };
 
 GrpcListener::GrpcListener(const config::GrpcListenerConfig& config, Dispatch dispatch,
                            Health health)
-    : config_(config), service_(std::make_unique<Service>(std::move(dispatch), std::move(health))) {}
+    : config_(config),
+      services_(std::make_unique<Services>(std::move(dispatch), std::move(health))) {}
 
 GrpcListener::~GrpcListener() {
   if (server_) server_->Shutdown(std::chrono::system_clock::now());
@@ -180,11 +333,14 @@ GrpcListener::~GrpcListener() {
 
 void GrpcListener::start() {
   grpc::ServerBuilder builder;
+  if (!config_.reflection) builder.SetOption(std::make_unique<WithoutReflection>());
   const auto& address = config_.address;
   auto host = address.find(':') != std::string::npos ? "[" + address + "]" : address;
   builder.AddListeningPort(host + ":" + std::to_string(config_.port),
                            grpc::InsecureServerCredentials(), &port_);
-  builder.RegisterCallbackGenericService(service_.get());
+  builder.RegisterService(&services_->prediction);
+  builder.RegisterService(&services_->model);
+  builder.RegisterCallbackGenericService(&services_->fallback);
   builder.SetMaxReceiveMessageSize(clamp_int(config_.max_message_bytes));
   builder.SetMaxSendMessageSize(clamp_int(config_.max_message_bytes));
   // A port already in use is an error, not a second listener sharing it.
@@ -202,7 +358,7 @@ void GrpcListener::shutdown(std::chrono::system_clock::time_point deadline) {
   // grpc::Server::Shutdown(deadline) also waits for idle client connections to go away, which
   // keeps a drain waiting for nothing: wait for the calls in flight here, then shut down at once
   // (cancelling whatever is still running at the deadline).
-  service_->wait_idle(deadline);
+  services_->core.calls.wait_idle(deadline);
   server_->Shutdown(std::chrono::system_clock::now());
   server_.reset();
 }

@@ -71,6 +71,16 @@ class SimCall final : public grpc::ServerUnaryReactor {
     if (const auto it = metadata.find("user-agent"); it != metadata.end()) {
       info.probe = view(it->second).starts_with(kProbeUserAgent);
     }
+    if (!info.probe) {
+      std::vector<std::string_view> keys;  // the multimap is sorted: equal keys are adjacent
+      for (const auto& [key, value] : metadata) {
+        if (keys.empty() || keys.back() != view(key)) keys.push_back(view(key));
+      }
+      for (const auto key : keys) {
+        if (!info.metadata_keys.empty()) info.metadata_keys += ',';
+        info.metadata_keys += key;
+      }
+    }
     probe_ = info.probe;
     ctx_.stats.on_grpc_call(info);
 

@@ -106,6 +106,7 @@ void SimStats::on_grpc_call(const GrpcCallInfo& call) {
   grpc_last_deadline_ms_.store(call.deadline_ms.value_or(kNoDeadline), kRelaxed);
   grpc_last_request_id_.store(
       call.request_id ? std::make_shared<const std::string>(*call.request_id) : nullptr);
+  grpc_last_metadata_keys_.store(std::make_shared<const std::string>(call.metadata_keys));
 }
 
 void SimStats::on_grpc_response(int code) {
@@ -158,6 +159,16 @@ std::string SimStats::to_json() const {
   const auto request_id = grpc_last_request_id_.load();
   grpc["last_request_id"] =
       request_id ? nlohmann::ordered_json(*request_id) : nlohmann::ordered_json(nullptr);
+  auto keys = nlohmann::ordered_json::array();
+  if (const auto joined = grpc_last_metadata_keys_.load(); joined && !joined->empty()) {
+    std::string_view rest(*joined);
+    while (!rest.empty()) {
+      const auto comma = rest.find(',');
+      keys.push_back(std::string(rest.substr(0, comma)));
+      rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    }
+  }
+  grpc["last_metadata_keys"] = keys;
   j["grpc"] = grpc;
   // Model names and request ids come from outside: never throw on invalid UTF-8.
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
@@ -173,6 +184,7 @@ void SimStats::reset() {
   for (auto& c : grpc_by_code_) c.store(0, kRelaxed);
   grpc_last_deadline_ms_.store(kNoDeadline, kRelaxed);
   grpc_last_request_id_.store(nullptr);
+  grpc_last_metadata_keys_.store(nullptr);
 }
 
 }  // namespace tfs_sim

@@ -37,6 +37,7 @@ struct GrpcCallInfo {
   std::string_view model;                      // ModelSpec.name
   std::optional<std::int64_t> deadline_ms;     // time left until the deadline; nullopt: none
   std::optional<std::string_view> request_id;  // the x-request-id metadata value
+  std::string metadata_keys;                   // the metadata keys, sorted, comma-separated
   bool probe = false;                          // user-agent starts with fusebox-health-check
 };
 
@@ -70,7 +71,8 @@ class SimStats {
   //           "requests_by_model": {"m": N, ...}, "requests_other_models": N,
   //           "responses_by_code": {"OK": N, "NOT_FOUND": N, ...}, "errors": N,
   //           "probe_requests": N, "faults": {...as above},
-  //           "last_deadline_ms": N or null, "last_request_id": "..." or null}}
+  //           "last_deadline_ms": N or null, "last_request_id": "..." or null,
+  //           "last_metadata_keys": ["k", ...] (sorted)}}
   std::string to_json() const;
   // Zeroes every counter except connections_open (a gauge).
   void reset();
@@ -116,6 +118,7 @@ class SimStats {
   std::array<std::atomic<std::uint64_t>, 17> grpc_by_code_{};  // gRPC codes 0..16
   std::atomic<std::int64_t> grpc_last_deadline_ms_{kNoDeadline};
   std::atomic<std::shared_ptr<const std::string>> grpc_last_request_id_;
+  std::atomic<std::shared_ptr<const std::string>> grpc_last_metadata_keys_;
 };
 
 }  // namespace tfs_sim

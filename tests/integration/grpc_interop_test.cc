@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -249,9 +250,10 @@ TEST_F(GrpcInteropTest, HealthIsUnimplementedOnTfsSim) {
 // The same checks through fusebox: a TF Serving user's Python code, only the address changed.
 class GrpcInteropThroughFuseboxTest : public GrpcInteropTest {
  protected:
-  std::string start_fusebox_in_front() {
+  std::string start_fusebox_in_front(std::vector<std::string> grpc_lines = {}) {
     sim_ = &start_grpc_sim();
     fusebox_it::GatewayConfig config;
+    config.grpc_lines = std::move(grpc_lines);
     fusebox_it::PoolSpec pool{"primary", {sim_->port}};
     pool.grpc_ports = {sim_->grpc_port};
     config.pools.push_back(pool);
@@ -293,6 +295,42 @@ TEST_F(GrpcInteropThroughFuseboxTest, BackendFailureIsUnavailableAfterRetries) {
   const auto target = start_fusebox_in_front();
   set_sim_faults(sim_->port, {{"error_rate", 1}, {"error_status", 503}});
   expect_predict_unavailable(target);
+}
+
+// Server reflection (grpc.reflection.v1alpha), as grpcurl or a reflection-based client uses it:
+// the services are listed and their declaring files come with TF Serving's method names.
+TEST_F(GrpcInteropThroughFuseboxTest, ReflectionDescribesTfServingsServices) {
+  const auto target = start_fusebox_in_front();
+  const auto r = run_client(target, {"reflect", "--symbol", "tensorflow.serving.PredictionService",
+                                     "tensorflow.serving.ModelService",
+                                     "tensorflow.serving.NoSuchService"});
+  ASSERT_EQ(error_of(r), "");
+  const auto services = r["services"].get<std::vector<std::string>>();
+  for (const char* name : {"tensorflow.serving.PredictionService", "tensorflow.serving.ModelService",
+                           "grpc.reflection.v1alpha.ServerReflection"}) {
+    EXPECT_NE(std::find(services.begin(), services.end(), name), services.end())
+        << name << " in " << r["services"].dump();
+  }
+  const auto& prediction = r["files"]["tensorflow.serving.PredictionService"];
+  EXPECT_EQ(prediction["file"], "tensorflow_serving/apis/prediction_service.proto") << r.dump();
+  EXPECT_EQ(prediction["services"]["tensorflow.serving.PredictionService"],
+            json::array({"Classify", "Regress", "Predict", "MultiInference", "GetModelMetadata"}));
+  EXPECT_GT(prediction["files_sent"].get<int>(), 1) << "with the files it imports";
+  EXPECT_EQ(r["files"]["tensorflow.serving.ModelService"]["services"]
+                ["tensorflow.serving.ModelService"],
+            json::array({"GetModelStatus"}));
+  EXPECT_EQ(r["files"]["tensorflow.serving.NoSuchService"]["error"]["code"], 5)  // NOT_FOUND
+      << r.dump();
+  // The data path is unchanged by it.
+  expect_predict_float_val(target);
+}
+
+TEST_F(GrpcInteropThroughFuseboxTest, ReflectionCanBeTurnedOff) {
+  const auto target = start_fusebox_in_front({"reflection: false"});
+  const auto r = run_client(target, {"reflect"});
+  ASSERT_TRUE(r.contains("error")) << r.dump();
+  EXPECT_EQ(r["error"]["code"], "UNIMPLEMENTED") << r.dump();
+  expect_predict_float_val(target);
 }
 
 // Nothing listening: the client reports UNAVAILABLE (exit code 3) instead of hanging.

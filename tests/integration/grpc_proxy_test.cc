@@ -5,6 +5,7 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstring>
 #include <future>
@@ -194,6 +195,43 @@ TEST_F(GrpcProxyTest, PredictStatusAndMetadataPassThrough) {
   EXPECT_TRUE(metadata_response.metadata().contains("signature_def"));
 }
 
+// listeners.grpc.metadata: the allowlist and denylist decide which client metadata reaches
+// the backend; hop metadata never does, and x-request-id / traceparent are fusebox's own.
+TEST_F(GrpcProxyTest, MetadataAllowAndDenyListsDecideWhatIsForwarded) {
+  auto sims = start_grpc_sims(1);
+  GatewayConfig config;
+  config.pools.push_back(grpc_pool("primary", sims));
+  config.routes.push_back({});
+  config.grpc_lines = {"metadata: {allow: [x-tenant, x-team-*], deny: [x-team-secret]}"};
+  start_grpc_gateway(config);
+
+  auto r = predict("half_plus_two", {1}, std::chrono::seconds(10),
+                   {{"x-tenant", "acme"}, {"x-team-name", "vision"}, {"x-team-secret", "s3"},
+                    {"x-other", "dropped"}, {"authorization", "Bearer t"}});
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  auto keys = sim_stats(sim(sims[0]).port).at("grpc").at("last_metadata_keys");
+  auto has = [&](const std::string& key) {
+    return std::find(keys.begin(), keys.end(), key) != keys.end();
+  };
+  EXPECT_TRUE(has("x-tenant")) << keys.dump();
+  EXPECT_TRUE(has("x-team-name")) << keys.dump();
+  EXPECT_FALSE(has("x-team-secret")) << keys.dump();
+  EXPECT_FALSE(has("x-other")) << keys.dump();
+  EXPECT_FALSE(has("authorization")) << keys.dump();
+  EXPECT_TRUE(has("x-request-id")) << "fusebox always sends its request id: " << keys.dump();
+  EXPECT_TRUE(has("traceparent")) << keys.dump();
+}
+
+TEST_F(GrpcProxyTest, WithoutListsEveryEndToEndKeyIsForwarded) {
+  auto sims = start_single_grpc_route();
+  ASSERT_TRUE(predict("half_plus_two", {1}, std::chrono::seconds(10),
+                      {{"x-other", "kept"}, {"authorization", "Bearer t"}})
+                  .status.ok());
+  auto keys = sim_stats(sim(sims[0]).port).at("grpc").at("last_metadata_keys");
+  EXPECT_NE(std::find(keys.begin(), keys.end(), "x-other"), keys.end()) << keys.dump();
+  EXPECT_NE(std::find(keys.begin(), keys.end(), "authorization"), keys.end()) << keys.dump();
+}
+
 TEST_F(GrpcProxyTest, GatewayMadeErrorsUseTfServingStatuses) {
   auto sims = start_grpc_sims(1);
   GatewayConfig config;
@@ -224,6 +262,8 @@ TEST_F(GrpcProxyTest, GatewayMadeErrorsUseTfServingStatuses) {
                  grpc::StubOptions(), &in, &out, [&](grpc::Status s) { done.set_value(s); });
   auto status = done.get_future().get();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_NE(status.error_message().find("HandleReloadConfigRequest"), std::string::npos)
+      << status.error_message();
 }
 
 TEST_F(GrpcProxyTest, ClientDeadlineIsHonouredShortenedAndPropagated) {
@@ -494,6 +534,89 @@ TEST_F(GrpcProxyTest, HealthServiceFollowsReadiness) {
   ASSERT_TRUE(wait_backend_health("primary", 0, "unhealthy"));
   EXPECT_EQ(health("").second, 2) << "NOT_SERVING";
   EXPECT_EQ(health("half_plus_two").second, 2);
+}
+
+// A model that is LOADING (the backend answers its status call, OK, with state LOADING) is taken
+// out by the health probes: gRPC calls go to the other backend only, and come back when it is
+// AVAILABLE again. The breaker never sees a failure.
+TEST_F(GrpcProxyTest, LoadingBackendIsTakenOutByHealthProbes) {
+  auto sims = start_grpc_sims(2);
+  GatewayConfig config;
+  PoolSpec pool = grpc_pool("primary", sims);
+  pool.health_check =
+      "{interval: 100ms, unhealthy_interval: 100ms, timeout: 80ms, healthy_threshold: 1, "
+      "unhealthy_threshold: 2}";
+  config.pools.push_back(pool);
+  config.routes.push_back({});
+  start_grpc_gateway(config);
+  ASSERT_TRUE(wait_all_backends_health("healthy"));
+
+  set_sim_faults(sim(sims[0]).port, {{"model_state", "LOADING"}});
+  ASSERT_TRUE(wait_backend_health("primary", 0, "unhealthy"));
+  const auto before = sim_stats(sim(sims[0]).port).at("grpc").at("requests").get<int>();
+  for (int i = 0; i < 20; ++i) {
+    auto r = predict("half_plus_two", {1});
+    ASSERT_TRUE(r.status.ok()) << i << ": " << r.status.error_message();
+  }
+  EXPECT_EQ(sim_stats(sim(sims[0]).port).at("grpc").at("requests").get<int>(), before)
+      << "no call reaches the LOADING backend";
+  EXPECT_EQ(sim_stats(sim(sims[1]).port).at("grpc").at("requests").get<int>(), 20);
+  EXPECT_EQ(backend_json("primary", 0).at("circuit_breaker").at("state"), "closed");
+
+  set_sim_faults(sim(sims[0]).port, json::object());
+  ASSERT_TRUE(wait_backend_health("primary", 0, "healthy"));
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(predict("half_plus_two", {1}).status.ok());
+  EXPECT_GT(sim_stats(sim(sims[0]).port).at("grpc").at("requests").get<int>(), before)
+      << "traffic returns once the model is AVAILABLE";
+}
+
+// Every backend answers UNAVAILABLE after 100 ms: the retry budget (10 % of active calls, at
+// least one retry in flight) keeps upstream calls near one per client call instead of three,
+// and clients promptly get UNAVAILABLE. Breakers and probes are off so that only the budget
+// limits retries. Eight client threads make ten calls each.
+TEST_F(GrpcProxyTest, RetryBudgetStopsARetryStorm) {
+  auto sims = start_grpc_sims(3);
+  GatewayConfig config;
+  PoolSpec pool = grpc_pool("primary", sims);
+  pool.health_check = kHealthChecksOff;
+  pool.extra = {std::string(kBreakerOff), "retry_budget: {budget_percent: 10, min_concurrency: 1}"};
+  config.pools.push_back(pool);
+  RouteSpec route;
+  route.extra = {"retry: {max_attempts: 3, retry_on: [503]}"};
+  config.routes.push_back(route);
+  config.threads = 2;
+  start_grpc_gateway(config);
+  for (auto i : sims) {
+    set_sim_faults(sim(i).port, {{"error_rate", 1.0}, {"error_status", 503}, {"latency_ms", 100}});
+  }
+
+  constexpr int kThreads = 8, kPerThread = 10, kCalls = kThreads * kPerThread;
+  std::vector<std::future<std::vector<grpc::StatusCode>>> clients;
+  for (int t = 0; t < kThreads; ++t) {
+    clients.push_back(std::async(std::launch::async, [this] {
+      std::vector<grpc::StatusCode> codes;
+      for (int i = 0; i < kPerThread; ++i) codes.push_back(predict("half_plus_two", {1}).status.error_code());
+      return codes;
+    }));
+  }
+  int unavailable = 0;
+  for (auto& client : clients) {
+    for (auto code : client.get()) unavailable += code == grpc::StatusCode::UNAVAILABLE;
+  }
+  EXPECT_EQ(unavailable, kCalls);
+
+  std::int64_t upstream = 0;
+  for (auto i : sims) upstream += sim_stats(sim(i).port).at("grpc").at("requests").get<std::int64_t>();
+  const auto metrics = metrics_text();
+  const double retries =
+      metric_value(metrics, R"(fusebox_retries_total{pool="primary",reason="status"})").value_or(0);
+  EXPECT_EQ(static_cast<double>(upstream), kCalls + retries)
+      << "every upstream call beyond the first of each client call is a counted retry";
+  EXPECT_LE(upstream, kCalls + kCalls / 2)
+      << "at most one retry in flight; without a budget it approaches 3 x " << kCalls;
+  EXPECT_GT(metric_value(metrics, R"(fusebox_retry_budget_exhausted_total{pool="primary"})")
+                .value_or(0),
+            0);
 }
 
 }  // namespace

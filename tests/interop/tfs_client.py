@@ -21,6 +21,9 @@ Every subcommand prints one JSON object on stdout:
   status --model M           {"model_version_status": [{"version": 1, "state": "AVAILABLE", ...}]}
   metadata --model M         {"model_spec": {...}, "type_url": ..., "signature_def": {...}}
   health [--service S]       {"status": "SERVING"}
+  reflect [--symbol S ...]   server reflection: {"services": [...], "files": {"S": {"file": ...,
+                             "services": {"tensorflow.serving.PredictionService": ["Predict", ...]},
+                             "messages": [...]}}}; an unknown symbol gives {"error": ...} there
 Options common to the subcommands: --timeout S (default 10), --metadata k=v ... (request
 metadata), --max-message-mib N (client send/receive limit, default 256; -1: unlimited).
 
@@ -57,6 +60,8 @@ try:
     from tensorflow.core.framework import types_pb2
     from tensorflow.core.protobuf import error_codes_pb2
     from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+    from google.protobuf import descriptor_pb2
 except ImportError as e:
     exit_missing_modules(e, "the generated stubs are not importable; build the "
                             "fusebox_python_stubs target and set "
@@ -218,6 +223,47 @@ def cmd_health(args):
     return {"status": health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)}
 
 
+def reflect_once(stub, request, args):
+    # One stream per question: a server sends each file at most once per stream.
+    responses = list(stub.ServerReflectionInfo(iter([request]), timeout=args.timeout,
+                                                metadata=args.metadata))
+    return responses[0]
+
+
+def cmd_reflect(args):
+    stub = reflection_pb2_grpc.ServerReflectionStub(args.channel)
+    listed = reflect_once(stub, reflection_pb2.ServerReflectionRequest(list_services=""), args)
+    result = {"services": sorted(s.name for s in listed.list_services_response.service),
+              "files": {}}
+    for symbol in args.symbol:
+        response = reflect_once(
+            stub, reflection_pb2.ServerReflectionRequest(file_containing_symbol=symbol), args)
+        if response.WhichOneof("message_response") == "error_response":
+            result["files"][symbol] = {"error": {"code": response.error_response.error_code,
+                                                 "message": response.error_response.error_message}}
+            continue
+        files = [descriptor_pb2.FileDescriptorProto.FromString(b)
+                 for b in response.file_descriptor_response.file_descriptor_proto]
+
+        def declares(f):
+            names = [f"{f.package}.{x.name}" for x in list(f.service) + list(f.message_type) +
+                     list(f.enum_type)]
+            return symbol in names
+        declaring = next((f for f in files if declares(f)), None)
+        if declaring is None:
+            result["files"][symbol] = {"error": {"code": -1,
+                                                 "message": "no file sent declares the symbol"}}
+            continue
+        result["files"][symbol] = {
+            "file": declaring.name,
+            "package": declaring.package,
+            "services": {f"{declaring.package}.{svc.name}": [m.name for m in svc.method]
+                         for svc in declaring.service},
+            "messages": [f"{declaring.package}.{m.name}" for m in declaring.message_type],
+            "files_sent": len(files)}
+    return result
+
+
 def metadata_pair(text):
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -257,6 +303,10 @@ def parse_args(argv):
     health = commands.add_parser("health", parents=[common])
     health.add_argument("--service", default="", help='service to ask about ("": the server)')
     health.set_defaults(run=cmd_health)
+    reflect = commands.add_parser("reflect", parents=[common])
+    reflect.add_argument("--symbol", nargs="+", action="extend", default=[],
+                         help="fully qualified names whose declaring files to fetch")
+    reflect.set_defaults(run=cmd_reflect)
     return parser.parse_args(argv)
 
 

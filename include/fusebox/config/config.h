@@ -40,6 +40,12 @@ struct GrpcListenerConfig {
   std::string address = "127.0.0.1";
   std::uint16_t port = 8500;                // 0 = pick a free port (reported on stdout)
   std::uint64_t max_message_bytes = 64ull << 20;  // receive and send; larger -> RESOURCE_EXHAUSTED
+  bool reflection = true;                   // grpc.reflection.v1alpha.ServerReflection
+  // Client metadata forwarded upstream: keys matching `allow` (all when empty) and not `deny`.
+  // An entry is a lowercase key, or a prefix ending in '*'. Hop metadata (grpc-*, te, ...) and
+  // the keys fusebox sets itself (x-request-id, traceparent) are never copied as they are.
+  std::vector<std::string> metadata_allow;
+  std::vector<std::string> metadata_deny;
 };
 
 struct ListenersConfig {

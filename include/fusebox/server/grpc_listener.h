@@ -1,9 +1,10 @@
 #pragma once
-// The gRPC listener: TF Serving's PredictionService and ModelService (any method, proxied as
-// bytes) plus grpc.health.v1.Health, on gRPC's callback API with one generic reactor per call.
+// The gRPC listener: TF Serving's PredictionService and ModelService (every method proxied as
+// bytes: "raw" callback methods), grpc.health.v1.Health/Check, and server reflection, on gRPC's
+// callback API with one reactor per call.
 //
-//   gRPC thread: reactor reads the request message --dispatch--> a worker's io_context:
-//   proxy::GrpcHandler runs the pipeline --GrpcCall::finish()--> reactor writes and finishes.
+//   gRPC thread: request message read --dispatch--> a worker's io_context:
+//   proxy::GrpcHandler runs the pipeline --GrpcCall::finish()--> the reactor finishes the call.
 //
 // gRPC owns its threads; nothing here blocks them. The data path runs on the workers, like
 // REST requests, so both protocols share the workers' pipelines and upstream state.
@@ -69,11 +70,11 @@ class GrpcListener {
   // Blocks until every call has finished (their handlers must keep running meanwhile).
   void shutdown(std::chrono::system_clock::time_point deadline);
 
-  class Service;
+  struct Services;  // the registered services and what their calls share
 
  private:
   config::GrpcListenerConfig config_;
-  std::unique_ptr<Service> service_;
+  std::unique_ptr<Services> services_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
 };

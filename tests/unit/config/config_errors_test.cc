@@ -1277,3 +1277,41 @@ TEST(ConfigErrors, IdempotencySettings) {
 
 }  // namespace
 }  // namespace fusebox::config
+
+namespace fusebox::config {
+namespace {
+
+// ---- listeners.grpc.metadata ------------------------------------------------------------------
+
+TEST(ConfigErrors, GrpcMetadataPatternsAreLowercaseKeysOrPrefixes) {
+  EXPECT_THAT(errors_with_tail("listeners:\n"
+                               "  grpc:\n"
+                               "    metadata: {allow: [X-Tenant, 'a*b', '*', ok-*], deny: [d, d]}\n"),
+              ElementsAre("f.yaml:3:24: listeners.grpc.metadata.allow[0]: not a lowercase "
+                          "metadata key (a-z 0-9 - _ .), optionally ending in '*': \"X-Tenant\"",
+                          "f.yaml:3:34: listeners.grpc.metadata.allow[1]: not a lowercase "
+                          "metadata key (a-z 0-9 - _ .), optionally ending in '*': \"a*b\"",
+                          "f.yaml:3:41: listeners.grpc.metadata.allow[2]: not a lowercase "
+                          "metadata key (a-z 0-9 - _ .), optionally ending in '*': \"*\"",
+                          "f.yaml:3:63: listeners.grpc.metadata.deny[1]: duplicate metadata key "
+                          "\"d\""));
+}
+
+TEST(ConfigErrors, GrpcListenerReadsReflectionAndMetadataLists) {
+  LoadResult result = load_config_from_string(
+      std::string("listeners:\n  grpc:\n    reflection: false\n"
+                  "    metadata: {allow: [x-tenant, x-team-*], deny: [x-team-secret]}\n") +
+          std::string(kPoolsAndRoutes),
+      "f.yaml", test_env);
+  ASSERT_TRUE(result.ok());
+  const auto& grpc = result.config->listeners.grpc;
+  EXPECT_TRUE(grpc.enabled);
+  EXPECT_FALSE(grpc.reflection);
+  EXPECT_EQ(grpc.metadata_allow, (std::vector<std::string>{"x-tenant", "x-team-*"}));
+  EXPECT_EQ(grpc.metadata_deny, (std::vector<std::string>{"x-team-secret"}));
+  EXPECT_THAT(errors_with_tail("listeners:\n  grpc: {metadata: {forward: all}}\n"),
+              ElementsAre(HasSubstr("(expected one of: allow, deny)")));
+}
+
+}  // namespace
+}  // namespace fusebox::config
