@@ -87,31 +87,39 @@ std::string tier_name(const config::FallbackTier& tier) {
   return "default";
 }
 
+const char* to_string(Protocol protocol) { return protocol == Protocol::grpc ? "grpc" : "rest"; }
+
 namespace {
+std::size_t protocols(const config::Config& config) {
+  return config.listeners.grpc.enabled ? kProtocolCount : 1;
+}
+
 std::size_t count_cells(const config::Config& config) {
   std::size_t n = 0;
   for (const auto& r : config.routes) n += (r.fallbacks.size() + 1) * kReasonCount;
-  return n;
+  return n * protocols(config);
 }
 }  // namespace
 
 DegradeMetrics::DegradeMetrics(const config::Config& config, std::size_t shards)
-    : counts_(shards, count_cells(config)),
+    : protocols_(protocols(config)),
+      counts_(shards, count_cells(config)),
       last_tier_(std::make_unique<std::atomic<std::uint32_t>[]>(config.routes.size())) {
   std::size_t offset = 0;
   for (const auto& r : config.routes) {
     RouteTiers rt{r.name, {"primary"}, offset};
     for (const auto& t : r.fallbacks) rt.tiers.push_back(tier_name(t));
-    offset += rt.tiers.size() * kReasonCount;
+    offset += rt.tiers.size() * kReasonCount * protocols_;
     routes_.push_back(std::move(rt));
   }
 }
 
 void DegradeMetrics::record(std::size_t shard, std::size_t route, std::size_t tier,
-                            Reason reason) {
+                            Reason reason, Protocol protocol) {
   const auto& rt = routes_[route];
   auto code = static_cast<std::uint32_t>(tier * kReasonCount + static_cast<std::size_t>(reason));
-  counts_.add(shard, rt.offset + code);
+  auto p = std::min(static_cast<std::size_t>(protocol), protocols_ - 1);
+  counts_.add(shard, rt.offset + code * protocols_ + p);
   // One line per change of the route's answering tier, not per request.
   // Read first: the line is shared by every worker and almost never changes.
   if (last_tier_[route].load(std::memory_order_relaxed) == code) return;
@@ -129,19 +137,23 @@ void DegradeMetrics::record(std::size_t shard, std::size_t route, std::size_t ti
 void DegradeMetrics::collect(std::vector<prometheus::MetricFamily>& out) const {
   auto family = metrics::make_family(
       "fusebox_responses_total",
-      "Answers by route, by the tier of the degradation chain that gave them and why it degraded.",
+      "Answers by route, by the tier of the degradation chain that gave them, why it degraded "
+      "and the protocol the request came by.",
       prometheus::MetricType::Counter);
   for (const auto& rt : routes_) {
     for (std::size_t t = 0; t < rt.tiers.size(); ++t) {
       for (std::size_t r = 0; r < kReasonCount; ++r) {
         if (t == 0 && r != 0) continue;  // the primary answers only without a reason
         if (t != 0 && r == 0) continue;  // a fallback always has one
-        auto n = counts_.sum(rt.offset + t * kReasonCount + r);
-        metrics::add_counter(family,
-                             {{"route", rt.route},
-                              {"tier", rt.tiers[t]},
-                              {"reason", to_string(static_cast<Reason>(r))}},
-                             static_cast<double>(n));
+        for (std::size_t p = 0; p < protocols_; ++p) {
+          auto n = counts_.sum(rt.offset + (t * kReasonCount + r) * protocols_ + p);
+          metrics::add_counter(family,
+                               {{"route", rt.route},
+                                {"tier", rt.tiers[t]},
+                                {"reason", to_string(static_cast<Reason>(r))},
+                                {"protocol", to_string(static_cast<Protocol>(p))}},
+                               static_cast<double>(n));
+        }
       }
     }
   }

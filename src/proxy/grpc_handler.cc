@@ -374,7 +374,8 @@ void GrpcHandler::finish(const std::shared_ptr<Call>& call, const grpc::Status& 
     }
     if (call->cache_miss) trailing.emplace_back("x-fusebox-cache", "miss");
     if (!call->rule.empty()) trailing.emplace_back("x-fusebox-rule", call->rule);
-    if (!call->cache_hit) runtime_.degrade_metrics->record(shard_, call->route, call->tier, call->reason);
+    if (!call->cache_hit) runtime_.degrade_metrics->record(shard_, call->route, call->tier, call->reason,
+                                                      degrade::Protocol::grpc);
   }
   auto code = status.error_code();
   std::chrono::duration<double> seconds = Clock::now() - call->start;

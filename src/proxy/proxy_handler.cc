@@ -519,7 +519,8 @@ void ProxyHandler::finish(const std::shared_ptr<Call>& call, server::Response&& 
       response.set("X-Fusebox-Degraded-Reason", degrade::to_string(call->reason));
     }
     if (call->cache_miss && !call->cache_hit) response.set("X-Fusebox-Cache", "miss");
-    if (!call->cache_hit) runtime_.degrade_metrics->record(shard_, call->route, tier, call->reason);
+    if (!call->cache_hit) runtime_.degrade_metrics->record(shard_, call->route, tier, call->reason,
+                                                      degrade::Protocol::rest);
   }
   if (call->replay_lead) publish_replay(call, response);
   deliver(call, std::move(response), upstream_status);

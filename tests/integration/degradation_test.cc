@@ -46,7 +46,7 @@ class DegradationTest : public GatewayTest {
 
   double responses(std::string_view tier, std::string_view reason) const {
     auto series = "fusebox_responses_total{route=\"half_plus_two\",tier=\"" + std::string(tier) +
-                  "\",reason=\"" + std::string(reason) + "\"}";
+                  "\",reason=\"" + std::string(reason) + "\",protocol=\"rest\"}";
     return metric_value(metrics_text(), series).value_or(-1);
   }
 };
@@ -165,7 +165,7 @@ TEST_F(DegradationTest, RulesAnswerWhatTheirConditionsCoverKeepingTheShape) {
   r = c.post(kPredict, R"({"instances": [1.0, 9.0]})");
   EXPECT_EQ(r.header("X-Fusebox-Tier"), "default") << "an instance no rule covers";
   EXPECT_EQ(metric_value(metrics_text(),
-                         R"(fusebox_responses_total{route="half_plus_two",tier="rules",reason="no_healthy_backend"})"),
+                         R"(fusebox_responses_total{route="half_plus_two",tier="rules",reason="no_healthy_backend",protocol="rest"})"),
             1);
 }
 

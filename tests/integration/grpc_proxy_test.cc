@@ -401,8 +401,11 @@ TEST_F(GrpcProxyTest, DegradationChainAnswersFromTheLightModel) {
   EXPECT_EQ(r.tier, "default");
   const auto metrics = metrics_text();
   EXPECT_EQ(metric_value(metrics,
-                         R"(fusebox_responses_total{route="half_plus_two",tier="model:light",reason="no_healthy_backend"})"),
+                         R"(fusebox_responses_total{route="half_plus_two",tier="model:light",reason="no_healthy_backend",protocol="grpc"})"),
             1);
+  EXPECT_EQ(metric_value(metrics,
+                         R"(fusebox_responses_total{route="half_plus_two",tier="model:light",reason="no_healthy_backend",protocol="rest"})"),
+            0);
   EXPECT_EQ(metric_value(metrics,
                          R"(fusebox_grpc_requests_total{route="half_plus_two",method="Predict",code="OK"})"),
             1);

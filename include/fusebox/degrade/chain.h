@@ -45,13 +45,20 @@ std::optional<std::string> rewrite_signature(std::string_view body, std::string_
 // Tier names as in X-Fusebox-Tier: "primary", "model:<model>", "cache", "rules", "default".
 std::string tier_name(const config::FallbackTier& tier);
 
-// fusebox_responses_total{route,tier,reason} and the once-per-change log of a route's tier.
+// The protocol a request arrived by, for metrics labels.
+enum class Protocol : std::uint8_t { rest, grpc };
+inline constexpr std::size_t kProtocolCount = 2;
+const char* to_string(Protocol protocol);
+
+// fusebox_responses_total{route,tier,reason,protocol} and the once-per-change log of a route's
+// tier (whichever protocol). grpc series exist only when the gRPC listener is on.
 class DegradeMetrics {
  public:
   DegradeMetrics(const config::Config& config, std::size_t shards);
 
   // `tier`: 0 = primary, i + 1 = routes[route].fallbacks[i]. Logs when the route's tier changes.
-  void record(std::size_t shard, std::size_t route, std::size_t tier, Reason reason);
+  void record(std::size_t shard, std::size_t route, std::size_t tier, Reason reason,
+              Protocol protocol);
   void collect(std::vector<prometheus::MetricFamily>& out) const;
 
  private:
@@ -61,7 +68,8 @@ class DegradeMetrics {
     std::size_t offset = 0;          // first cell
   };
   std::vector<RouteTiers> routes_;
-  metrics::ShardedCounterArray counts_;  // [route][tier][reason]
+  std::size_t protocols_ = 1;            // rest only, or rest and grpc
+  metrics::ShardedCounterArray counts_;  // [route][tier][reason][protocol]
   std::unique_ptr<std::atomic<std::uint32_t>[]> last_tier_;  // per route: tier*kReasonCount+reason
 };
 

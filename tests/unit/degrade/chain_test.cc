@@ -87,22 +87,51 @@ TEST(DegradeMetrics, CountsByRouteTierAndReason) {
   route.fallbacks.push_back(def);
   config.routes.push_back(route);
   DegradeMetrics metrics(config, 2);
-  metrics.record(0, 0, 0, Reason::none);
-  metrics.record(1, 0, 0, Reason::none);
-  metrics.record(0, 0, 1, Reason::timeout);
-  metrics.record(1, 0, 2, Reason::breaker_open);
-  metrics.record(1, 0, 2, Reason::breaker_open);
+  metrics.record(0, 0, 0, Reason::none, Protocol::rest);
+  metrics.record(1, 0, 0, Reason::none, Protocol::rest);
+  metrics.record(0, 0, 1, Reason::timeout, Protocol::rest);
+  metrics.record(1, 0, 2, Reason::breaker_open, Protocol::rest);
+  metrics.record(1, 0, 2, Reason::breaker_open, Protocol::rest);
   std::vector<prometheus::MetricFamily> families;
   metrics.collect(families);
   auto text = metrics::serialize(families);
-  EXPECT_NE(text.find(R"(fusebox_responses_total{route="resnet",tier="primary",reason="none"} 2)"),
+  EXPECT_NE(text.find(R"(fusebox_responses_total{route="resnet",tier="primary",reason="none",protocol="rest"} 2)"),
             std::string::npos) << text;
-  EXPECT_NE(text.find(R"(fusebox_responses_total{route="resnet",tier="model:mobilenet",reason="timeout"} 1)"),
+  EXPECT_NE(text.find(R"(fusebox_responses_total{route="resnet",tier="model:mobilenet",reason="timeout",protocol="rest"} 1)"),
             std::string::npos) << text;
-  EXPECT_NE(text.find(R"(fusebox_responses_total{route="resnet",tier="default",reason="breaker_open"} 2)"),
+  EXPECT_NE(text.find(R"(fusebox_responses_total{route="resnet",tier="default",reason="breaker_open",protocol="rest"} 2)"),
             std::string::npos) << text;
   EXPECT_EQ(text.find(R"(tier="primary",reason="timeout")"), std::string::npos)
       << "the primary never has a reason";
+  EXPECT_EQ(text.find(R"(protocol="grpc")"), std::string::npos)
+      << "no grpc series without a gRPC listener";
+}
+
+TEST(DegradeMetrics, CountsEachProtocolApartWhenTheGrpcListenerIsOn) {
+  config::Config config;
+  config.listeners.grpc.enabled = true;
+  for (const char* name : {"a", "b"}) {
+    config::RouteConfig route;
+    route.name = name;
+    route.fallbacks.push_back(model_tier("light"));
+    config.routes.push_back(route);
+  }
+  DegradeMetrics metrics(config, 1);
+  metrics.record(0, 0, 0, Reason::none, Protocol::rest);
+  metrics.record(0, 0, 0, Reason::none, Protocol::grpc);
+  metrics.record(0, 0, 0, Reason::none, Protocol::grpc);
+  metrics.record(0, 1, 1, Reason::timeout, Protocol::grpc);
+  std::vector<prometheus::MetricFamily> families;
+  metrics.collect(families);
+  auto text = metrics::serialize(families);
+  for (const char* series :
+       {R"(fusebox_responses_total{route="a",tier="primary",reason="none",protocol="rest"} 1)",
+        R"(fusebox_responses_total{route="a",tier="primary",reason="none",protocol="grpc"} 2)",
+        R"(fusebox_responses_total{route="b",tier="model:light",reason="timeout",protocol="grpc"} 1)",
+        R"(fusebox_responses_total{route="b",tier="model:light",reason="timeout",protocol="rest"} 0)",
+        R"(fusebox_responses_total{route="b",tier="primary",reason="none",protocol="rest"} 0)"}) {
+    EXPECT_NE(text.find(series), std::string::npos) << series << "\n" << text;
+  }
 }
 
 }  // namespace
