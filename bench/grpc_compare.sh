@@ -18,20 +18,20 @@
 # Needs nginx and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds=10 rounds=3 concurrency=50 channels=1 out=""
+seconds=10 rounds=3 concurrency=50 channels=1 rate=2000 out=""
 while [ $# -gt 0 ]; do
   case "$1" in
-    --seconds | --rounds | --concurrency | --channels | --out)
+    --seconds | --rounds | --concurrency | --channels | --rate | --out)
       [ $# -ge 2 ] || { echo "grpc_compare.sh: $1 needs a value" >&2; exit 2; }
       case "$1" in
         --seconds) seconds=$2 ;; --rounds) rounds=$2 ;; --concurrency) concurrency=$2 ;;
-        --channels) channels=$2 ;; --out) out=$2 ;;
+        --channels) channels=$2 ;; --rate) rate=$2 ;; --out) out=$2 ;;
       esac
       shift 2 ;;
     *) echo "grpc_compare.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
-for n in "$seconds" "$rounds" "$concurrency" "$channels"; do
+for n in "$seconds" "$rounds" "$concurrency" "$channels" "$rate"; do
   [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "grpc_compare.sh: not a positive integer: $n" >&2; exit 2; }
 done
 fail() { echo "grpc_compare.sh: $*" >&2; exit 1; }
@@ -123,11 +123,14 @@ printf 'workload\tcontender\tround\trequests\terrors\tseconds\trequests_per_s\tp
   >"$out/grpc.tsv"
 : >"$out/grpc-load.jsonl"
 run() { # workload floats contender port [pid...]
-  local workload=$1 floats=$2 contender=$3 port=$4 before="" after="" cpu=- json
+  local workload=$1 floats=$2 contender=$3 port=$4 before="" after="" cpu=- json load_args
   shift 4
+  # The -open workloads run at a fixed call rate (open loop): the same load on every contender.
+  load_args=(--concurrency "$concurrency")
+  [[ $workload != *-open ]] || load_args=(--rate "$rate")
   [ $# -eq 0 ] || before=$(cpu_seconds "$@")
   json=$(timeout $((seconds + 60)) "$bin/grpc_load" --target "127.0.0.1:$port" --floats "$floats" \
-    --concurrency "$concurrency" --channels "$channels" --seconds "$seconds" \
+    "${load_args[@]}" --channels "$channels" --seconds "$seconds" \
     2>"$work/load.err") || fail "grpc_load failed on $contender ($workload): $(tail -1 "$work/load.err")"
   [ $# -eq 0 ] || { after=$(cpu_seconds "$@"); cpu=$(awk -v a="$after" -v b="$before" 'BEGIN { printf "%.2f", a - b }'); }
   echo "$json" >>"$out/grpc-load.jsonl"
@@ -140,7 +143,7 @@ print("\t".join([*sys.argv[2:5], str(d["requests"]), str(d["errors"]), str(d["se
 }
 # Alternating, and the order rotates each round so no contender always runs first.
 contenders=("direct $sim_grpc" "fusebox $fb_grpc $fusebox_pid" "nginx $ng_port $nginx_pid")
-for workload in "small 3" "1MiB 262144"; do
+for workload in "small 3" "1MiB 262144" "small-open 3"; do
   for r in $(seq "$rounds"); do
     for i in 0 1 2; do
       # shellcheck disable=SC2086 # words: workload floats, then contender port [pid]
@@ -149,4 +152,5 @@ for workload in "small 3" "1MiB 262144"; do
   done
 done
 
-python3 bench/summarize_grpc.py "$out/grpc.tsv" "$seconds" "$concurrency" "$channels" | tee "$out/grpc.md"
+python3 bench/summarize_grpc.py "$out/grpc.tsv" "$seconds" "$concurrency" "$channels" "$rate" |
+  tee "$out/grpc.md"

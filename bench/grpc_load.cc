@@ -1,11 +1,14 @@
-// grpc_load: a closed-loop load generator for TF Serving's gRPC Predict (bench/grpc_compare.sh).
+// grpc_load: a load generator for TF Serving's gRPC Predict (bench/grpc_compare.sh).
 //
 //   grpc_load --target HOST:PORT [--model half_plus_two] [--floats N] [--concurrency C]
-//             [--seconds S] [--channels K] [--encoding tensor_content|float_val]
+//             [--rate R] [--seconds S] [--channels K] [--encoding tensor_content|float_val]
 //             [--timeout-ms T]
 //
-// C calls are kept in flight for S seconds, spread over K channels (K HTTP/2 connections); each
-// answer starts the next call on the same slot. The request (input "x" of N DT_FLOAT values) is
+// Closed loop (the default): C calls are kept in flight for S seconds, spread over K channels
+// (K HTTP/2 connections); each answer starts the next call on the same slot. Open loop (--rate):
+// R calls per second start on a fixed schedule whatever the answers do, so every target gets the
+// same load; a call's latency counts from its scheduled start, so a stall cannot hide behind
+// the calls it delays (no coordinated omission). The request (input "x" of N DT_FLOAT values) is
 // serialized once and sent as a shared ByteBuffer with gRPC's generic callback API, so the
 // client spends its CPU on the calls, not on building them. Every answer is checked: status OK,
 // output "y" with N values, the first one 0.5 x + 2. Latencies go into a log-linear histogram
@@ -39,6 +42,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "tensorflow_serving/apis/predict.pb.h"
@@ -56,6 +60,7 @@ struct Options {
   std::string model = "half_plus_two";
   std::int64_t floats = 3;
   int concurrency = 10;
+  double rate = 0;  // calls per second, open loop; 0 = closed loop
   double seconds = 5;
   int channels = 1;
   bool tensor_content = true;
@@ -67,7 +72,8 @@ struct Options {
       stderr,
       "grpc_load: %s\n"
       "usage: grpc_load --target HOST:PORT [--model NAME] [--floats N] [--concurrency C]\n"
-      "                 [--seconds S] [--channels K] [--encoding tensor_content|float_val]\n"
+      "                 [--rate R] [--seconds S] [--channels K]\n"
+      "                 [--encoding tensor_content|float_val]\n"
       "                 [--timeout-ms T]\n",
       problem.c_str());
   std::exit(2);
@@ -112,6 +118,8 @@ Options parse(int argc, char** argv) {
       if (used != value.size() || !(o.seconds > 0) || o.seconds > 86400) {
         usage("--seconds needs a number of seconds above 0, not '" + value + "'");
       }
+    } else if (flag == "--rate") {
+      o.rate = static_cast<double>(positive(flag, value, 1'000'000));
     } else if (flag == "--channels") {
       o.channels = static_cast<int>(positive(flag, value, 1024));
     } else if (flag == "--encoding") {
@@ -126,7 +134,7 @@ Options parse(int argc, char** argv) {
     }
   }
   if (o.target.empty()) usage("--target HOST:PORT is required");
-  if (o.channels > o.concurrency) o.channels = o.concurrency;
+  if (o.rate == 0 && o.channels > o.concurrency) o.channels = o.concurrency;
   return o;
 }
 
@@ -244,6 +252,15 @@ std::string check_answer(grpc::ByteBuffer& buffer, tfs::PredictResponse& respons
 
 class Load;
 
+// One open-loop call, alive from its scheduled start to its callback.
+struct OpenCall {
+  Load* load = nullptr;
+  grpc::ClientContext context;
+  grpc::ByteBuffer answer;
+  tfs::PredictResponse response;
+  Clock::time_point scheduled;
+};
+
 // One closed-loop slot: one call in flight at a time.
 struct Slot {
   Load* load = nullptr;
@@ -310,12 +327,44 @@ class Load {
     return true;
   }
 
-  void run() {
+  void run() { o_.rate > 0 ? run_open() : run_closed(); }
+
+  // Starts calls on schedule until S seconds have passed, then waits for the last answers.
+  void run_open() {
+    start_ = Clock::now();
+    stop_at_ = start_ + std::chrono::duration_cast<Clock::duration>(
+                            std::chrono::duration<double>(o_.seconds));
+    const std::chrono::duration<double> interval(1.0 / o_.rate);
+    for (std::uint64_t i = 0;; ++i) {
+      const auto at = start_ + std::chrono::duration_cast<Clock::duration>(interval * i);
+      if (at >= stop_at_) break;
+      std::this_thread::sleep_until(at);
+      {
+        std::lock_guard lock(mutex_);
+        ++in_flight_;
+      }
+      auto* call = new OpenCall;
+      call->load = this;
+      call->scheduled = at;
+      call->context.set_deadline(std::chrono::system_clock::now() +
+                                 std::chrono::milliseconds(o_.timeout_ms));
+      stubs_[i % stubs_.size()]->UnaryCall(
+          &call->context, kPredictMethod, grpc::StubOptions(), &request_, &call->answer,
+          [call](grpc::Status s) { call->load->done_open(call, s); });
+    }
+    wait_idle();
+  }
+
+  void run_closed() {
     start_ = Clock::now();
     stop_at_ = start_ + std::chrono::duration_cast<Clock::duration>(
                             std::chrono::duration<double>(o_.seconds));
     in_flight_ = static_cast<int>(slots_.size());
     for (auto& slot : slots_) issue(slot);
+    wait_idle();
+  }
+
+  void wait_idle() {
     // Every call started before stop_at_ ends by its deadline; allow a margin beyond that.
     const auto give_up =
         stop_at_ + std::chrono::milliseconds(o_.timeout_ms) + std::chrono::seconds(5);
@@ -339,12 +388,12 @@ class Load {
     }
     std::printf(
         "{\"target\": %s, \"model\": %s, \"floats\": %lld, \"encoding\": \"%s\", "
-        "\"concurrency\": %d, \"channels\": %d, \"requests\": %llu, \"errors\": %llu, "
+        "\"mode\": \"%s\", \"rate\": %.0f, \"concurrency\": %d, \"channels\": %d, \"requests\": %llu, \"errors\": %llu, "
         "\"seconds\": %.3f, \"rps\": %.1f, \"p50_ms\": %.3f, \"p99_ms\": %.3f, "
         "\"p999_ms\": %.3f, \"max_ms\": %.3f, \"errors_by_code\": {%s}, \"first_error\": %s}\n",
         json_string(o_.target).c_str(), json_string(o_.model).c_str(),
         static_cast<long long>(o_.floats), o_.tensor_content ? "tensor_content" : "float_val",
-        o_.concurrency, o_.channels, static_cast<unsigned long long>(ok + errors),
+        o_.rate > 0 ? "open" : "closed", o_.rate, o_.concurrency, o_.channels, static_cast<unsigned long long>(ok + errors),
         static_cast<unsigned long long>(errors), seconds,
         seconds > 0 ? static_cast<double>(ok) / seconds : 0.0, latency_.quantile_ms(0.50),
         latency_.quantile_ms(0.99), latency_.quantile_ms(0.999), latency_.max_ms(), codes.c_str(),
@@ -366,22 +415,35 @@ class Load {
                          &slot.answer, [&slot](grpc::Status s) { slot.load->done(slot, s); });
   }
 
-  // On one of gRPC's callback threads. The slot's context may be replaced here: the callback is
-  // the last use gRPC makes of it.
-  void done(Slot& slot, const grpc::Status& status) {
+  // On one of gRPC's callback threads.
+  void done_open(OpenCall* call, const grpc::Status& status) {
     const auto now = Clock::now();
-    std::string wrong;
+    verify(status, call->answer, call->response, now - call->scheduled);
+    delete call;
+    std::lock_guard lock(mutex_);
+    if (now > last_end_) last_end_ = now;
+    if (--in_flight_ == 0) idle_.notify_all();
+  }
+
+  void verify(const grpc::Status& status, grpc::ByteBuffer& answer,
+              tfs::PredictResponse& response, Clock::duration latency) {
     if (!status.ok()) {
-      wrong = code_name(status.error_code());
-      note_error(wrong, wrong + ": " + status.error_message());
-    } else if (auto problem = check_answer(slot.answer, slot.response, o_.floats);
-               !problem.empty()) {
+      const std::string code = code_name(status.error_code());
+      note_error(code, code + ": " + status.error_message());
+    } else if (auto problem = check_answer(answer, response, o_.floats); !problem.empty()) {
       note_error("BAD_ANSWER", problem);
     } else {
       ok_.fetch_add(1, std::memory_order_relaxed);
       latency_.record(static_cast<std::uint64_t>(
-          std::chrono::duration_cast<std::chrono::nanoseconds>(now - slot.started).count()));
+          std::chrono::duration_cast<std::chrono::nanoseconds>(latency).count()));
     }
+  }
+
+  // On one of gRPC's callback threads. The slot's context may be replaced here: the callback is
+  // the last use gRPC makes of it.
+  void done(Slot& slot, const grpc::Status& status) {
+    const auto now = Clock::now();
+    verify(status, slot.answer, slot.response, now - slot.started);
     if (now < stop_at_) {
       issue(slot);
       return;
