@@ -2,10 +2,14 @@
 //
 //   fusebox --config FILE            serve
 //   fusebox validate --config FILE   check a configuration and exit
+//   fusebox healthcheck [...]        probe a running fusebox's /readyz (container health checks)
 //   fusebox --version | --help
 
 #include <absl/synchronization/mutex.h>
+
+#include <chrono>
 #include <csignal>
+#include <optional>
 #include <cstdio>
 #include <exception>
 #include <iostream>
@@ -13,9 +17,11 @@
 #include <string_view>
 #include <vector>
 
+#include "fusebox/common/units.h"
 #include "fusebox/config/loader.h"
 #include "fusebox/logging/logging.h"
 #include "fusebox/server/gateway.h"
+#include "healthcheck.h"
 
 namespace {
 
@@ -26,6 +32,9 @@ constexpr int kExitUsage = 2;
 const char* kUsage =
     "usage: fusebox --config FILE             run the gateway\n"
     "       fusebox validate --config FILE    check a configuration; exit 0 when valid\n"
+    "       fusebox healthcheck [--url URL | --config FILE] [--timeout DURATION]\n"
+    "                                         GET /readyz (default http://127.0.0.1:9901/readyz,\n"
+    "                                         or the admin listener of FILE); exit 0 on 200\n"
     "       fusebox --version                 print the version\n"
     "       fusebox --help                    this text\n"
     "\n"
@@ -34,6 +43,8 @@ const char* kUsage =
 struct Options {
   std::string command = "run";
   std::string config_path;
+  std::string url;                           // healthcheck
+  std::chrono::milliseconds timeout{2000};   // healthcheck
 };
 
 int usage_error(const std::string& message) {
@@ -55,6 +66,41 @@ int validate(const Options& options) {
     return kExitFailure;
   }
   std::cout << options.config_path << ": ok\n";
+  return kExitOk;
+}
+
+// The admin listener of a configuration, as a URL a local probe can reach.
+std::optional<std::string> readyz_url_of(const std::string& config_path) {
+  auto result = load(config_path);
+  if (!result.ok()) return std::nullopt;
+  const auto& admin = result.config->listeners.admin;
+  if (admin.port == 0) {
+    std::cerr << "fusebox healthcheck: " << config_path
+              << ": listeners.admin.port is 0 (a port chosen at start): use --url\n";
+    return std::nullopt;
+  }
+  std::string host = admin.address;
+  if (host == "0.0.0.0") host = "127.0.0.1";
+  if (host == "::") host = "::1";
+  if (host.find(':') != std::string::npos) host = "[" + host + "]";
+  return "http://" + host + ":" + std::to_string(admin.port) + "/readyz";
+}
+
+int healthcheck(const Options& options) {
+  std::string url = options.url.empty() ? "http://127.0.0.1:9901/readyz" : options.url;
+  if (!options.config_path.empty()) {
+    auto from_config = readyz_url_of(options.config_path);
+    if (!from_config) return kExitFailure;
+    url = *from_config;
+  }
+  auto target = fusebox::app::parse_probe_url(url);
+  if (!target) return usage_error("--url: expected http://HOST:PORT[/PATH], got '" + url + "'");
+  auto result = fusebox::app::probe(*target, options.timeout);
+  if (!result.ok) {
+    std::cerr << "fusebox healthcheck: " << result.description << "\n";
+    return kExitFailure;
+  }
+  std::cout << "ok: " << result.description << "\n";
   return kExitOk;
 }
 
@@ -119,12 +165,32 @@ int main(int argc, char** argv) {
       options.config_path = std::string(args[++i]);
     } else if (arg.starts_with("--config=")) {
       options.config_path = std::string(arg.substr(9));
-    } else if (i == 0 && (arg == "validate" || arg == "run")) {
+    } else if (i == 0 && (arg == "validate" || arg == "run" || arg == "healthcheck")) {
       options.command = std::string(arg);
+    } else if (options.command == "healthcheck" && (arg == "--url" || arg == "--timeout")) {
+      if (i + 1 >= args.size()) return usage_error(std::string(arg) + " needs a value");
+      auto value = args[++i];
+      if (arg == "--url") {
+        options.url = std::string(value);
+      } else {
+        auto duration = fusebox::parse_duration(value);
+        if (!duration || duration->count() <= 0) {
+          return usage_error("--timeout: expected a duration such as 2s or 500ms, got '" +
+                             std::string(value) + "'");
+        }
+        options.timeout = *duration;
+      }
     } else {
       return usage_error("unknown argument '" + std::string(arg) + "'");
     }
   }
+  if (options.command == "healthcheck") {
+    if (!options.url.empty() && !options.config_path.empty()) {
+      return usage_error("healthcheck takes --url or --config, not both");
+    }
+    return healthcheck(options);
+  }
+  if (!options.url.empty()) return usage_error("--url is an option of healthcheck");
   if (options.config_path.empty()) return usage_error("--config FILE is required");
   if (options.command == "validate") return validate(options);
   return serve(options);

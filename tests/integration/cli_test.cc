@@ -17,6 +17,9 @@ using fusebox_test::json_of;
 const std::string kUsage =
     "usage: fusebox --config FILE             run the gateway\n"
     "       fusebox validate --config FILE    check a configuration; exit 0 when valid\n"
+    "       fusebox healthcheck [--url URL | --config FILE] [--timeout DURATION]\n"
+    "                                         GET /readyz (default http://127.0.0.1:9901/readyz,\n"
+    "                                         or the admin listener of FILE); exit 0 on 200\n"
     "       fusebox --version                 print the version\n"
     "       fusebox --help                    this text\n"
     "\n"
@@ -229,6 +232,70 @@ TEST_F(CliShutdownTest, SigtermWhenIdleExits0Promptly) {
   ASSERT_TRUE(code.has_value()) << "an idle keep-alive connection must not delay the exit";
   EXPECT_EQ(*code, 0);
   EXPECT_TRUE(c.connection_closed(Millis{1000}));
+}
+
+// `fusebox healthcheck`, as a container's HEALTHCHECK runs it: exit 0 only on 200 from /readyz.
+class CliHealthcheckTest : public GatewayTest {};
+
+TEST_F(CliHealthcheckTest, ReadyGatewayPassesAndAShuttingDownOneFails) {
+  const auto sim_port = start_sims(1, {"--latency", "1000ms"}).at(0);
+  auto config = single_route_config({sim_port});
+  config.pools[0].health_check = kHealthChecksOff;
+  start_gateway(config);
+  ASSERT_TRUE(wait_readyz(200));
+  const auto url = "http://127.0.0.1:" + std::to_string(gateway().admin_port()) + "/readyz";
+  auto run = run_fusebox({"healthcheck", "--url", url});
+  EXPECT_EQ(run.code, 0) << run.err;
+  EXPECT_EQ(run.out, "ok: 200 OK from " + url + "\n");
+
+  // A request in flight keeps the draining gateway up while /readyz answers 503.
+  auto c = client();
+  c.send_raw("POST /v1/models/half_plus_two:predict HTTP/1.1\r\nHost: fusebox\r\nContent-Length: " +
+             std::to_string(kThreeInstances.size()) + "\r\n\r\n" + std::string(kThreeInstances));
+  ASSERT_TRUE(wait_until([&] { return sim_stats(sim_port).at("requests") == 1; }));
+  ASSERT_TRUE(gateway().process().signal(SIGTERM));
+  ASSERT_TRUE(wait_readyz(503));
+  run = run_fusebox({"healthcheck", "--url", url, "--timeout", "2s"});
+  EXPECT_EQ(run.code, 1);
+  EXPECT_EQ(run.err, "fusebox healthcheck: 503 Service Unavailable from " + url + "\n");
+
+  // The request in flight is answered, then the gateway exits on its own.
+  const auto outcome = c.read_raw_response(Millis{5000});
+  ASSERT_TRUE(outcome.ok()) << outcome.message;
+  EXPECT_EQ(outcome.response->status, 200);
+  c.close();
+  const auto code = gateway().process().wait_exit(Millis{5000});
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 0);
+}
+
+TEST(CliHealthcheck, NothingListeningFailsWithTheReason) {
+  const auto url = "http://127.0.0.1:" + std::to_string(unused_port()) + "/readyz";
+  const auto run = run_fusebox({"healthcheck", "--url", url, "--timeout", "2s"});
+  EXPECT_EQ(run.code, 1);
+  EXPECT_NE(run.err.find("cannot connect " + url), std::string::npos) << run.err;
+}
+
+TEST(CliHealthcheck, BadArgumentsAreUsageErrors) {
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"healthcheck", "--url", "ftp://x"},
+           {"healthcheck", "--url", "http://127.0.0.1:0/readyz"},
+           {"healthcheck", "--timeout", "soon"},
+           {"healthcheck", "--url", "http://127.0.0.1:1/", "--config", "f.yaml"},
+           {"--url", "http://127.0.0.1:1/"}}) {
+    const auto run = run_fusebox(args);
+    EXPECT_EQ(run.code, 2) << args[args.size() - 1] << ": " << run.err;
+    EXPECT_NE(run.err.find("usage:"), std::string::npos) << run.err;
+  }
+}
+
+TEST(CliHealthcheck, ConfigWithAChosenAtStartPortIsRefusedClearly) {
+  TempFile config("listeners:\n  admin: {port: 0}\npools:\n  p: {endpoints: "
+                                "[{address: 127.0.0.1}]}\nroutes:\n  - {name: r, match: "
+                                "{model: m}, pool: p}\n");
+  const auto run = run_fusebox({"healthcheck", "--config", config.path()});
+  EXPECT_EQ(run.code, 1);
+  EXPECT_NE(run.err.find("listeners.admin.port is 0"), std::string::npos) << run.err;
 }
 
 }  // namespace
