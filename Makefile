@@ -6,7 +6,7 @@ JOBS ?= $(shell nproc)
 export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := true
 
-.PHONY: all deps build test test-unit test-integration test-asan demo bench bench-smoke clean
+.PHONY: all deps build test test-unit test-integration test-asan check-deploy demo bench bench-smoke clean
 
 all: build
 
@@ -19,6 +19,12 @@ build: deps
 
 test: build
 	@ctest --preset release -j $(JOBS)
+	@scripts/check-deploy.sh
+
+# Offline checks of docker/ and deploy/ (promtool rules and tests, nginx -t, fusebox validate,
+# metric names against a live fusebox); part of `make test`.
+check-deploy: build
+	@scripts/check-deploy.sh
 
 test-unit: build
 	@ctest --preset release -j $(JOBS) -L unit

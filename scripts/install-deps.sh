@@ -10,7 +10,7 @@ packages=(
   build-essential cmake ninja-build pkg-config ccache git ca-certificates curl procps
   libboost1.81-dev
   libgrpc++-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev
-  python3-grpcio python3-protobuf
+  python3-grpcio python3-protobuf python3-yaml
   nlohmann-json3-dev libspdlog-dev libfmt-dev prometheus-cpp-dev libyaml-cpp-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev libssl-dev
   prometheus nginx-light
