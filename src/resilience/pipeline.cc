@@ -273,9 +273,13 @@ class Pipeline::Call : public std::enable_shared_from_this<Call<Protocol>> {
     auto latency = now - attempt.started;
 
     if (attempt.cancelled) {
-      // A hedge that lost the race: not the backend's fault, not client traffic.
-      backend->breaker->record(attempt.admission, CallOutcome::ignored, latency,
-                               PoolEjectionGuard(pool_, *backend));
+      // A hedge that lost the race says nothing about failures. But one that had already run
+      // longer than slow_call_duration is a slow call: counted as such (when the slow-call
+      // trigger is on), or a slow replica would hide from its breaker behind the hedges.
+      const auto& breaker = pool_.config->circuit_breaker;
+      const bool slow = breaker.slow_call_rate_percent > 0 && latency > breaker.slow_call_duration;
+      backend->breaker->record(attempt.admission, slow ? CallOutcome::success : CallOutcome::ignored,
+                               latency, PoolEjectionGuard(pool_, *backend));
       return;
     }
     const auto& retry_on = req_.route->retry.retry_on;

@@ -506,6 +506,26 @@ TEST_F(ResilienceTest, HedgingCutsTheTailOfASlowBackend) {
   EXPECT_EQ(breaker_state(ports[0]), "closed") << "a hedge's lost race is not a failure";
 }
 
+// 7b. Hedging must not hide a slow replica from its breaker: with the slow-call trigger on,
+// attempts that lost the race after running longer than slow_call_duration count as slow
+// calls, so the slow backend's breaker opens and first attempts stop going there.
+TEST_F(ResilienceTest, HedgedSlowBackendStillTripsTheSlowCallTrigger) {
+  const auto ports = start_sims(3);
+  start_gateway(pool_config(ports, kHealthChecksOff,
+                            {"circuit_breaker: {slow_call_rate_percent: 50, slow_call_duration: "
+                             "60ms, minimum_calls: 4, open_duration: 60s}"},
+                            {"hedge: {delay: 100ms}"}));
+  set_sim_faults(ports[0], {{"latency_ms", 1000}});
+
+  const auto report = load(1, 45);
+  EXPECT_EQ(report.errors(), 0) << report.summary();
+  EXPECT_LT(report.max_ms(), 800) << report.summary();
+  EXPECT_EQ(breaker_state(ports[0]), "open") << "the lost races counted as slow calls";
+  EXPECT_LE(sim_requests(ports[0]), 6) << "once open, first attempts avoid it";
+  EXPECT_EQ(breaker_state(ports[1]), "closed");
+  EXPECT_EQ(breaker_state(ports[2]), "closed");
+}
+
 // 8. Operator control of one breaker through the admin API.
 TEST_F(ResilienceTest, AdminForcesABreakerOpenAndBackToAuto) {
   const auto ports = start_sims(3);
