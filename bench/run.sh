@@ -12,22 +12,30 @@ suffix="" note=""
 if [ $smoke = 1 ]; then suffix=-smoke note=" (smoke run: figures are not meaningful)"; fi
 out=bench/results/$stamp$suffix
 grpc_bin=${BENCH_BIN:-build/bin} # where grpc_compare.sh takes tfs-sim, fusebox and grpc_load
-[ -x "$grpc_bin/grpc_load" ] || {
-  echo "bench/run.sh: $grpc_bin/grpc_load is missing: run \`make build\` first" >&2
-  exit 1
-}
+for tool in grpc_load openloop; do
+  [ -x "$grpc_bin/$tool" ] || {
+    echo "bench/run.sh: $grpc_bin/$tool is missing: run \`make build\` first" >&2
+    exit 1
+  }
+done
 mkdir -p "$out"
 
 if [ $smoke = 1 ]; then
   micro_args=(--benchmark_min_time=0.01)
-  proxy_args=(--seconds 1 --rounds 1 --connections 20)
+  # Every code path of the proxy matrix: both backends, two connection counts, a small and
+  # both large bodies, every contender, one round of one second.
+  proxy_args=(--seconds 1 --rounds 1 --connections 20,100
+    --workloads 'sim-small-100,sim-64k-*,fixed-small-20,fixed-1m-*')
+  cache_args=(--seconds 1 --rounds 1 --connections 20)
   grpc_args=(--seconds 1 --rounds 1)
+  scenario_args=(--smoke)
 else
   micro_args=(--benchmark_min_time=0.2 --benchmark_repetitions=3 --benchmark_report_aggregates_only=true)
-  proxy_args=(--seconds 10 --rounds 3 --connections 50)
+  proxy_args=(--seconds 4 --rounds 3 --connections 50,500) # about 10 minutes
+  cache_args=(--seconds 10 --rounds 3 --connections 50)
   grpc_args=(--seconds 10 --rounds 3)
+  scenario_args=(--seconds 60 --fault-at 15 --rate 200) # about 10 minutes
 fi
-cache_args=("${proxy_args[@]}") # the same load as the proxy comparison
 
 echo "== micro-benchmarks"
 build/bin/micro_bench "${micro_args[@]}" --benchmark_out="$out/micro.json" \
@@ -38,6 +46,8 @@ echo "== cache tier"
 bench/cache_compare.sh "${cache_args[@]}" --out "$out" >/dev/null
 echo "== gRPC"
 bench/grpc_compare.sh "${grpc_args[@]}" --out "$out" >/dev/null
+echo "== bad-day scenario"
+bench/scenario.sh "${scenario_args[@]}" --out "$out/scenario" >/dev/null
 
 {
   echo "# fusebox benchmarks, $stamp$note"
@@ -46,6 +56,8 @@ bench/grpc_compare.sh "${grpc_args[@]}" --out "$out" >/dev/null
   echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
   echo
   echo "## Proxy overhead"
+  echo
+  echo "REST predict direct and through fusebox (one worker thread and one per core), nginx and HAProxy, on two backends (\`bench/proxy_compare.sh\`)."
   echo
   cat "$out/proxy.md"
   echo
@@ -60,6 +72,13 @@ bench/grpc_compare.sh "${grpc_args[@]}" --out "$out" >/dev/null
   echo "TF Serving's Predict over gRPC, direct and through fusebox and nginx (\`bench/grpc_compare.sh\`)."
   echo
   cat "$out/grpc.md"
+  echo
+  echo "## Bad day: one of three backends fails"
+  echo
+  echo "Open-loop load through fusebox, nginx and HAProxy while one of three \`tfs-sim\` backends"
+  echo "turns slow, flaky or dead (\`bench/scenario.sh\`); raw records and plots in \`scenario/\`."
+  echo
+  sed 's|](scenario-\(.\)\.png)|](scenario/scenario-\1.png)|' "$out/scenario/scenario.md"
   echo
   echo "## Hot path (Google Benchmark, ns per operation)"
   echo
