@@ -17,9 +17,17 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 using metrics::UpstreamOutcome;
 
+// Room for each read from a backend. Beast reads at most the buffer's free capacity at a time
+// (512 bytes at least), and the parser hands body bytes on as they come, so the capacity stays
+// what it started with: a 1 MiB answer would take some 2000 reads of 512 bytes. Upstream
+// connections are few and long-lived, so they keep a read buffer this large.
+constexpr std::size_t kUpstreamReadBuffer = 16 * 1024;
+
 class ConnectionPool::Connection {
  public:
-  explicit Connection(asio::io_context& ioc) : stream(ioc.get_executor()) {}
+  explicit Connection(asio::io_context& ioc) : stream(ioc.get_executor()) {
+    buffer.reserve(kUpstreamReadBuffer);
+  }
   io::Stream stream;
   beast::flat_buffer buffer;
   Clock::time_point idle_since{};
