@@ -241,6 +241,7 @@ TEST_F(AdminTest, AdminConfigReflectsTheConfiguration) {
   EXPECT_EQ(pool.at("max_ejection_percent"), 50);
   // The fixture's fast health checks, the rest at their defaults.
   EXPECT_EQ(pool.at("health_check"), json({{"enabled", true},
+                                           {"protocol", "rest"},
                                            {"interval", "100ms"},
                                            {"unhealthy_interval", "100ms"},
                                            {"jitter_percent", 10},
