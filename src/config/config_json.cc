@@ -81,6 +81,7 @@ json to_json(const CircuitBreakerConfig& c) {
 json to_json(const HealthCheckConfig& c) {
   return {
       {"enabled", c.enabled},
+      {"protocol", c.protocol == HealthCheckProtocol::grpc ? "grpc" : "rest"},
       {"interval", format_duration(c.interval)},
       {"unhealthy_interval", format_duration(c.unhealthy_interval)},
       {"jitter_percent", percent(c.jitter_percent)},

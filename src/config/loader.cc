@@ -49,7 +49,7 @@ constexpr std::size_t kMaxConfigFileBytes = std::size_t{4} << 20;
 
 constexpr std::int64_t kUint32Max = std::numeric_limits<std::uint32_t>::max();
 constexpr IntegerRange kListenerPort{0, 65535};  // 0 = ephemeral
-constexpr IntegerRange kEndpointPort{1, 65535};
+constexpr IntegerRange kEndpointPort{0, 65535};  // 0 = no REST port (gRPC-only)
 constexpr IntegerRange kWeight{1, 1000};
 constexpr IntegerRange kThreads{0, 1024};  // 0 = one per core
 constexpr IntegerRange kPositiveCount{1, kUint32Max};
@@ -67,6 +67,8 @@ constexpr NumberRange kJitterPercent{0, 50};
 
 constexpr std::array<std::string_view, 2> kBalancerPolicies = {
     "weighted_round_robin", "least_request"};  // BalancerPolicy order
+constexpr std::array<std::string_view, 2> kHealthCheckProtocols = {
+    "rest", "grpc"};  // HealthCheckProtocol order
 constexpr std::array<std::string_view, 3> kBreakerModes = {"auto", "disabled",
                                                            "metrics_only"};  // BreakerMode order
 constexpr std::array<std::string_view, 2> kWindowTypes = {"count", "time"};  // WindowType order
@@ -253,9 +255,14 @@ EndpointConfig read_endpoint(LoadContext& ctx, const ListItem& item) {
       !is_host_name(out.address)) {
     map.error("address", "not an IP address or host name: " + in_quotes(out.address));
   }
-  map.integer("port", out.port, kEndpointPort);
+  const bool port_ok = map.integer("port", out.port, kEndpointPort);
   map.integer("weight", out.weight, kWeight);
   map.integer("grpc_port", out.grpc_port, kListenerPort);  // 0 = no gRPC on this backend
+  if (port_ok && out.port == 0 && out.grpc_port == 0) {
+    map.error("port",
+              "0 (no REST port) needs a grpc_port: the backend must be reachable "
+              "over REST or gRPC");
+  }
   return out;
 }
 
@@ -267,12 +274,17 @@ void check_duplicate_endpoints(LoadContext& ctx, const List& list, const PoolCon
     const auto ip = parse_ip(e.address);
     for (std::size_t j = 0; j < i; ++j) {
       const EndpointConfig& first = pool.endpoints[j];
-      if (first.port != e.port) continue;
+      // One TF Serving process: the same REST port, or (gRPC-only) the same gRPC port.
+      const bool same_rest = e.port != 0 && first.port == e.port;
+      const bool same_grpc = e.port == 0 && first.port == 0 && first.grpc_port == e.grpc_port;
+      if (!same_rest && !same_grpc) continue;
       const auto first_ip = parse_ip(first.address);
       const bool same = (ip && first_ip) ? *ip == *first_ip : first.address == e.address;
       if (!same) continue;
-      ctx.error_at(list.items[i].path, "duplicate endpoint " + host_port(e.address, e.port) +
-                                           " (same as endpoints[" + std::to_string(j) + "])");
+      const std::string where =
+          same_rest ? host_port(e.address, e.port) : host_port(e.address, e.grpc_port) + " (gRPC)";
+      ctx.error_at(list.items[i].path, "duplicate endpoint " + where + " (same as endpoints[" +
+                                           std::to_string(j) + "])");
       break;
     }
   }
@@ -394,6 +406,8 @@ void read_health_check_models(MapReader& health, std::vector<std::string>& out) 
 void read_health_check(MapReader& pool, HealthCheckConfig& out) {
   MapReader map = pool.map("health_check");
   map.boolean("enabled", out.enabled);
+  if (auto protocol = map.one_of("protocol", kHealthCheckProtocols))
+    out.protocol = static_cast<HealthCheckProtocol>(*protocol);
   const bool interval_ok =
       usable(map, "interval", map.duration("interval", out.interval, ZeroDuration::rejected));
   map.duration("unhealthy_interval", out.unhealthy_interval, ZeroDuration::rejected);
@@ -411,6 +425,30 @@ void read_health_check(MapReader& pool, HealthCheckConfig& out) {
       map.error("timeout", "must be less than interval (" + format_duration(out.interval) + ")");
     } else {
       map.error("interval", "must be greater than timeout (" + format_duration(out.timeout) + ")");
+    }
+  }
+}
+
+// Every endpoint of a probed pool must have the port its probes go to. A pool whose health
+// checks are off is not probed, so its gRPC-only endpoints need nothing more.
+void check_probe_ports(LoadContext& ctx, const List& list, const PoolConfig& pool) {
+  const HealthCheckConfig& health = pool.health_check;
+  if (!health.enabled) return;
+  const bool grpc = health.protocol == HealthCheckProtocol::grpc;
+  for (std::size_t i = 0; i < pool.endpoints.size() && i < list.items.size(); ++i) {
+    const EndpointConfig& e = pool.endpoints[i];
+    // Reported already: no address, or no port at all.
+    if (e.address.empty() || (e.port == 0 && e.grpc_port == 0)) continue;
+    if (grpc && e.grpc_port == 0) {
+      ctx.error_at(list.items[i].path,
+                   "endpoint " + host_port(e.address, e.port) +
+                       " has no grpc_port (health_check.protocol: grpc probes every endpoint "
+                       "on its grpc_port)");
+    } else if (!grpc && e.port == 0) {
+      ctx.error_at(list.items[i].path,
+                   "endpoint " + host_port(e.address, e.grpc_port) +
+                       " (gRPC) has no REST port to probe: set health_check.protocol: grpc, "
+                       "or health_check.enabled: false");
     }
   }
 }
@@ -443,6 +481,7 @@ PoolConfig read_pool(LoadContext& ctx, const NamedEntry& entry) {
   read_load_balancing(map, out.load_balancing);
   read_circuit_breaker(map, out.circuit_breaker);
   read_health_check(map, out.health_check);
+  check_probe_ports(ctx, endpoints, out);
   read_retry_budget(map, out.retry_budget);
   MapReader grpc = map.map("grpc");
   read_grpc_message_size(grpc, out.grpc.max_message_bytes);

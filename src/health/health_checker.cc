@@ -1,13 +1,19 @@
 // The I/O half of the active health checks: one Prober per backend, all on one io_context.
 //
-// A round sends `GET /v1/models/{m}` for each of the pool's models in turn over one kept-alive
-// connection (opened again when the backend closed it). Each model request, connect included,
-// must finish within health_check.timeout. The round stops at the first model that does not
-// pass; its result is the round's result. The result moves the backend's HealthState, the
+// A round asks for the status of each of the pool's models in turn: REST `GET /v1/models/{m}`
+// over one kept-alive connection (opened again when the backend closed it), or gRPC
+// ModelService/GetModelStatus over a GrpcChannel of the prober's own to the backend's grpc_port,
+// created once and reused. Not the data path's channel: a channel has one user agent, and
+// probes announce themselves as fusebox-health-check over both protocols, so a backend can
+// tell them from client traffic. Each model request, connect included, must finish within
+// health_check.timeout (the gRPC call's deadline). The round stops at the first model that does
+// not pass; its result is the round's result. The result moves the backend's HealthState, the
 // status is published in BackendState::health, the listener hears about it, and the next round
 // is scheduled after HealthState::next_delay().
 
 #include "fusebox/health/health_checker.h"
+
+#include <grpcpp/impl/codegen/proto_utils.h>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/error.hpp>
@@ -21,6 +27,8 @@
 #include <optional>
 
 #include "fusebox/common/io.h"
+#include "fusebox/upstream/grpc_upstream.h"
+#include "tensorflow_serving/apis/get_model_status.pb.h"
 
 namespace fusebox::health {
 
@@ -30,6 +38,9 @@ namespace http = beast::http;
 using SteadyTime = std::chrono::steady_clock;
 
 namespace {
+
+// Both protocols' probes announce themselves with this user agent (tfs-sim counts them apart).
+constexpr const char* kProbeUserAgent = "fusebox-health-check";
 
 // A model status answer is a few hundred bytes; anything near this is not TF Serving.
 constexpr std::uint64_t kMaxResponseBody = 1u << 20;
@@ -70,9 +81,24 @@ std::string status_request(const std::string& model, const config::EndpointConfi
          "Host: " +
          host_header(endpoint) +
          "\r\n"
-         "User-Agent: fusebox-health-check\r\n"
+         "User-Agent: " +
+         std::string(kProbeUserAgent) +
+         "\r\n"
          "Accept: application/json\r\n"
          "\r\n";
+}
+
+constexpr const char* kGetModelStatusMethod = "/tensorflow.serving.ModelService/GetModelStatus";
+
+upstream::GrpcRequest grpc_status_request(const std::string& model) {
+  tensorflow::serving::GetModelStatusRequest message;
+  message.mutable_model_spec()->set_name(model);
+  upstream::GrpcRequest request;
+  request.method = kGetModelStatusMethod;
+  bool own_buffer = false;
+  (void)grpc::SerializationTraits<tensorflow::serving::GetModelStatusRequest>::Serialize(
+      message, &request.payload, &own_buffer);
+  return request;
 }
 
 // The peer closed the connection (or it broke) before answering.
@@ -85,20 +111,29 @@ bool connection_lost(beast::error_code ec) {
 
 class HealthChecker::Prober : public std::enable_shared_from_this<Prober> {
  public:
-  Prober(asio::io_context& ioc, upstream::BackendState& backend,
-         const config::HealthCheckConfig& config, const std::vector<std::string>& models,
-         HealthListener& listener, Random& random)
+  Prober(asio::io_context& ioc, upstream::BackendState& backend, const config::PoolConfig& pool,
+         const std::vector<std::string>& models, HealthListener& listener, Random& random)
       : ioc_(ioc),
         backend_(backend),
-        timeout_(config.timeout),
-        expected_version_(config.expected_version),
+        timeout_(pool.health_check.timeout),
+        expected_version_(pool.health_check.expected_version),
+        grpc_(pool.health_check.protocol == config::HealthCheckProtocol::grpc),
         models_(models),
-        state_(config),
+        state_(pool.health_check),
         listener_(listener),
         random_(random),
         timer_(ioc.get_executor()) {
-    requests_.reserve(models_.size());
-    for (const auto& model : models_) requests_.push_back(status_request(model, backend.endpoint));
+    if (grpc_ && backend.endpoint.grpc_port != 0) {
+      channel_ = std::make_unique<upstream::GrpcChannel>(upstream::grpc_target(backend.endpoint),
+                                                         pool, kProbeUserAgent);
+    }
+    for (const auto& model : models_) {
+      if (grpc_) {
+        grpc_requests_.push_back(grpc_status_request(model));
+      } else {
+        requests_.push_back(status_request(model, backend.endpoint));
+      }
+    }
   }
 
   void start() {
@@ -113,6 +148,9 @@ class HealthChecker::Prober : public std::enable_shared_from_this<Prober> {
     stopped_ = true;
     timer_.cancel();
     close();
+    // The completion would be posted to an io_context that may not run any more.
+    upstream::GrpcChannel::abandon(exchange_);
+    exchange_.reset();
   }
 
  private:
@@ -125,6 +163,7 @@ class HealthChecker::Prober : public std::enable_shared_from_this<Prober> {
   // One model status request, connect included, bounded by timeout_.
   void probe_model() {
     deadline_ = SteadyTime::now() + timeout_;
+    if (grpc_) return call_model_status();
     retried_ = false;
     if (stream_) {
       reused_ = true;
@@ -223,6 +262,46 @@ class HealthChecker::Prober : public std::enable_shared_from_this<Prober> {
     return model_done(ProbeResult::connect_failure, "connection lost: " + ec.message());
   }
 
+  // gRPC: one GetModelStatus call on the probe's channel, the deadline its timeout. The
+  // channel posts the completion to this io_context; nothing here waits.
+  void call_model_status() {
+    if (!channel_) {  // the configuration requires a grpc_port with protocol grpc
+      return asio::post(timer_.get_executor(), [self = shared_from_this()] {
+        if (!self->stopped_) self->model_done(ProbeResult::connect_failure, "no grpc_port");
+      });
+    }
+    exchange_ = channel_->send(grpc_requests_[model_], deadline_, ioc_,
+                               [self = shared_from_this()](upstream::GrpcResult&& result) {
+                                 self->on_model_status(std::move(result));
+                               });
+  }
+
+  void on_model_status(upstream::GrpcResult&& result) {
+    exchange_.reset();
+    if (stopped_) return;
+    const auto code = upstream::grpc_code_name(result.status.error_code());
+    if (result.outcome == metrics::UpstreamOutcome::connect_failure) {
+      backend_.reachable.store(false, std::memory_order_relaxed);
+      return model_done(ProbeResult::connect_failure,
+                        "gRPC " + std::string(code) + ": " + result.status.error_message());
+    }
+    backend_.reachable.store(true, std::memory_order_relaxed);
+    if (result.outcome == metrics::UpstreamOutcome::timeout) {
+      return model_done(
+          ProbeResult::timeout,
+          "no answer within " + std::to_string(timeout_.count()) + "ms (gRPC " + code + ")");
+    }
+    tensorflow::serving::GetModelStatusResponse response;
+    if (result.status.ok() &&
+        !grpc::SerializationTraits<tensorflow::serving::GetModelStatusResponse>::Deserialize(
+             &result.response, &response)
+             .ok()) {
+      return model_done(ProbeResult::bad_response, "response is not a GetModelStatusResponse");
+    }
+    auto verdict = evaluate_model_status(result.status, response, expected_version_);
+    model_done(verdict.result, std::move(verdict.detail));
+  }
+
   void model_done(ProbeResult result, std::string detail) {
     std::string described = "model " + models_[model_] + ": " + detail;
     if (result != ProbeResult::passed) return finish_round(result, std::move(described));
@@ -237,6 +316,7 @@ class HealthChecker::Prober : public std::enable_shared_from_this<Prober> {
     const bool changed = state_.on_probe(result);
     const HealthStatus to = state_.status();
     backend_.health.store(static_cast<std::uint8_t>(to), std::memory_order_relaxed);
+    backend_.set_last_probe(to_string(result), detail);
     listener_.on_probe(backend_, result, detail);
     if (changed) listener_.on_status_change(backend_, from, to, detail);
     if (stopped_) return;  // the listener may have stopped the checker
@@ -259,8 +339,12 @@ class HealthChecker::Prober : public std::enable_shared_from_this<Prober> {
   upstream::BackendState& backend_;
   const std::chrono::milliseconds timeout_;
   const std::int64_t expected_version_;
+  const bool grpc_;  // health_check.protocol: grpc
   const std::vector<std::string> models_;
-  std::vector<std::string> requests_;  // serialized GET per model, built once
+  std::vector<std::string> requests_;                 // REST: serialized GET per model, built once
+  std::vector<upstream::GrpcRequest> grpc_requests_;  // gRPC: GetModelStatusRequest per model
+  std::unique_ptr<upstream::GrpcChannel> channel_;    // gRPC: to the backend's grpc_port
+  upstream::GrpcChannel::ExchangeHandle exchange_;    // the gRPC call in flight
   HealthState state_;
   HealthListener& listener_;
   Random& random_;
@@ -288,7 +372,7 @@ HealthChecker::HealthChecker(asio::io_context& ioc, std::vector<upstream::PoolSt
     if (!config.enabled || p >= models.size() || models[p].empty()) continue;
     for (const auto& backend : pool->backends) {
       probers_.push_back(
-          std::make_shared<Prober>(ioc_, *backend, config, models[p], listener, random));
+          std::make_shared<Prober>(ioc_, *backend, *pool->config, models[p], listener, random));
     }
   }
 }

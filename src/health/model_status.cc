@@ -1,7 +1,9 @@
-// Reading TF Serving's answer to `GET /v1/models/{m}` (see shared/TFSERVING.md):
+// Reading TF Serving's model status, from `GET /v1/models/{m}` (see shared/TFSERVING.md):
 //   {"model_version_status": [{"version": "3", "state": "AVAILABLE",
 //                              "status": {"error_code": "OK", "error_message": ""}}]}
-// Pure and exception-free: the body comes from the network and may be anything.
+// or from ModelService/GetModelStatus (the same message, binary). Both are turned into a list
+// of ModelVersionState and judged by evaluate_versions(). Pure and exception-free: the answer
+// comes from the network and may be anything.
 
 #include <charconv>
 #include <cstdint>
@@ -13,6 +15,8 @@
 #include <vector>
 
 #include "fusebox/health/health_checker.h"
+#include "fusebox/upstream/grpc_upstream.h"
+#include "tensorflow_serving/apis/get_model_status.pb.h"
 
 namespace fusebox::health {
 
@@ -45,12 +49,6 @@ std::optional<std::int64_t> read_version(const json& value) {
   if (ec != std::errc{} || end != text.data() + text.size() || text.empty()) return {};
   return v;
 }
-
-struct VersionStatus {
-  std::int64_t version = 0;
-  std::string state;
-  std::string error;  // "<error_code>: <error_message>" when the status carries a message
-};
 
 // Reads status.error_code / status.error_message leniently: a missing or odd status is no
 // reason to reject the answer, the state alone decides.
@@ -111,7 +109,7 @@ ModelStatusVerdict evaluate_model_status(unsigned http_status, std::string_view 
     return verdict(ProbeResult::bad_response, "model_version_status is not an array");
   }
 
-  std::vector<VersionStatus> versions;
+  std::vector<ModelVersionState> versions;
   versions.reserve(list->size());
   for (const auto& entry : *list) {
     if (!entry.is_object()) {
@@ -131,8 +129,43 @@ ModelStatusVerdict evaluate_model_status(unsigned http_status, std::string_view 
     versions.push_back(
         {*version, clipped(state->get_ref<const std::string&>()), read_error(entry)});
   }
-  if (versions.empty()) return verdict(ProbeResult::not_available, "no versions");
+  return evaluate_versions(versions, expected_version);
+}
 
+ModelStatusVerdict evaluate_model_status(
+    const grpc::Status& status, const tensorflow::serving::GetModelStatusResponse& response,
+    std::int64_t expected_version) {
+  if (!status.ok()) {
+    std::string detail = std::string("gRPC ") + upstream::grpc_code_name(status.error_code());
+    if (!status.error_message().empty()) detail += ": " + clipped(status.error_message());
+    const auto result = status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED
+                            ? ProbeResult::timeout
+                            : ProbeResult::grpc_error;
+    return verdict(result, std::move(detail));
+  }
+  using tensorflow::serving::ModelVersionStatus;
+  std::vector<ModelVersionState> versions;
+  versions.reserve(static_cast<std::size_t>(response.model_version_status_size()));
+  for (const auto& entry : response.model_version_status()) {
+    ModelVersionState v;
+    v.version = entry.version();
+    v.state = ModelVersionStatus::State_Name(entry.state());
+    // An open proto3 enum may carry a value this build does not know.
+    if (v.state.empty()) v.state = "state " + std::to_string(static_cast<int>(entry.state()));
+    if (!entry.status().error_message().empty()) {
+      std::string code = tensorflow::error::Code_Name(entry.status().error_code());
+      v.error =
+          (code.empty() ? std::to_string(static_cast<int>(entry.status().error_code())) : code) +
+          ": " + clipped(entry.status().error_message());
+    }
+    versions.push_back(std::move(v));
+  }
+  return evaluate_versions(versions, expected_version);
+}
+
+ModelStatusVerdict evaluate_versions(const std::vector<ModelVersionState>& versions,
+                                     std::int64_t expected_version) {
+  if (versions.empty()) return verdict(ProbeResult::not_available, "no versions");
   std::vector<std::int64_t> available;
   for (const auto& v : versions) {
     if (v.state == "AVAILABLE") available.push_back(v.version);
@@ -183,6 +216,8 @@ const char* to_string(ProbeResult result) {
       return "connect_failure";
     case ProbeResult::timeout:
       return "timeout";
+    case ProbeResult::grpc_error:
+      return "grpc_error";
   }
   return "unknown";
 }

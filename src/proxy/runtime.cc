@@ -50,7 +50,7 @@ std::vector<metrics::PoolLayout> pool_layouts(const config::Config& config) {
   std::vector<metrics::PoolLayout> layouts;
   for (const auto& p : config.pools) {
     metrics::PoolLayout layout{p.name, {}};
-    for (const auto& e : p.endpoints) layout.backends.push_back(e.address + ":" + std::to_string(e.port));
+    for (const auto& e : p.endpoints) layout.backends.push_back(config::endpoint_label(e));
     layouts.push_back(std::move(layout));
   }
   return layouts;
@@ -75,13 +75,12 @@ Runtime::Runtime(std::shared_ptr<const config::Config> cfg, std::size_t shards)
       backend->backend_index = b;
       backend->pool_name = pool_config.name;
       backend->endpoint = pool_config.endpoints[b];
-      backend->label = backend->endpoint.address + ":" + std::to_string(backend->endpoint.port);
-      backend->resolved = resolve(backend->endpoint);
+      backend->label = config::endpoint_label(backend->endpoint);
+      // A gRPC-only backend is never reached over REST; its channel resolves its own name.
+      if (backend->has_rest_port()) backend->resolved = resolve(backend->endpoint);
       if (backend->endpoint.grpc_port != 0) {
-        const auto& address = backend->endpoint.address;
-        auto host = address.find(':') != std::string::npos ? "[" + address + "]" : address;
         backend->grpc = std::make_shared<upstream::GrpcChannel>(
-            host + ":" + std::to_string(backend->endpoint.grpc_port), pool_config);
+            upstream::grpc_target(backend->endpoint), pool_config);
       }
       backend->breaker = std::make_unique<resilience::SharedBreaker>(
           pool_config.circuit_breaker, SteadyClock::instance(),

@@ -62,7 +62,9 @@ struct HttpProtocol {
   using Request = upstream::Request;
   using Result = UpstreamResult;
   using Handle = upstream::ConnectionPool::ExchangeHandle;
-  static constexpr bool kNeedsGrpcPort = false;
+  // Whether `backend` can take this protocol's requests, and what it lacks otherwise.
+  static bool reaches(const BackendState& backend) { return backend.has_rest_port(); }
+  static constexpr const char* kMissingPort = "a REST port";
 
   static Handle send(Pipeline& p, std::vector<std::vector<std::unique_ptr<upstream::ConnectionPool>>>& connections,
                      BackendState& backend, Request& request, TimePoint now, TimePoint attempt_end,
@@ -82,7 +84,8 @@ struct GrpcProtocol {
   using Request = upstream::GrpcRequest;
   using Result = upstream::GrpcResult;
   using Handle = upstream::GrpcChannel::ExchangeHandle;
-  static constexpr bool kNeedsGrpcPort = true;
+  static bool reaches(const BackendState& backend) { return backend.grpc != nullptr; }
+  static constexpr const char* kMissingPort = "a grpc_port";
 
   static Handle send(Pipeline& p, std::vector<std::vector<std::unique_ptr<upstream::ConnectionPool>>>&,
                      BackendState& backend, Request& request, TimePoint, TimePoint attempt_end,
@@ -200,10 +203,10 @@ class Pipeline::Call : public std::enable_shared_from_this<Call<Protocol>> {
   }
 
   std::string no_backend_message() const {
-    if constexpr (Protocol::kNeedsGrpcPort) {
-      bool any = std::any_of(pool_.backends.begin(), pool_.backends.end(),
-                             [](const auto& b) { return b->grpc != nullptr; });
-      if (!any) return "no backend in pool \"" + pool_.config->name + "\" has a grpc_port";
+    bool any = std::any_of(pool_.backends.begin(), pool_.backends.end(),
+                           [](const auto& b) { return Protocol::reaches(*b); });
+    if (!any) {
+      return "no backend in pool \"" + pool_.config->name + "\" has " + Protocol::kMissingPort;
     }
     return "no healthy backend in pool \"" + pool_.config->name + "\"";
   }
@@ -217,7 +220,7 @@ class Pipeline::Call : public std::enable_shared_from_this<Call<Protocol>> {
       candidates.clear();
       for (const auto& b : pool_.backends) {
         if (pass == 0 && tried_[b->backend_index]) continue;
-        if (Protocol::kNeedsGrpcPort && b->grpc == nullptr) continue;
+        if (!Protocol::reaches(*b)) continue;
         auto health = static_cast<health::HealthStatus>(b->health.load(std::memory_order_relaxed));
         if (!health::eligible(health)) continue;
         if (b->breaker->state() == BreakerState::forced_open) continue;

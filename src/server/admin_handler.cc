@@ -47,13 +47,24 @@ std::optional<resilience::BreakerState> parse_operator_state(std::string_view s,
   return std::nullopt;
 }
 
+// A port of 0 is "none" (a gRPC-only backend has no REST port): shown as null.
+nlohmann::json port_json(std::uint16_t port) {
+  return port == 0 ? nlohmann::json(nullptr) : nlohmann::json(port);
+}
+
 nlohmann::json backend_json(const upstream::BackendState& b) {
   auto health = static_cast<health::HealthStatus>(b.health.load(std::memory_order_relaxed));
   auto stats = b.breaker->stats();
-  return {{"address", b.endpoint.address},
-          {"port", b.endpoint.port},
+  auto probe = b.last_probe();
+  return {{"name", b.label},
+          {"address", b.endpoint.address},
+          {"port", port_json(b.endpoint.port)},
+          {"grpc_port", port_json(b.endpoint.grpc_port)},
           {"weight", b.endpoint.weight},
           {"health", health::to_string(health)},
+          {"last_health_check", probe.result.empty() ? nlohmann::json(nullptr)
+                                                     : nlohmann::json{{"result", probe.result},
+                                                                      {"detail", probe.detail}}},
           {"circuit_breaker",
            {{"state", resilience::to_string(b.breaker->state())},
             {"window_calls", stats.calls},

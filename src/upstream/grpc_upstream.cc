@@ -89,7 +89,14 @@ class GrpcChannel::Exchange : public std::enable_shared_from_this<Exchange> {
   std::atomic<bool> cancelled{false};
 };
 
-GrpcChannel::GrpcChannel(const std::string& target, const config::PoolConfig& pool)
+std::string grpc_target(const config::EndpointConfig& endpoint) {
+  const auto& address = endpoint.address;
+  auto host = address.find(':') != std::string::npos ? "[" + address + "]" : address;
+  return host + ":" + std::to_string(endpoint.grpc_port);
+}
+
+GrpcChannel::GrpcChannel(const std::string& target, const config::PoolConfig& pool,
+                         const std::string& user_agent)
     : target_(target),
       channel_([&] {
         grpc::ChannelArguments args;
@@ -106,7 +113,7 @@ GrpcChannel::GrpcChannel(const std::string& target, const config::PoolConfig& po
         // Each backend gets its own connection rather than sharing gRPC's global subchannels.
         args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
         args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);  // fusebox's pipeline retries, not the channel
-        args.SetUserAgentPrefix("fusebox/" FUSEBOX_VERSION);
+        args.SetUserAgentPrefix(user_agent.empty() ? "fusebox/" FUSEBOX_VERSION : user_agent);
         return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
       }()),
       stub_(channel_) {}

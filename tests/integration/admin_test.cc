@@ -241,6 +241,7 @@ TEST_F(AdminTest, AdminConfigReflectsTheConfiguration) {
   EXPECT_EQ(pool.at("max_ejection_percent"), 50);
   // The fixture's fast health checks, the rest at their defaults.
   EXPECT_EQ(pool.at("health_check"), json({{"enabled", true},
+                                           {"protocol", "rest"},
                                            {"interval", "100ms"},
                                            {"unhealthy_interval", "100ms"},
                                            {"jitter_percent", 10},
@@ -337,30 +338,41 @@ TEST_F(AdminTest, AdminBackendsListsBackendsWithCounters) {
   ASSERT_EQ(primary.size(), 2u);
   for (std::size_t i = 0; i < 2; ++i) {
     SCOPED_TRACE(i);
-    EXPECT_EQ(primary.at(i), json({{"address", "127.0.0.1"},
-                                   {"port", ports[i]},
-                                   {"weight", 1},
-                                   {"health", "healthy"},
-                                   {"circuit_breaker",
-                                    {{"state", "closed"},
-                                     {"window_calls", 2},
-                                     {"window_failures", 0},
-                                     {"window_slow_calls", 0},
-                                     {"failure_rate_percent", 0},
-                                     {"slow_rate_percent", 0},
-                                     {"consecutive_failures", 0}}},
-                                   {"reachable", true},
-                                   {"open_connections", 1},
-                                   {"active_requests", 0},
-                                   {"requests_total", 2},
-                                   {"failures_total", 0}}));
+    auto backend = primary.at(i);
+    // The last probe's words; the rest of the entry is compared whole.
+    const auto probe = backend.at("last_health_check");
+    EXPECT_EQ(probe.at("result"), "passed");
+    EXPECT_NE(probe.at("detail").get<std::string>().find(" AVAILABLE"), std::string::npos) << probe;
+    backend.erase("last_health_check");
+    EXPECT_EQ(backend, json({{"name", "127.0.0.1:" + std::to_string(ports[i])},
+                             {"address", "127.0.0.1"},
+                             {"port", ports[i]},
+                             {"grpc_port", nullptr},
+                             {"weight", 1},
+                             {"health", "healthy"},
+                             {"circuit_breaker",
+                              {{"state", "closed"},
+                               {"window_calls", 2},
+                               {"window_failures", 0},
+                               {"window_slow_calls", 0},
+                               {"failure_rate_percent", 0},
+                               {"slow_rate_percent", 0},
+                               {"consecutive_failures", 0}}},
+                             {"reachable", true},
+                             {"open_connections", 1},
+                             {"active_requests", 0},
+                             {"requests_total", 2},
+                             {"failures_total", 0}}));
   }
   const auto& lonely_backends = j.at("pools").at("lonely").at("backends");
   ASSERT_EQ(lonely_backends.size(), 1u);
-  EXPECT_EQ(lonely_backends.at(0), json({{"address", "127.0.0.1"},
+  EXPECT_EQ(lonely_backends.at(0), json({{"name", "127.0.0.1:" + std::to_string(dead)},
+                                         {"address", "127.0.0.1"},
                                          {"port", dead},
+                                         {"grpc_port", nullptr},
                                          {"weight", 1},
                                          {"health", "unknown"},
+                                         {"last_health_check", nullptr},
                                          {"circuit_breaker",
                                           {{"state", "closed"},
                                            {"window_calls", 3},

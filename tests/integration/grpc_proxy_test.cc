@@ -147,14 +147,41 @@ class GrpcProxyTest : public GatewayTest {
     return {status, serving};
   }
 
-  // One sim behind pool "primary" and the default route, healthy; returns the sims.
-  std::vector<std::size_t> start_single_grpc_route() {
-    auto sims = start_grpc_sims(1);
+  // A pool of gRPC-only endpoints (`port: 0`) probed over gRPC, fast enough for a test.
+  PoolSpec grpc_only_pool(std::string name, const std::vector<std::size_t>& sims) {
+    PoolSpec pool = grpc_pool(std::move(name), sims);
+    for (auto& port : pool.ports) port = 0;
+    pool.health_check =
+        "{protocol: grpc, interval: 200ms, unhealthy_interval: 100ms, timeout: 150ms, "
+        "healthy_threshold: 1, unhealthy_threshold: 1}";
+    return pool;
+  }
+
+  // Predict calls a sim has received (gateway traffic; probes are counted apart).
+  static int grpc_predicts(std::uint16_t sim_rest_port) {
+    return sim_stats(sim_rest_port).at("grpc").at("requests_by_method").at("Predict").get<int>();
+  }
+
+  // `pool` behind the default route, every backend healthy.
+  void start_default_route(PoolSpec pool) {
     GatewayConfig config;
-    config.pools.push_back(grpc_pool("primary", sims));
+    config.pools.push_back(std::move(pool));
     config.routes.push_back({});
     start_grpc_gateway(config);
     EXPECT_TRUE(wait_all_backends_health("healthy"));
+  }
+
+  // One sim behind pool "primary" and the default route, healthy; returns the sims.
+  std::vector<std::size_t> start_single_grpc_route() {
+    auto sims = start_grpc_sims(1);
+    start_default_route(grpc_pool("primary", sims));
+    return sims;
+  }
+
+  // `n` sims behind a gRPC-only pool "primary" and the default route, healthy; returns the sims.
+  std::vector<std::size_t> start_grpc_only_route(std::size_t n) {
+    auto sims = start_grpc_sims(n);
+    start_default_route(grpc_only_pool("primary", sims));
     return sims;
   }
 
@@ -620,6 +647,109 @@ TEST_F(GrpcProxyTest, RetryBudgetStopsARetryStorm) {
   EXPECT_GT(metric_value(metrics, R"(fusebox_retry_budget_exhausted_total{pool="primary"})")
                 .value_or(0),
             0);
+}
+
+TEST_F(GrpcProxyTest, GrpcOnlyBackendsAreProbedOverGrpcAndLeftOutWhileLoading) {
+  auto sims = start_grpc_only_route(2);
+
+  const auto shown = backend_json("primary", 1);
+  EXPECT_EQ(shown.at("name"), "127.0.0.1:" + std::to_string(sim(sims[1]).grpc_port));
+  EXPECT_EQ(shown.at("port"), nullptr) << "no REST port";
+  EXPECT_EQ(shown.at("grpc_port"), sim(sims[1]).grpc_port);
+  EXPECT_EQ(shown.at("reachable"), true);
+  EXPECT_EQ(shown.at("last_health_check").at("result"), "passed");
+  EXPECT_EQ(shown.at("last_health_check").at("detail"), "model half_plus_two: version 1 AVAILABLE");
+  for (auto i : sims) {
+    const auto stats = sim_stats(sim(i).port);
+    EXPECT_GT(stats.at("grpc").at("probe_requests"), 0) << "probes use ModelService over gRPC";
+    EXPECT_EQ(stats.at("grpc").at("requests"), 0) << "probes are not client traffic";
+    EXPECT_EQ(stats.at("probe_requests"), 0) << "nothing probes the REST port";
+  }
+
+  // Loading: GetModelStatus still answers OK, with state LOADING; the probe reads it.
+  set_sim_faults(sim(sims[1]).port, {{"model_state", "LOADING"}});
+  ASSERT_TRUE(wait_backend_health("primary", 1, "unhealthy"));
+  const auto loading = backend_json("primary", 1).at("last_health_check");
+  EXPECT_EQ(loading.at("result"), "not_available");
+  EXPECT_EQ(loading.at("detail"), "model half_plus_two: version 1 LOADING");
+  EXPECT_EQ(backend_json("primary", 0).at("health"), "healthy");
+
+  const int before0 = grpc_predicts(sim(sims[0]).port);
+  const int before1 = grpc_predicts(sim(sims[1]).port);
+  for (int i = 0; i < 10; ++i) {
+    auto r = predict("half_plus_two", {1, 2, 5});
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  }
+  EXPECT_EQ(grpc_predicts(sim(sims[0]).port) - before0, 10);
+  EXPECT_EQ(grpc_predicts(sim(sims[1]).port) - before1, 0) << "an unhealthy backend gets nothing";
+
+  // Recovered: traffic returns.
+  set_sim_faults(sim(sims[1]).port, json::object());
+  ASSERT_TRUE(wait_backend_health("primary", 1, "healthy"));
+  for (int i = 0; i < 10; ++i) {
+    auto r = predict("half_plus_two", {1, 2, 5});
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  }
+  EXPECT_GT(grpc_predicts(sim(sims[1]).port) - before1, 0);
+  EXPECT_EQ(grpc_predicts(sim(sims[0]).port) + grpc_predicts(sim(sims[1]).port) - before0 - before1,
+            20);
+}
+
+TEST_F(GrpcProxyTest, GrpcProbeFailuresSayWhy) {
+  auto sims = start_grpc_sims(1);
+  GatewayConfig config;
+  auto pool = grpc_only_pool("primary", sims);
+  pool.extra.emplace_back("circuit_breaker: {mode: disabled}");
+  config.pools.push_back(pool);
+  // Probes ask for a model the backend does not serve: NOT_FOUND.
+  auto missing = grpc_only_pool("missing", sims);
+  missing.health_check.insert(missing.health_check.size() - 1, ", models: [absent]");
+  config.pools.push_back(missing);
+  config.routes.push_back({});
+  start_grpc_gateway(config);
+
+  ASSERT_TRUE(wait_backend_health("missing", 0, "unhealthy"));
+  auto failed = backend_json("missing", 0).at("last_health_check");
+  EXPECT_EQ(failed.at("result"), "grpc_error");
+  EXPECT_EQ(failed.at("detail"),
+            "model absent: gRPC NOT_FOUND: Could not find any versions of model absent");
+
+  // A backend that never answers: the call's deadline is health_check.timeout.
+  ASSERT_TRUE(wait_backend_health("primary", 0, "healthy"));
+  set_sim_faults(sim(sims[0]).port, {{"hang", true}});
+  ASSERT_TRUE(wait_backend_health("primary", 0, "unhealthy"));
+  failed = backend_json("primary", 0).at("last_health_check");
+  EXPECT_EQ(failed.at("result"), "timeout");
+  EXPECT_EQ(failed.at("detail"),
+            "model half_plus_two: no answer within 150ms (gRPC DEADLINE_EXCEEDED)");
+  EXPECT_NE(
+      metrics_text().find(R"(fusebox_health_checks_total{pool="missing",backend="127.0.0.1:)" +
+                          std::to_string(sim(sims[0]).grpc_port) + R"(",result="grpc_error"})"),
+      std::string::npos);
+
+  // A backend that is gone: the connect fails.
+  set_sim_faults(sim(sims[0]).port, json::object());
+  ASSERT_TRUE(wait_backend_health("primary", 0, "healthy"));
+  kill_sim(sims[0]);
+  ASSERT_TRUE(wait_backend_health("primary", 0, "unhealthy"));
+  // The call on the connection that broke may fail first (UNAVAILABLE); the next cannot connect.
+  ASSERT_TRUE(wait_until([&] {
+    return backend_json("primary", 0).at("last_health_check").at("result") == "connect_failure";
+  })) << backend_json("primary", 0);
+  EXPECT_EQ(backend_json("primary", 0).at("reachable"), false);
+}
+
+TEST_F(GrpcProxyTest, RestRequestToAGrpcOnlyPoolIsA503) {
+  auto sims = start_grpc_only_route(1);
+
+  auto c = client();
+  const auto r = c.post(kPredict, kThreeInstances);
+  EXPECT_EQ(r.status, 503);
+  EXPECT_EQ(fusebox_test::json_of(r).at("error"),
+            R"(no backend in pool "primary" has a REST port)");
+  EXPECT_EQ(sim_stats(sim(sims[0]).port).at("requests"), 0) << "nothing reached the REST port";
+  // gRPC calls to the same route are served.
+  EXPECT_TRUE(predict("half_plus_two", {1}).status.ok());
 }
 
 }  // namespace

@@ -56,10 +56,14 @@ struct ListenersConfig {
 
 struct EndpointConfig {
   std::string address;
-  std::uint16_t port = 8501;
+  std::uint16_t port = 8501;                // REST port; 0 = none (gRPC-only, needs grpc_port)
   std::uint32_t weight = 1;                 // 1..1000
   std::uint16_t grpc_port = 0;              // the backend's gRPC port; 0 = not used for gRPC
 };
+
+// How a backend is named in logs, metrics labels and /admin: "address:port", or
+// "address:grpc_port" for a backend without a REST port.
+std::string endpoint_label(const EndpointConfig& endpoint);
 
 enum class BalancerPolicy { weighted_round_robin, least_request };
 
@@ -90,8 +94,13 @@ struct CircuitBreakerConfig {
   bool require_health_check = false;          // half-open only after a passing active probe
 };
 
+// How probes ask a backend for its model status: TF Serving's REST API on `port`, or
+// ModelService/GetModelStatus on `grpc_port`.
+enum class HealthCheckProtocol { rest, grpc };  // YAML: rest, grpc
+
 struct HealthCheckConfig {
   bool enabled = true;
+  HealthCheckProtocol protocol = HealthCheckProtocol::rest;
   Duration interval{5'000};
   Duration unhealthy_interval{1'000};         // faster while unhealthy
   double jitter_percent = 10;

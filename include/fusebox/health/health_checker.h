@@ -1,16 +1,21 @@
 #pragma once
 // Model-aware active health checks of TF Serving backends.
 //
-// For every backend of a pool, `GET /v1/models/{model}` for each of the pool's models; the
-// backend passes only if every model has a version in state AVAILABLE (TF Serving answers 200
-// while a model is LOADING, so the body must be read) and, with expected_version, that version
-// is the expected one. Consecutive passes/failures move the backend between healthy and
-// unhealthy (thresholds); a wrong version makes it version_mismatch at once.
+// For every backend of a pool, the model status of each of the pool's models: REST
+// `GET /v1/models/{model}` on the backend's port, or (health_check.protocol: grpc)
+// ModelService/GetModelStatus on its grpc_port. The backend passes only if every model has a
+// version in state AVAILABLE (TF Serving answers OK while a model is LOADING, so the answer
+// must be read) and, with expected_version, that version is the expected one. Consecutive
+// passes/failures move the backend between healthy and unhealthy (thresholds); a wrong version
+// makes it version_mismatch at once.
 //
-// HealthState and evaluate_model_status() are pure. HealthChecker does the I/O on one
-// io_context (the admin thread): one probe loop per backend, keep-alive connection reused,
+// HealthState and the evaluate_*() functions are pure; both protocols end in
+// evaluate_versions(). HealthChecker does the I/O on one io_context (the admin thread): one
+// probe loop per backend, keep-alive connection (REST) or a gRPC channel of its own reused,
 // interval with jitter (faster while unhealthy), per-probe timeout. Probes are never counted
 // as client traffic.
+
+#include <grpcpp/support/status.h>
 
 #include <boost/asio/io_context.hpp>
 #include <chrono>
@@ -23,6 +28,10 @@
 #include "fusebox/common/clock.h"
 #include "fusebox/config/config.h"
 #include "fusebox/upstream/backend.h"
+
+namespace tensorflow::serving {
+class GetModelStatusResponse;
+}
 
 namespace fusebox::health {
 
@@ -40,6 +49,7 @@ enum class ProbeResult : std::uint8_t {
   bad_response,      // unparsable JSON / unexpected shape
   connect_failure,
   timeout,
+  grpc_error,        // a gRPC status other than OK (NOT_FOUND, UNAVAILABLE, ...)
 };
 const char* to_string(ProbeResult result);
 
@@ -49,9 +59,27 @@ struct ModelStatusVerdict {
   std::string detail;                  // e.g. "state LOADING", "version 2, expected 3"
 };
 
-// Reads TF Serving's model status answer. `expected_version` 0 = any.
+// One entry of model_version_status, as either protocol reports it.
+struct ModelVersionState {
+  std::int64_t version = 0;
+  std::string state;  // the State enum's name: "AVAILABLE", "LOADING", ...
+  std::string error;  // "<error_code>: <error_message>" when the status carries a message
+};
+
+// The judgement both protocols share: whether a model with these versions passes.
+// `expected_version` 0 = any.
+ModelStatusVerdict evaluate_versions(const std::vector<ModelVersionState>& versions,
+                                     std::int64_t expected_version);
+
+// Reads TF Serving's REST model status answer (status code and JSON body).
 ModelStatusVerdict evaluate_model_status(unsigned http_status, std::string_view body,
                                          std::int64_t expected_version);
+
+// Reads the outcome of a ModelService/GetModelStatus call: `response` counts only when
+// `status` is OK. DEADLINE_EXCEEDED is a timeout, any other status a grpc_error.
+ModelStatusVerdict evaluate_model_status(
+    const grpc::Status& status, const tensorflow::serving::GetModelStatusResponse& response,
+    std::int64_t expected_version);
 
 // Threshold logic of one backend (pure).
 class HealthState {

@@ -16,7 +16,7 @@ namespace fusebox::resilience {
 enum class RetryReason : std::uint8_t { connect_failure, reset, timeout, status, hedge };
 inline constexpr std::size_t kRetryReasonCount = 5;
 inline constexpr std::size_t kBreakerStateCount = 6;
-inline constexpr std::size_t kProbeResultCount = 7;  // health::ProbeResult
+inline constexpr std::size_t kProbeResultCount = 8;  // health::ProbeResult
 
 class ResilienceMetrics {
  public:

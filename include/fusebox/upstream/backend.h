@@ -1,13 +1,16 @@
 #pragma once
-// A backend is one TF Serving process (one address:port of a pool). Its shared state is read
-// and written by every worker thread, so all of it is atomic; the identity fields are set once
-// before the workers start and are immutable afterwards.
+// A backend is one TF Serving process (one address:port of a pool; a gRPC-only backend has no
+// REST port and is named by its grpc_port). Its shared state is read and written by every
+// worker thread, so all of it is atomic (or, off the data path, behind a small lock); the
+// identity fields are set once before the workers start and are immutable afterwards.
 
 #include <atomic>
 #include <boost/asio/ip/tcp.hpp>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "fusebox/config/config.h"
@@ -22,9 +25,12 @@ struct BackendState {
   std::size_t pool_index = 0;
   std::size_t backend_index = 0;     // index within the pool
   std::string pool_name;
-  std::string label;                 // "address:port", the metrics/log label
+  std::string label;                 // config::endpoint_label(), the metrics/log label
   config::EndpointConfig endpoint;
-  std::vector<boost::asio::ip::tcp::endpoint> resolved;  // addresses to connect to, in order
+  // REST addresses to connect to, in order; empty for a backend without a REST port.
+  std::vector<boost::asio::ip::tcp::endpoint> resolved;
+
+  bool has_rest_port() const { return endpoint.port != 0; }
 
   // Live state (any thread).
   std::atomic<bool> reachable{false};          // last TCP connect (probe or request) succeeded
@@ -37,6 +43,25 @@ struct BackendState {
 
   std::unique_ptr<resilience::SharedBreaker> breaker;  // set at start-up, never replaced
   std::shared_ptr<GrpcChannel> grpc;  // null when the endpoint has no grpc_port; thread-safe
+
+  // The last health check round, for /admin: written by the checker's thread once a round,
+  // read by the admin handler. Result "" = never probed.
+  struct ProbeReport {
+    std::string result;  // health::to_string(ProbeResult)
+    std::string detail;  // e.g. "model m: gRPC NOT_FOUND: Servable not found ..."
+  };
+  void set_last_probe(std::string result, std::string detail) {
+    std::lock_guard lock(probe_mutex_);
+    last_probe_ = {std::move(result), std::move(detail)};
+  }
+  ProbeReport last_probe() const {
+    std::lock_guard lock(probe_mutex_);
+    return last_probe_;
+  }
+
+ private:
+  mutable std::mutex probe_mutex_;
+  ProbeReport last_probe_;
 };
 
 struct PoolState {

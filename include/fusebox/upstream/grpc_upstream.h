@@ -52,11 +52,16 @@ unsigned http_status_for(grpc::StatusCode code);
 grpc::StatusCode grpc_code_for(unsigned http_status);
 const char* grpc_code_name(grpc::StatusCode code);
 
+// The gRPC target of an endpoint: "address:grpc_port" ("[v6]:grpc_port" for an IPv6 literal).
+std::string grpc_target(const config::EndpointConfig& endpoint);
+
 class GrpcChannel {
  public:
   // `target` is "address:port". Channel arguments: message size limits and keepalive from
-  // the pool's config. The channel connects lazily.
-  GrpcChannel(const std::string& target, const config::PoolConfig& pool);
+  // the pool's config, `user_agent` as the primary user agent ("" = "fusebox/<version>", the
+  // data path's). The channel connects lazily.
+  GrpcChannel(const std::string& target, const config::PoolConfig& pool,
+              const std::string& user_agent = {});
   ~GrpcChannel();
   GrpcChannel(const GrpcChannel&) = delete;
   GrpcChannel& operator=(const GrpcChannel&) = delete;

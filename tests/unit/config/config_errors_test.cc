@@ -242,16 +242,16 @@ TEST(ConfigErrors, EndpointPortAndWeightRange) {
   EXPECT_THAT(errors_of(R"(pools:
   p:
     endpoints:
-      - {address: 10.0.0.1, port: 0, weight: 0}
+      - {address: 10.0.0.1, port: -1, weight: 0}
       - {address: 10.0.0.2, port: 99999999999999999999, weight: 1001}
 routes:
   - {name: r, match: {model: m}, pool: p}
 )"),
-              ElementsAre("f.yaml:4:35: pools.p.endpoints[0].port: must be between 1 and 65535, "
+              ElementsAre("f.yaml:4:35: pools.p.endpoints[0].port: must be between 0 and 65535, "
+                          "got -1",
+                          "f.yaml:4:47: pools.p.endpoints[0].weight: must be between 1 and 1000, "
                           "got 0",
-                          "f.yaml:4:46: pools.p.endpoints[0].weight: must be between 1 and 1000, "
-                          "got 0",
-                          "f.yaml:5:35: pools.p.endpoints[1].port: must be between 1 and 65535, "
+                          "f.yaml:5:35: pools.p.endpoints[1].port: must be between 0 and 65535, "
                           "got 99999999999999999999",
                           "f.yaml:5:65: pools.p.endpoints[1].weight: must be between 1 and 1000, "
                           "got 1001"));
@@ -402,13 +402,74 @@ TEST(ConfigErrors, DuplicateEndpointInAPool) {
       - {address: 10.0.0.1, port: 8501}
       - {address: "::1"}
       - {address: "0:0::1"}
+      - {address: 10.0.0.5, port: 0, grpc_port: 8500}
+      - {address: 10.0.0.5, port: 0, grpc_port: 8501}
+      - {address: 10.0.0.5, port: 0, grpc_port: 8500}
+    health_check: {enabled: false}
 routes:
   - {name: r, match: {model: m}, pool: p}
 )"),
               ElementsAre("f.yaml:6:9: pools.p.endpoints[2]: duplicate endpoint 10.0.0.1:8501 "
                           "(same as endpoints[0])",
                           "f.yaml:8:9: pools.p.endpoints[4]: duplicate endpoint [0:0::1]:8501 "
-                          "(same as endpoints[3])"));
+                          "(same as endpoints[3])",
+                          "f.yaml:11:9: pools.p.endpoints[7]: duplicate endpoint 10.0.0.5:8500 "
+                          "(gRPC) (same as endpoints[5])"));
+}
+
+TEST(ConfigErrors, RestPortZeroNeedsAGrpcPort) {
+  EXPECT_THAT(errors_of(R"(pools:
+  p:
+    endpoints:
+      - {address: 10.0.0.1, port: 0}
+      - {address: 10.0.0.2, port: 0, grpc_port: 0}
+    health_check: {protocol: grpc}
+routes:
+  - {name: r, match: {model: m}, pool: p}
+)"),
+              ElementsAre("f.yaml:4:35: pools.p.endpoints[0].port: 0 (no REST port) needs a "
+                          "grpc_port: the backend must be reachable over REST or gRPC",
+                          "f.yaml:5:35: pools.p.endpoints[1].port: 0 (no REST port) needs a "
+                          "grpc_port: the backend must be reachable over REST or gRPC"));
+}
+
+TEST(ConfigErrors, ProbeProtocolNeedsItsPortOnEveryEndpoint) {
+  // grpc probes: every endpoint needs a grpc_port.
+  EXPECT_THAT(errors_of(R"(pools:
+  p:
+    endpoints:
+      - {address: 10.0.0.1, grpc_port: 8500}
+      - {address: 10.0.0.2, port: 8601}
+    health_check: {protocol: grpc}
+routes:
+  - {name: r, match: {model: m}, pool: p}
+)"),
+              ElementsAre("f.yaml:5:9: pools.p.endpoints[1]: endpoint 10.0.0.2:8601 has no "
+                          "grpc_port (health_check.protocol: grpc probes every endpoint on its "
+                          "grpc_port)"));
+  // rest probes (the default): a gRPC-only endpoint cannot be probed.
+  EXPECT_THAT(errors_of(R"(pools:
+  p:
+    endpoints:
+      - {address: 10.0.0.1}
+      - {address: "::1", port: 0, grpc_port: 8500}
+routes:
+  - {name: r, match: {model: m}, pool: p}
+)"),
+              ElementsAre("f.yaml:5:9: pools.p.endpoints[1]: endpoint [::1]:8500 (gRPC) has no "
+                          "REST port to probe: set health_check.protocol: grpc, or "
+                          "health_check.enabled: false"));
+}
+
+TEST(ConfigErrors, UnknownProbeProtocol) {
+  EXPECT_THAT(errors_of(R"(pools:
+  p:
+    endpoints: [{address: 10.0.0.1, grpc_port: 8500}]
+    health_check: {protocol: http2}
+routes:
+  - {name: r, match: {model: m}, pool: p}
+)"),
+              ElementsAre(HasSubstr("f.yaml:4:30: pools.p.health_check.protocol: ")));
 }
 
 TEST(ConfigErrors, NamesAndModelPatterns) {
@@ -512,7 +573,7 @@ routes:
                           "f.yaml:8:31: pools.p.circuit_breaker.window.length: unknown key "
                           "\"length\" (expected one of: type, size, duration)",
                           "f.yaml:9:20: pools.p.health_check.path: unknown key \"path\" "
-                          "(expected one of: enabled, interval, unhealthy_interval, "
+                          "(expected one of: enabled, protocol, interval, unhealthy_interval, "
                           "jitter_percent, timeout, healthy_threshold, unhealthy_threshold, "
                           "models, expected_version)",
                           "f.yaml:11:43: routes[0].retries: unknown key \"retries\" (expected "

@@ -58,7 +58,8 @@ routes:
           "half_open_max_calls": 3, "require_health_check": false
         },
         "health_check": {
-          "enabled": true, "interval": "5s", "unhealthy_interval": "1s", "jitter_percent": 10,
+          "enabled": true, "protocol": "rest", "interval": "5s", "unhealthy_interval": "1s",
+          "jitter_percent": 10,
           "timeout": "1s", "healthy_threshold": 2, "unhealthy_threshold": 2, "models": [],
           "expected_version": 0
         },
@@ -98,6 +99,9 @@ listeners:
 pools:
   b: {endpoints: [{address: "fd00::1", weight: 7}], idle_connection_timeout: 61s}
   a: {endpoints: [{address: tfs.example.com}], max_connections_per_backend: 2}
+  g:
+    endpoints: [{address: 10.0.0.9, port: 0, grpc_port: 8500}]
+    health_check: {protocol: grpc}
 routes:
   - {name: one, match: {model: m1}, pool: b}
   - {name: two, match: {model: m2}, pool: a, timeout: 45s}
@@ -112,8 +116,10 @@ logging: {level: off, format: text, access_log: false, file: /tmp/x.log}
   EXPECT_EQ(first["listeners"]["http"]["max_request_body"], "3000000B");
   EXPECT_EQ(first["logging"]["level"], "off");
   EXPECT_EQ(first["routes"][1]["timeout"], "45s");
+  EXPECT_EQ(first["pools"]["g"]["health_check"]["protocol"], "grpc");
+  EXPECT_EQ(first["pools"]["g"]["endpoints"][0]["port"], 0) << "0 = no REST port";
   // Pool order in the file survives in Config::pools even though JSON objects are unordered.
-  EXPECT_EQ(reloaded->pools.size(), 2u);
+  EXPECT_EQ(reloaded->pools.size(), 3u);
 }
 
 TEST(ConfigJson, ResilienceSettingsRoundTrip) {

@@ -94,6 +94,7 @@ TEST(ConfigLoader, MinimalFileGetsEveryDefault) {
 
   const HealthCheckConfig& health = pool.health_check;
   EXPECT_TRUE(health.enabled);
+  EXPECT_EQ(health.protocol, HealthCheckProtocol::rest);
   EXPECT_EQ(health.interval, 5s);
   EXPECT_EQ(health.unhealthy_interval, 1s);
   EXPECT_EQ(health.jitter_percent, 10);
@@ -409,6 +410,39 @@ routes:
   - {name: all, match: {model: "*"}, pool: primary}
 )");
   ASSERT_NE(config, nullptr);
+}
+
+TEST(ConfigLoader, GrpcOnlyEndpointsWithGrpcProbes) {
+  auto config = load_ok(R"(pools:
+  tfs:
+    endpoints:
+      - {address: 10.0.0.1, port: 0, grpc_port: 8500}
+      - {address: 10.0.0.1, port: 0, grpc_port: 8600}
+      - {address: 10.0.0.2, grpc_port: 8500}
+    health_check: {protocol: grpc}
+  rest_probed:
+    endpoints: [{address: 10.0.0.3, grpc_port: 8500}]
+    health_check: {protocol: rest}
+  unprobed:
+    endpoints: [{address: 10.0.0.4, port: 0, grpc_port: 8500}]
+    health_check: {enabled: false}
+routes:
+  - {name: r, match: {model: m}, pool: tfs}
+)");
+  ASSERT_NE(config, nullptr);
+  const PoolConfig& pool = config->pools[0];
+  EXPECT_EQ(pool.health_check.protocol, HealthCheckProtocol::grpc);
+  ASSERT_EQ(pool.endpoints.size(), 3u);
+  EXPECT_EQ(pool.endpoints[0].port, 0);
+  EXPECT_EQ(pool.endpoints[0].grpc_port, 8500);
+  EXPECT_EQ(pool.endpoints[1].grpc_port, 8600);
+  EXPECT_EQ(pool.endpoints[2].port, 8501) << "the REST port keeps its default";
+  EXPECT_EQ(endpoint_label(pool.endpoints[0]), "10.0.0.1:8500");
+  EXPECT_EQ(endpoint_label(pool.endpoints[1]), "10.0.0.1:8600");
+  EXPECT_EQ(endpoint_label(pool.endpoints[2]), "10.0.0.2:8501");
+  EXPECT_EQ(config->pools[1].health_check.protocol, HealthCheckProtocol::rest);
+  EXPECT_FALSE(config->pools[2].health_check.enabled);
+  EXPECT_EQ(config->pools[2].endpoints[0].port, 0);
 }
 
 TEST(ConfigLoader, EmptySectionsMeanDefaults) {

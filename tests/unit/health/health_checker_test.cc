@@ -1,8 +1,10 @@
 // The health checker against a tiny HTTP responder on 127.0.0.1, both on one io_context that
-// the test drives in bounded steps until the expected state is reached (no sleeps).
+// the test drives in bounded steps until the expected state is reached (no sleeps); and its gRPC
+// probes against an in-process ModelService (gRPC's callback API) on 127.0.0.1.
 
 #include "fusebox/health/health_checker.h"
 
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
 #include <boost/asio/io_context.hpp>
@@ -12,8 +14,11 @@
 #include <boost/asio/write.hpp>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
+
+#include "tensorflow_serving/apis/model_service.grpc.pb.h"
 
 namespace fusebox::health {
 namespace {
@@ -123,6 +128,100 @@ class Responder {
   std::vector<std::weak_ptr<Connection>> connections_;
 };
 
+namespace tfs = tensorflow::serving;
+
+// A ModelService whose GetModelStatus answers as scripted. Calls arrive on gRPC's threads.
+class ScriptedModelService final : public tfs::ModelService::CallbackService {
+ public:
+  enum class Answer { state, not_found, hang };
+
+  ScriptedModelService() {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(this);
+    server_ = builder.BuildAndStart();
+  }
+  ~ScriptedModelService() override {
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  }
+
+  std::uint16_t port() const { return static_cast<std::uint16_t>(port_); }
+
+  void answer(Answer answer,
+              tfs::ModelVersionStatus::State state = tfs::ModelVersionStatus::AVAILABLE) {
+    std::lock_guard lock(mutex_);
+    answer_ = answer;
+    state_ = state;
+  }
+  std::size_t calls() const {
+    std::lock_guard lock(mutex_);
+    return models_.size();
+  }
+  std::size_t cancelled() const {
+    std::lock_guard lock(mutex_);
+    return cancelled_;
+  }
+  std::string model(std::size_t i) const {
+    std::lock_guard lock(mutex_);
+    return models_.at(i);
+  }
+  std::string user_agent(std::size_t i) const {
+    std::lock_guard lock(mutex_);
+    return user_agents_.at(i);
+  }
+
+  grpc::ServerUnaryReactor* GetModelStatus(grpc::CallbackServerContext* context,
+                                           const tfs::GetModelStatusRequest* request,
+                                           tfs::GetModelStatusResponse* response) override {
+    std::lock_guard lock(mutex_);
+    models_.push_back(request->model_spec().name());
+    auto agent = context->client_metadata().find("user-agent");
+    user_agents_.emplace_back(agent == context->client_metadata().end()
+                                  ? std::string()
+                                  : std::string(agent->second.data(), agent->second.size()));
+    if (answer_ == Answer::hang) return new HungCall(*this);
+    auto* reactor = context->DefaultReactor();
+    if (answer_ == Answer::not_found) {
+      reactor->Finish(
+          grpc::Status(grpc::StatusCode::NOT_FOUND,
+                       "Could not find any versions of model " + request->model_spec().name()));
+      return reactor;
+    }
+    auto* version = response->add_model_version_status();
+    version->set_version(1);
+    version->set_state(state_);
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+ private:
+  // Never answered; finishes only when the client cancels or its deadline passes.
+  class HungCall final : public grpc::ServerUnaryReactor {
+   public:
+    explicit HungCall(ScriptedModelService& service) : service_(service) {}
+    void OnCancel() override {
+      {
+        std::lock_guard lock(service_.mutex_);
+        ++service_.cancelled_;
+      }
+      Finish(grpc::Status::CANCELLED);
+    }
+    void OnDone() override { delete this; }
+
+   private:
+    ScriptedModelService& service_;
+  };
+
+  mutable std::mutex mutex_;
+  Answer answer_ = Answer::state;
+  tfs::ModelVersionStatus::State state_ = tfs::ModelVersionStatus::AVAILABLE;
+  std::vector<std::string> models_;
+  std::vector<std::string> user_agents_;
+  std::size_t cancelled_ = 0;
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+};
+
 struct StatusChange {
   HealthStatus from;
   HealthStatus to;
@@ -178,6 +277,22 @@ class HealthCheckerTest : public testing::Test {
       b->endpoint.port = port;
       b->label = "127.0.0.1:" + std::to_string(port);
       b->resolved.emplace_back(asio::ip::make_address("127.0.0.1"), port);
+      pool_.backends.push_back(std::move(b));
+    }
+  }
+
+  // A pool probed over gRPC, with one gRPC-only backend per port.
+  void make_grpc_pool(const std::vector<std::uint16_t>& grpc_ports) {
+    pool_config_.health_check.protocol = config::HealthCheckProtocol::grpc;
+    pool_.config = &pool_config_;
+    for (auto port : grpc_ports) {
+      auto b = std::make_unique<upstream::BackendState>();
+      b->pool_name = pool_config_.name;
+      b->backend_index = pool_.backends.size();
+      b->endpoint.address = "127.0.0.1";
+      b->endpoint.port = 0;
+      b->endpoint.grpc_port = port;
+      b->label = config::endpoint_label(b->endpoint);
       pool_.backends.push_back(std::move(b));
     }
   }
@@ -510,6 +625,103 @@ TEST_F(HealthCheckerTest, DestroyedAfterTheIoContextStopped) {
   ASSERT_TRUE(run_until([&] { return !responder.heads.empty(); }));
   ioc_.stop();
   checker_.reset();  // probes still have operations queued on the stopped io_context
+  EXPECT_TRUE(listener_.results.empty());
+}
+
+// ---- gRPC probes ----------------------------------------------------------------------------
+
+TEST_F(HealthCheckerTest, GrpcProbeReadsTheModelStateLikeRest) {
+  ScriptedModelService service;
+  make_grpc_pool({service.port()});
+  start();
+
+  ASSERT_TRUE(run_until([&] { return health() == HealthStatus::healthy; }));
+  EXPECT_EQ(listener_.results[0], ProbeResult::passed);
+  EXPECT_EQ(listener_.details[0], "model half_plus_two: version 1 AVAILABLE");
+  EXPECT_TRUE(pool_.backends[0]->reachable.load());
+  EXPECT_EQ(pool_.backends[0]->last_probe().result, "passed");
+  ASSERT_GE(service.calls(), 1u);
+  EXPECT_EQ(service.model(0), "half_plus_two");
+  EXPECT_EQ(service.user_agent(0).rfind("fusebox-health-check", 0), 0u) << service.user_agent(0);
+
+  service.answer(ScriptedModelService::Answer::state, tfs::ModelVersionStatus::LOADING);
+  ASSERT_TRUE(run_until([&] { return health() == HealthStatus::unhealthy; }));
+  EXPECT_EQ(listener_.results.back(), ProbeResult::not_available);
+  EXPECT_EQ(listener_.changes.back().detail, "model half_plus_two: version 1 LOADING");
+  EXPECT_EQ(pool_.backends[0]->last_probe().detail, "model half_plus_two: version 1 LOADING");
+
+  service.answer(ScriptedModelService::Answer::state, tfs::ModelVersionStatus::AVAILABLE);
+  ASSERT_TRUE(run_until([&] { return health() == HealthStatus::healthy; }));
+}
+
+TEST_F(HealthCheckerTest, GrpcProbeExpectedVersion) {
+  ScriptedModelService service;
+  pool_config_.health_check.expected_version = 2;
+  make_grpc_pool({service.port()});
+  start();
+
+  ASSERT_TRUE(run_until([&] { return !listener_.results.empty(); }));
+  EXPECT_EQ(listener_.results[0], ProbeResult::version_mismatch);
+  EXPECT_EQ(listener_.details[0], "model half_plus_two: serving version 1, expected 2");
+  EXPECT_EQ(health(), HealthStatus::version_mismatch);
+}
+
+TEST_F(HealthCheckerTest, GrpcNotFoundIsAFailureWithTheStatus) {
+  ScriptedModelService service;
+  service.answer(ScriptedModelService::Answer::not_found);
+  make_grpc_pool({service.port()});
+  start({"ranker"});
+
+  ASSERT_TRUE(run_until([&] { return health() == HealthStatus::unhealthy; }));
+  EXPECT_EQ(listener_.results[0], ProbeResult::grpc_error);
+  EXPECT_EQ(listener_.details[0],
+            "model ranker: gRPC NOT_FOUND: Could not find any versions of model ranker");
+  EXPECT_TRUE(pool_.backends[0]->reachable.load()) << "the backend answered";
+}
+
+TEST_F(HealthCheckerTest, GrpcProbeDeadlineIsTheTimeout) {
+  ScriptedModelService service;
+  service.answer(ScriptedModelService::Answer::hang);
+  pool_config_.health_check.timeout = milliseconds(80);
+  make_grpc_pool({service.port()});
+  const auto begin = std::chrono::steady_clock::now();
+  start();
+
+  ASSERT_TRUE(run_until([&] { return health() == HealthStatus::unhealthy; }));
+  const auto took = std::chrono::steady_clock::now() - begin;
+  EXPECT_EQ(listener_.results[0], ProbeResult::timeout);
+  EXPECT_EQ(listener_.details[0],
+            "model half_plus_two: no answer within 80ms (gRPC DEADLINE_EXCEEDED)");
+  EXPECT_GE(took, milliseconds(80));
+  EXPECT_LT(took, milliseconds(3000));
+}
+
+TEST_F(HealthCheckerTest, GrpcProbeOfANonListeningPortIsAConnectFailure) {
+  make_grpc_pool({closed_port()});
+  pool_.backends[0]->reachable = true;
+  start();
+
+  ASSERT_TRUE(run_until([&] { return health() == HealthStatus::unhealthy; }));
+  EXPECT_EQ(listener_.results[0], ProbeResult::connect_failure);
+  EXPECT_EQ(listener_.details[0].rfind("model half_plus_two: gRPC UNAVAILABLE", 0), 0u)
+      << listener_.details[0];
+  EXPECT_FALSE(pool_.backends[0]->reachable.load());
+}
+
+TEST_F(HealthCheckerTest, StopCancelsAGrpcProbeInFlight) {
+  ScriptedModelService service;
+  service.answer(ScriptedModelService::Answer::hang);
+  pool_config_.health_check.timeout = milliseconds(10'000);
+  make_grpc_pool({service.port()});
+  start();
+  ASSERT_TRUE(run_until([&] { return service.calls() == 1; }));
+
+  checker_->stop();
+  // The call was cancelled at once (the server saw it), long before its 10 s deadline, and its
+  // completion never reaches the listener.
+  ASSERT_TRUE(run_until([&] { return service.cancelled() == 1; }));
+  ioc_.restart();
+  ioc_.poll();
   EXPECT_TRUE(listener_.results.empty());
 }
 

@@ -1,8 +1,10 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 #include "fusebox/health/health_checker.h"
+#include "tensorflow_serving/apis/get_model_status.pb.h"
 
 namespace fusebox::health {
 namespace {
@@ -161,6 +163,167 @@ TEST(ModelStatus, ProbeResultNames) {
   EXPECT_STREQ(to_string(ProbeResult::bad_response), "bad_response");
   EXPECT_STREQ(to_string(ProbeResult::connect_failure), "connect_failure");
   EXPECT_STREQ(to_string(ProbeResult::timeout), "timeout");
+  EXPECT_STREQ(to_string(ProbeResult::grpc_error), "grpc_error");
+}
+
+// ---- the same answer over gRPC (GetModelStatusResponse) -------------------------------------
+
+namespace tfs = tensorflow::serving;
+
+struct Version {
+  std::int64_t version;
+  tfs::ModelVersionStatus::State state;
+  std::string error_code;  // "" = OK without message
+  std::string error_message;
+};
+
+// The REST body TF Serving writes for these versions.
+std::string rest_body(const std::vector<Version>& versions) {
+  std::string body = R"({"model_version_status": [)";
+  for (std::size_t i = 0; i < versions.size(); ++i) {
+    const auto& v = versions[i];
+    if (i > 0) body += ",";
+    body += R"({"version": ")" + std::to_string(v.version) + R"(", "state": ")" +
+            tfs::ModelVersionStatus::State_Name(v.state) + R"(", "status": {"error_code": ")" +
+            (v.error_code.empty() ? "OK" : v.error_code) + R"(", "error_message": ")" +
+            v.error_message + R"("}})";
+  }
+  return body + "]}";
+}
+
+tfs::GetModelStatusResponse grpc_response(const std::vector<Version>& versions) {
+  tfs::GetModelStatusResponse response;
+  for (const auto& v : versions) {
+    auto* entry = response.add_model_version_status();
+    entry->set_version(v.version);
+    entry->set_state(v.state);
+    if (!v.error_code.empty()) {
+      tensorflow::error::Code code{};
+      EXPECT_TRUE(tensorflow::error::Code_Parse(v.error_code, &code)) << v.error_code;
+      entry->mutable_status()->set_error_code(code);
+    }
+    entry->mutable_status()->set_error_message(v.error_message);
+  }
+  return response;
+}
+
+struct SameVerdictCase {
+  std::string name;
+  std::vector<Version> versions;
+  std::int64_t expected_version;
+  ProbeResult result;
+  std::string detail;
+};
+
+class BothProtocolsTest : public testing::TestWithParam<SameVerdictCase> {};
+
+// Both protocols feed evaluate_versions(): the same versions give the same verdict, word for
+// word, whether they came as JSON or as a protobuf.
+TEST_P(BothProtocolsTest, SameVersionsSameVerdict) {
+  const auto& c = GetParam();
+  const auto rest = evaluate_model_status(200, rest_body(c.versions), c.expected_version);
+  const auto grpc =
+      evaluate_model_status(grpc::Status::OK, grpc_response(c.versions), c.expected_version);
+  EXPECT_EQ(rest.result, c.result) << rest.detail;
+  EXPECT_EQ(rest.detail, c.detail);
+  EXPECT_EQ(grpc.result, rest.result) << grpc.detail;
+  EXPECT_EQ(grpc.detail, rest.detail);
+  EXPECT_EQ(grpc.available_version, rest.available_version);
+}
+
+using State = tfs::ModelVersionStatus;
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, BothProtocolsTest,
+    testing::Values(
+        SameVerdictCase{"available",
+                        {{3, State::AVAILABLE, "", ""}},
+                        0,
+                        ProbeResult::passed,
+                        "version 3 AVAILABLE"},
+        SameVerdictCase{"loading",
+                        {{1, State::LOADING, "", ""}},
+                        0,
+                        ProbeResult::not_available,
+                        "version 1 LOADING"},
+        SameVerdictCase{"unloading_and_end",
+                        {{2, State::UNLOADING, "", ""}, {1, State::END, "", ""}},
+                        0,
+                        ProbeResult::not_available,
+                        "version 2 UNLOADING, version 1 END"},
+        SameVerdictCase{"end_with_error",
+                        {{4, State::END, "NOT_FOUND", "Could not find base path /models/m/4"}},
+                        0,
+                        ProbeResult::not_available,
+                        "version 4 END (NOT_FOUND: Could not find base path /models/m/4)"},
+        SameVerdictCase{"no_versions", {}, 0, ProbeResult::not_available, "no versions"},
+        SameVerdictCase{"expected_version_matches",
+                        {{1, State::AVAILABLE, "", ""}, {2, State::AVAILABLE, "", ""}},
+                        1,
+                        ProbeResult::passed,
+                        "version 1 AVAILABLE"},
+        SameVerdictCase{"expected_version_mismatch",
+                        {{2, State::AVAILABLE, "", ""}},
+                        3,
+                        ProbeResult::version_mismatch,
+                        "serving version 2, expected 3"},
+        SameVerdictCase{"expected_version_only_loading",
+                        {{3, State::LOADING, "", ""}},
+                        3,
+                        ProbeResult::not_available,
+                        "version 3 LOADING"}),
+    [](const testing::TestParamInfo<SameVerdictCase>& info) { return info.param.name; });
+
+struct CallFailureCase {
+  std::string name;
+  grpc::StatusCode code;
+  std::string message;
+  ProbeResult result;
+  std::string detail;
+};
+
+class GrpcCallFailureTest : public testing::TestWithParam<CallFailureCase> {};
+
+TEST_P(GrpcCallFailureTest, StatusOtherThanOkFails) {
+  const auto& c = GetParam();
+  // An answer that would pass: a failed call's response is never read.
+  const auto v = evaluate_model_status(grpc::Status(c.code, c.message),
+                                       grpc_response({{1, State::AVAILABLE, "", ""}}), 0);
+  EXPECT_EQ(v.result, c.result);
+  EXPECT_EQ(v.detail, c.detail);
+  EXPECT_EQ(v.available_version, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, GrpcCallFailureTest,
+    testing::Values(
+        CallFailureCase{"not_found", grpc::StatusCode::NOT_FOUND,
+                        "Could not find any versions of model m", ProbeResult::grpc_error,
+                        "gRPC NOT_FOUND: Could not find any versions of model m"},
+        CallFailureCase{"unavailable", grpc::StatusCode::UNAVAILABLE, "Socket closed",
+                        ProbeResult::grpc_error, "gRPC UNAVAILABLE: Socket closed"},
+        CallFailureCase{"deadline", grpc::StatusCode::DEADLINE_EXCEEDED, "Deadline Exceeded",
+                        ProbeResult::timeout, "gRPC DEADLINE_EXCEEDED: Deadline Exceeded"},
+        CallFailureCase{"unimplemented_without_message", grpc::StatusCode::UNIMPLEMENTED, "",
+                        ProbeResult::grpc_error, "gRPC UNIMPLEMENTED"}),
+    [](const testing::TestParamInfo<CallFailureCase>& info) { return info.param.name; });
+
+TEST(ModelStatus, GrpcLongErrorTextIsCut) {
+  const auto v =
+      evaluate_model_status(grpc::Status(grpc::StatusCode::INTERNAL, std::string(5000, 'x')),
+                            tfs::GetModelStatusResponse(), 0);
+  EXPECT_EQ(v.result, ProbeResult::grpc_error);
+  EXPECT_LT(v.detail.size(), 300u);
+}
+
+TEST(ModelStatus, GrpcUnknownStateIsNotAvailable) {
+  tfs::GetModelStatusResponse response;
+  auto* entry = response.add_model_version_status();
+  entry->set_version(1);
+  entry->set_state(static_cast<State::State>(35));  // a value this build does not know
+  const auto v = evaluate_model_status(grpc::Status::OK, response, 0);
+  EXPECT_EQ(v.result, ProbeResult::not_available);
+  EXPECT_EQ(v.detail, "version 1 state 35");
 }
 
 }  // namespace
