@@ -12,7 +12,7 @@ suffix="" note=""
 if [ $smoke = 1 ]; then suffix=-smoke note=" (smoke run: figures are not meaningful)"; fi
 out=bench/results/$stamp$suffix
 grpc_bin=${BENCH_BIN:-build/bin} # where grpc_compare.sh takes tfs-sim, fusebox and grpc_load
-for tool in grpc_load openloop; do
+for tool in grpc_load openloop idle_conns startup_probe; do
   [ -x "$grpc_bin/$tool" ] || {
     echo "bench/run.sh: $grpc_bin/$tool is missing: run \`make build\` first" >&2
     exit 1
@@ -29,12 +29,14 @@ if [ $smoke = 1 ]; then
   cache_args=(--seconds 1 --rounds 1 --connections 20)
   grpc_args=(--seconds 1 --rounds 1)
   scenario_args=(--smoke)
+  memory_args=(--connections 200 --requests 20000 --starts 2)
 else
   micro_args=(--benchmark_min_time=0.2 --benchmark_repetitions=3 --benchmark_report_aggregates_only=true)
   proxy_args=(--seconds 4 --rounds 3 --connections 50,500) # about 10 minutes
   cache_args=(--seconds 10 --rounds 3 --connections 50)
   grpc_args=(--seconds 10 --rounds 3)
   scenario_args=(--seconds 60 --fault-at 15 --rate 200) # about 10 minutes
+  memory_args=(--connections 10000 --requests 1000000 --starts 10) # 5 to 8 minutes
 fi
 
 echo "== micro-benchmarks"
@@ -46,6 +48,8 @@ echo "== cache tier"
 bench/cache_compare.sh "${cache_args[@]}" --out "$out" >/dev/null
 echo "== gRPC"
 bench/grpc_compare.sh "${grpc_args[@]}" --out "$out" >/dev/null
+echo "== memory and start-up"
+bench/memory_compare.sh "${memory_args[@]}" --out "$out" >/dev/null
 echo "== bad-day scenario"
 bench/scenario.sh "${scenario_args[@]}" --out "$out/scenario" >/dev/null
 
@@ -72,6 +76,12 @@ bench/scenario.sh "${scenario_args[@]}" --out "$out/scenario" >/dev/null
   echo "TF Serving's Predict over gRPC, direct and through fusebox and nginx (\`bench/grpc_compare.sh\`)."
   echo
   cat "$out/grpc.md"
+  echo
+  echo "## Memory and start-up"
+  echo
+  echo "RSS idle, per idle keep-alive connection and under steady load, and time to the first 200 (\`bench/memory_compare.sh\`)."
+  echo
+  cat "$out/memory.md"
   echo
   echo "## Bad day: one of three backends fails"
   echo

@@ -292,10 +292,12 @@ struct Gateway::Impl {
   std::atomic<std::uint32_t> connections{0};
   std::atomic<bool> accept_paused{false};
   std::atomic<bool> stopped{false};
-  asio::io_context admin_ioc{1};
+  // Declared before admin_ioc, so that sessions still queued on it when it is destroyed find
+  // their handler, tracker and limits alive.
   AdminHandler admin_handler;
   SessionTracker admin_tracker;
   config::HttpListenerConfig admin_session_limits;
+  asio::io_context admin_ioc{1};
   FastRandom health_random;
   health::HealthChecker health_checker;
   asio::signal_set signals;

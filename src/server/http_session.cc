@@ -1,10 +1,13 @@
 #include "fusebox/server/http_session.h"
 
+#include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <array>
+#include <cstddef>
+#include <new>
 #include <optional>
 
 #include "fusebox/http/json_error.h"
@@ -50,27 +53,141 @@ std::string_view framing_problem(const Request& req) {
   return {};
 }
 
+// Where the operations an idle connection keeps pending live. Asio's default per-thread
+// recycling would place them in whatever larger block a recent operation left (a header
+// read's is about 220 bytes), doubling their share of an idle connection; instead the wait for
+// the next request lives inside the session object (Asio's custom allocation pattern: its
+// handler owns the session, so the session outlives it), and the idle timer in a block of its
+// own size (its handler does not own the session, which may go before it).
+//
+// Memory for one asynchronous operation at a time. A second operation while the slot is
+// taken, or a larger one, goes to the heap.
+class OperationSlot {
+ public:
+  OperationSlot() = default;
+  OperationSlot(const OperationSlot&) = delete;
+  OperationSlot& operator=(const OperationSlot&) = delete;
+
+  void* allocate(std::size_t size) {
+    if (!in_use_ && size <= sizeof(storage_)) {
+      in_use_ = true;
+      return storage_;
+    }
+    return ::operator new(size);
+  }
+  void deallocate(void* pointer) {
+    if (pointer == storage_) {
+      in_use_ = false;
+    } else {
+      ::operator delete(pointer);
+    }
+  }
+
+ private:
+  // Fits the socket wait operation of Boost 1.81 on x86-64 (about 100 bytes).
+  alignas(std::max_align_t) unsigned char storage_[112];
+  bool in_use_ = false;
+};
+
+template <class T>
+class SlotAllocator {
+ public:
+  using value_type = T;
+  explicit SlotAllocator(OperationSlot& slot) noexcept : slot_(&slot) {}
+  template <class U>
+  SlotAllocator(const SlotAllocator<U>& other) noexcept : slot_(other.slot()) {}
+
+  T* allocate(std::size_t n) { return static_cast<T*>(slot_->allocate(n * sizeof(T))); }
+  void deallocate(T* pointer, std::size_t) noexcept { slot_->deallocate(pointer); }
+  OperationSlot* slot() const noexcept { return slot_; }
+
+  template <class U>
+  bool operator==(const SlotAllocator<U>& other) const noexcept { return slot_ == other.slot(); }
+
+ private:
+  OperationSlot* slot_;
+};
+
+// Plain operator new and delete, bypassing Asio's recycling: a block of the operation's size.
+template <class T>
+class ExactAllocator {
+ public:
+  using value_type = T;
+  ExactAllocator() noexcept = default;
+  template <class U>
+  ExactAllocator(const ExactAllocator<U>&) noexcept {}
+
+  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T))); }
+  void deallocate(T* pointer, std::size_t) noexcept { ::operator delete(pointer); }
+
+  template <class U>
+  bool operator==(const ExactAllocator<U>&) const noexcept { return true; }
+};
+
+}  // namespace
+
+// What a session needs only while it reads and answers a request.
+struct RequestBuffers {
+  beast::flat_buffer buffer;
+  std::optional<http::request_parser<http::string_body>> parser;
+  Response response;
+  std::string head;  // serialized status line and headers of `response`
+};
+
+void RequestBuffersDeleter::operator()(RequestBuffers* buffers) const { delete buffers; }
+
+RequestBuffersPtr SessionTracker::take_buffers() {
+  if (spare_buffers_.empty()) {
+    RequestBuffersPtr buffers(new RequestBuffers);
+    buffers->buffer.reserve(kFirstReadChunk);  // most requests arrive whole in the first read
+    return buffers;
+  }
+  RequestBuffersPtr buffers = std::move(spare_buffers_.back());
+  spare_buffers_.pop_back();
+  return buffers;
+}
+
+void SessionTracker::give_back(RequestBuffersPtr buffers) {
+  if (!buffers || spare_buffers_.size() >= kSpareBuffers) return;  // freed here
+  buffers->parser.reset();
+  buffers->response = {};
+  buffers->head.clear();
+  buffers->buffer.clear();
+  // A large header or a lingering close grew them: keep only the usual sizes.
+  if (buffers->buffer.capacity() > kFirstReadChunk) {
+    buffers->buffer.shrink_to_fit();
+    buffers->buffer.reserve(kFirstReadChunk);
+  }
+  if (buffers->head.capacity() > kFirstReadChunk) buffers->head.shrink_to_fit();
+  if (spare_buffers_.capacity() == 0) spare_buffers_.reserve(kSpareBuffers);
+  spare_buffers_.push_back(std::move(buffers));
+}
+
+namespace {
+
 class HttpSession final : public TrackedSession,
                           public ResponseSink,
                           public std::enable_shared_from_this<HttpSession> {
  public:
   HttpSession(io::Socket socket, const config::HttpListenerConfig& limits,
               RequestHandler& handler, SessionTracker& tracker)
-      : stream_(std::move(socket)),
-        read_timer_(stream_.get_executor()),
+      : socket_(std::move(socket)),
+        deadline_(socket_.get_executor()),
         limits_(limits),
         handler_(handler),
         tracker_(tracker) {
     beast::error_code ec;
-    auto remote = stream_.socket().remote_endpoint(ec);
+    auto remote = socket_.remote_endpoint(ec);
     if (!ec) {
       connection_.client_ip = remote.address().to_string();
       connection_.client_port = remote.port();
     }
-    stream_.socket().set_option(asio::ip::tcp::no_delay(true), ec);
+    socket_.set_option(asio::ip::tcp::no_delay(true), ec);
     tracker_.add(this);
   }
 
+  // Buffers still held here (a session dropped with its worker's io_context) are freed, not
+  // given back: the tracker may be going too.
   ~HttpSession() override { tracker_.remove(this); }
 
   void start() {
@@ -82,17 +199,18 @@ class HttpSession final : public TrackedSession,
     draining_ = true;
     if (state_ == State::idle) {
       beast::error_code ec;
-      stream_.socket().cancel(ec);  // the pending idle read completes and closes
+      socket_.cancel(ec);  // the pending idle wait completes and closes
     }
   }
 
   void send(Response&& response) override {
-    response_ = std::move(response);
+    auto& out = buffers_->response;
+    out = std::move(response);
     bool keep = keep_alive_ && !draining_ &&
                 (limits_.max_requests_per_connection == 0 ||
                  served_ < limits_.max_requests_per_connection);
-    response_.keep_alive(keep);
-    response_.prepare_payload();
+    out.keep_alive(keep);
+    out.prepare_payload();
     write_response(keep);
   }
 
@@ -101,93 +219,106 @@ class HttpSession final : public TrackedSession,
 
   void read_request() {
     if (draining_) return close();
-    parser_.emplace();
-    parser_->header_limit(static_cast<std::uint32_t>(limits_.max_request_headers));
-    parser_->body_limit(limits_.max_request_body);
-    if (buffer_.size() > 0) return read_header();  // pipelined request already buffered
-    // Wait for the first bytes of the next request under the idle timeout; the header timeout
-    // starts once the client begins to send.
+    if (buffers_ && buffers_->buffer.size() > 0) return start_request();  // pipelined request
+    // Wait for the first bytes of the next request under the idle timeout, without buffers;
+    // the header timeout starts once the client begins to send.
+    tracker_.give_back(std::move(buffers_));
     state_ = State::idle;
-    stream_.expires_after(limits_.idle_timeout);
-    stream_.async_read_some(buffer_.prepare(kFirstReadChunk),
-                            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
-                              self->on_first_bytes(ec, n);
-                            });
+    arm_deadline(limits_.idle_timeout, /*idle=*/true);
+    socket_.async_wait(asio::socket_base::wait_read,
+                       asio::bind_allocator(SlotAllocator<void>(idle_wait_slot_),
+                                            [self = shared_from_this()](beast::error_code ec) {
+                                              self->disarm_deadline();
+                                              // idle timeout, drain, or an error
+                                              if (ec) return self->close();
+                                              self->start_request();
+                                            }));
   }
 
-  void on_first_bytes(beast::error_code ec, std::size_t n) {
-    if (ec) return close();  // idle timeout, client closed, or drain
-    buffer_.commit(n);
+  void start_request() {
+    if (!buffers_) buffers_ = tracker_.take_buffers();
+    auto& parser = buffers_->parser.emplace();
+    parser.header_limit(static_cast<std::uint32_t>(limits_.max_request_headers));
+    parser.body_limit(limits_.max_request_body);
     read_header();
   }
 
   void read_header() {
     state_ = State::reading;
     start_ = Clock::now();
-    arm_read_deadline(limits_.request_header_timeout);
-    http::async_read_header(stream_, buffer_, *parser_,
+    arm_deadline(limits_.request_header_timeout);
+    http::async_read_header(socket_, buffers_->buffer, *buffers_->parser,
                             [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                              self->disarm_read_deadline();
+                              self->disarm_deadline();
                               self->on_header(ec);
                             });
   }
 
-  // Header and body reads run under our own timer rather than the stream's timeout, because
-  // the stream closes the socket when its timeout fires and a slow client is owed a 408.
-  void arm_read_deadline(Clock::duration timeout) {
-    stream_.expires_never();
-    read_timed_out_ = false;
-    read_timer_.expires_after(timeout);
-    read_timer_.async_wait([self = shared_from_this(), generation = ++read_generation_](
-                               beast::error_code ec) {
-      if (ec || generation != self->read_generation_) return;
-      self->read_timed_out_ = true;
+  // Every wait on the socket (idle, reads, writes, lingering) runs under this one timer: when
+  // it fires the socket's operations are cancelled, and a read that timed out is owed a 408.
+  // The timer does not keep the session alive: the operation it cancels does. A cancelled wait
+  // still pending when the session closes so never holds it (or its tracker) past its io_context.
+  void arm_deadline(Clock::duration timeout, bool idle = false) {
+    timed_out_ = false;
+    deadline_.expires_after(timeout);
+    auto on_expiry = [weak = weak_from_this(), generation = ++deadline_generation_](
+                         beast::error_code ec) {
+      auto self = weak.lock();
+      if (ec || !self || generation != self->deadline_generation_) return;
+      self->timed_out_ = true;
       beast::error_code ignored;
-      self->stream_.socket().cancel(ignored);
-    });
+      self->socket_.cancel(ignored);
+    };
+    if (idle) {
+      deadline_.async_wait(asio::bind_allocator(ExactAllocator<void>(), std::move(on_expiry)));
+    } else {
+      deadline_.async_wait(std::move(on_expiry));
+    }
   }
 
-  void disarm_read_deadline() {
-    ++read_generation_;
-    read_timer_.cancel();
+  void disarm_deadline() {
+    ++deadline_generation_;
+    deadline_.cancel();
   }
 
   void on_header(beast::error_code ec) {
     if (ec) return on_read_error(ec, "request header");
-    const auto& req = parser_->get();
+    auto& parser = *buffers_->parser;
+    const auto& req = parser.get();
     if (auto problem = framing_problem(req); !problem.empty()) {
       return reject(400, problem);
     }
     if (auto expect = req[http::field::expect]; !expect.empty()) {
       if (!iequals(trim(expect), "100-continue")) return reject(417, "unsupported Expect header");
-      if (!parser_->is_done()) return send_continue();
+      if (!parser.is_done()) return send_continue();
     }
     read_body();
   }
 
   void send_continue() {
     auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_, 11);
-    stream_.expires_after(limits_.request_body_timeout);  // a stalled write just closes
-    http::async_write(stream_, *cont,
+    arm_deadline(limits_.request_body_timeout);  // a stalled write just closes
+    http::async_write(socket_, *cont,
                       [self = shared_from_this(), cont](beast::error_code ec, std::size_t) {
+                        self->disarm_deadline();
                         if (ec) return self->close();
                         self->read_body();
                       });
   }
 
   void read_body() {
-    if (parser_->is_done()) return dispatch_request();
-    arm_read_deadline(limits_.request_body_timeout);
-    http::async_read(stream_, buffer_, *parser_,
+    if (buffers_->parser->is_done()) return dispatch_request();
+    arm_deadline(limits_.request_body_timeout);
+    http::async_read(socket_, buffers_->buffer, *buffers_->parser,
                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                       self->disarm_read_deadline();
+                       self->disarm_deadline();
                        if (ec) return self->on_read_error(ec, "request body");
                        self->dispatch_request();
                      });
   }
 
   void on_read_error(beast::error_code ec, std::string_view what) {
-    if (read_timed_out_) {
+    if (timed_out_) {
       return reject(408, std::string(what) + " not received within the timeout");
     }
     if (ec == http::error::header_limit) return reject(431, "request header fields too large");
@@ -203,8 +334,8 @@ class HttpSession final : public TrackedSession,
   void dispatch_request() {
     state_ = State::handling;
     ++served_;
-    auto request = parser_->release();
-    parser_.reset();
+    auto request = buffers_->parser->release();
+    buffers_->parser.reset();
     keep_alive_ = request.keep_alive();
     version_ = request.version();
     handler_.handle(std::move(request), connection_, start_, shared_from_this());
@@ -212,13 +343,15 @@ class HttpSession final : public TrackedSession,
 
   void write_response(bool keep) {
     state_ = State::writing;
-    head_.clear();
-    ::fusebox::http::append_response_head(response_, head_);
-    std::array<asio::const_buffer, 2> buffers{asio::buffer(head_), asio::buffer(response_.body())};
-    stream_.expires_after(limits_.request_body_timeout);
-    asio::async_write(stream_, buffers,
+    auto& b = *buffers_;
+    b.head.clear();
+    ::fusebox::http::append_response_head(b.response, b.head);
+    std::array<asio::const_buffer, 2> buffers{asio::buffer(b.head), asio::buffer(b.response.body())};
+    arm_deadline(limits_.request_body_timeout);
+    asio::async_write(socket_, buffers,
                       [self = shared_from_this(), keep](beast::error_code ec, std::size_t) {
-                        self->response_ = {};
+                        self->disarm_deadline();
+                        self->buffers_->response = {};
                         if (ec) return self->close();
                         if (!keep) return self->linger_close();
                         self->read_request();
@@ -227,34 +360,35 @@ class HttpSession final : public TrackedSession,
 
   // Answers a request the session cannot pass on, then closes the connection.
   void reject(unsigned status, std::string_view reason) {
+    auto& b = *buffers_;
     std::string method, target;
-    if (parser_ && parser_->is_header_done()) {
-      method = std::string(parser_->get().method_string());
-      target = std::string(parser_->get().target());
+    if (b.parser && b.parser->is_header_done()) {
+      method = std::string(b.parser->get().method_string());
+      target = std::string(b.parser->get().target());
     }
     auto response = ::fusebox::http::json_error_response(status, reason, version_);
     response.keep_alive(false);
     RejectedRequest rejected{status, method, target, reason, response.body().size(), start_};
     handler_.on_rejected(connection_, rejected);
-    parser_.reset();
+    b.parser.reset();
     keep_alive_ = false;
-    response_ = std::move(response);
+    b.response = std::move(response);
     write_response(false);
   }
 
   void linger_close() {
     state_ = State::closing;
     beast::error_code ec;
-    stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+    socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
     if (ec) return close();
-    stream_.expires_after(kLingerTime);
-    buffer_.clear();
+    arm_deadline(kLingerTime);
+    buffers_->buffer.clear();
     discard_more();
   }
 
   void discard_more() {
-    stream_.async_read_some(buffer_.prepare(16384), [self = shared_from_this()](
-                                                        beast::error_code ec, std::size_t n) {
+    socket_.async_read_some(buffers_->buffer.prepare(16384), [self = shared_from_this()](
+                                                                 beast::error_code ec, std::size_t n) {
       self->lingered_ += n;
       if (ec || self->lingered_ > kLingerMaxBytes) return self->close();
       self->discard_more();
@@ -263,19 +397,20 @@ class HttpSession final : public TrackedSession,
 
   void close() {
     state_ = State::closing;
+    tracker_.give_back(std::move(buffers_));  // no operation uses them any more
+    disarm_deadline();
     beast::error_code ec;
-    stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
-    stream_.close();
+    socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+    socket_.close(ec);
   }
 
-  io::Stream stream_;
-  beast::flat_buffer buffer_;
-  std::optional<http::request_parser<http::string_body>> parser_;
-  Response response_;
-  std::string head_;  // serialized status line and headers of response_
-  io::Timer read_timer_;
-  std::uint64_t read_generation_ = 0;
-  bool read_timed_out_ = false;
+  // Declared first: destroyed last, after anything that could still hold an operation there.
+  OperationSlot idle_wait_slot_;
+  io::Socket socket_;
+  io::Timer deadline_;
+  RequestBuffersPtr buffers_;  // only while a request is read, handled or answered
+  std::uint64_t deadline_generation_ = 0;
+  bool timed_out_ = false;
   const config::HttpListenerConfig& limits_;
   RequestHandler& handler_;
   SessionTracker& tracker_;

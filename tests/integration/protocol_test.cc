@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <string>
+#include <thread>
 
 #include "gateway_fixture.h"
 #include "scripted_backend.h"
@@ -180,6 +181,25 @@ TEST_F(ProtocolTest, KeepAliveServesManyRequestsOnOneConnection) {
   }
   EXPECT_TRUE(c.connected());
   EXPECT_EQ(c.connections_opened(), 1);
+}
+
+// An idle keep-alive connection waits without buffers: waiting longer than the header timeout
+// is fine (that timeout starts with the first bytes), and the idle timeout closes it silently.
+TEST_F(ProtocolTest, IdleKeepAliveConnectionIsServedAgainThenClosedAfterTheIdleTimeout) {
+  start({"request_header_timeout: 200ms", "idle_timeout: 800ms"});
+  auto c = client();
+  EXPECT_EQ(c.post(kPredict, kThreeInstances).status, 200);
+  std::this_thread::sleep_for(Millis{400});
+  const auto again = c.post(kPredict, kThreeInstances);
+  EXPECT_EQ(again.status, 200);
+  EXPECT_EQ(again.body, kThreePredictions);
+  EXPECT_EQ(c.connections_opened(), 1);
+  const auto begin = steady_clock::now();
+  EXPECT_TRUE(c.connection_closed(kCloseWait)) << "the idle timeout must close the connection";
+  const auto elapsed = std::chrono::duration_cast<Millis>(steady_clock::now() - begin);
+  EXPECT_GE(elapsed.count(), 700);
+  EXPECT_LT(elapsed.count(), 2400) << "not within 3x idle_timeout";
+  EXPECT_EQ(sim_stats(sim_port()).at("requests"), 2);
 }
 
 TEST_F(ProtocolTest, PipelinedRequestsAreAnsweredInOrder) {

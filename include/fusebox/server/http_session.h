@@ -3,6 +3,12 @@
 // the completion handlers in flight (shared_from_this). Requests on a connection are read and
 // answered one at a time, so a pipelining client is served in order with bounded buffering.
 //
+// A keep-alive connection waiting for its next request holds only its socket, one timer and
+// the session object (a few hundred bytes): the read buffer, parser and response it uses while
+// a request is read and answered (RequestBuffers) go back to its worker's SessionTracker, which
+// lends them to the next request of any connection, as nginx and HAProxy release their buffers
+// on idle connections.
+//
 // The session enforces the protocol limits (header size 431, body size 413, slow clients 408,
 // malformed or ambiguous framing 400) and hands well-formed requests to a RequestHandler.
 
@@ -15,6 +21,7 @@
 #include <memory>
 #include <string>
 #include <unordered_set>
+#include <vector>
 
 #include "fusebox/common/io.h"
 #include "fusebox/config/config.h"
@@ -67,12 +74,27 @@ class TrackedSession {
   virtual void drain() = 0;
 };
 
+// The working memory of one request in a session (defined in http_session.cc).
+struct RequestBuffers;
+struct RequestBuffersDeleter {
+  void operator()(RequestBuffers* buffers) const;
+};
+using RequestBuffersPtr = std::unique_ptr<RequestBuffers, RequestBuffersDeleter>;
+
 // The sessions of one worker thread (single-threaded, no lock).
 class SessionTracker {
  public:
   // Called after a session was added or removed (e.g. to update gauges, resume accepting).
   using Hook = std::function<void(int delta)>;
   explicit SessionTracker(Hook on_change) : on_change_(std::move(on_change)) {}
+
+  // Request buffers for a session starting to read a request: a spare set when there is one
+  // (no allocation while the worker's busy connections stay below kSpareBuffers), else new.
+  RequestBuffersPtr take_buffers();
+  // Takes back the buffers of a session going idle or away: emptied and kept as a spare while
+  // fewer than kSpareBuffers are, freed otherwise.
+  void give_back(RequestBuffersPtr buffers);
+  static constexpr std::size_t kSpareBuffers = 64;
 
   void add(TrackedSession* s) {
     sessions_.insert(s);
@@ -94,6 +116,7 @@ class SessionTracker {
  private:
   Hook on_change_;
   std::unordered_set<TrackedSession*> sessions_;
+  std::vector<RequestBuffersPtr> spare_buffers_;
   bool draining_ = false;
 };
 
