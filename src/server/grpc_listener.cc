@@ -247,19 +247,19 @@ class FallbackService final : public grpc::CallbackGenericService {
    public:
     Reactor(grpc::GenericCallbackServerContext* ctx, ListenerCore& core) : ctx_(ctx), core_(core) {
       core_.calls.add();
-      StartRead(&request_);
+      const auto& method = ctx_->method();
+      // Anything but Check is refused at once, without waiting for (streamed) requests.
+      if (method == kHealthWatch) {
+        Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                            "fusebox answers grpc.health.v1.Health/Check only"));
+      } else if (method != kHealthCheck) {
+        Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "fusebox does not serve " + method));
+      } else {
+        StartRead(&request_);
+      }
     }
 
     void OnReadDone(bool ok) override {
-      const auto& method = ctx_->method();
-      if (method == kHealthWatch) {
-        return Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                                   "fusebox answers grpc.health.v1.Health/Check only"));
-      }
-      if (method != kHealthCheck) {
-        return Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                                   "fusebox does not serve " + method));
-      }
       if (!ok) {
         // The client half-closed without a message, or went away.
         return Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "no request message"));

@@ -75,7 +75,8 @@ json run_client(const std::string& target, const std::vector<std::string>& args)
                "");
   }
   const auto line = client->read_line(kClientBound);  // one line, at the end of the run
-  const auto code = client->wait_exit(Millis{5000});
+  // grpcio's teardown (channel and its threads) can take seconds on a loaded machine.
+  const auto code = client->wait_exit(Millis{20000});
   if (!code) throw fail("no result within " + std::to_string(kClientBound.count()) + " ms", "");
   if (*code == 4) {
     throw fail(
