@@ -58,6 +58,7 @@ ulimit -n "$(ulimit -Hn)"
 work=$(mktemp -d -t fusebox-memory-bench.XXXXXX)
 [ -n "$out" ] || out=$work
 mkdir -p "$out"
+out=$(cd "$out" && pwd) # absolute: nginx resolves relative paths against its own prefix
 started=() # the processes this script started: stopped by their ids on exit
 on_exit() {
   [ ${#started[@]} -eq 0 ] || kill "${started[@]}" 2>/dev/null || true

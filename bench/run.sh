@@ -1,16 +1,30 @@
 #!/usr/bin/env bash
 # Runs the benchmarks and writes bench/results/<date>/report.md with the raw outputs beside it.
-#   bench/run.sh            full run (several minutes)
-#   bench/run.sh --smoke    seconds-long run that only proves the harness works (CI)
+#   bench/run.sh               full run (about 35 minutes)
+#   bench/run.sh --smoke       a short run that only proves the harness works (CI)
+#   bench/run.sh --report DIR  writes DIR/report.md again from the outputs in DIR (after a
+#                              step was re-run alone into DIR, e.g. bench/scenario.sh --out DIR/scenario)
 # Figures are ratios against nginx/HAProxy/direct measured in the same run; see bench/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-smoke=0
-[ "${1:-}" = "--smoke" ] && smoke=1
+smoke=0 report_only=""
+case "${1:-}" in
+  --smoke) smoke=1 ;;
+  --report)
+    [ -d "${2:-}" ] || { echo "bench/run.sh: --report needs a results folder" >&2; exit 2; }
+    report_only=$2 ;;
+  "") ;;
+  *) echo "bench/run.sh: unknown option $1 (known: --smoke, --report DIR)" >&2; exit 2 ;;
+esac
 stamp=$(date -u +%Y-%m-%dT%H-%M-%SZ)
 suffix="" note=""
 if [ $smoke = 1 ]; then suffix=-smoke note=" (smoke run: figures are not meaningful)"; fi
 out=bench/results/$stamp$suffix
+if [ -n "$report_only" ]; then
+  out=${report_only%/}
+  stamp=$(basename "$out")
+  [[ $stamp != *-smoke ]] || note=" (smoke run: figures are not meaningful)"
+fi
 grpc_bin=${BENCH_BIN:-build/bin} # where grpc_compare.sh takes tfs-sim, fusebox and grpc_load
 for tool in grpc_load openloop idle_conns startup_probe; do
   [ -x "$grpc_bin/$tool" ] || {
@@ -20,7 +34,9 @@ for tool in grpc_load openloop idle_conns startup_probe; do
 done
 mkdir -p "$out"
 
-if [ $smoke = 1 ]; then
+if [ -n "$report_only" ]; then
+  : # no step runs
+elif [ $smoke = 1 ]; then
   micro_args=(--benchmark_min_time=0.01)
   # Every code path of the proxy matrix: both backends, two connection counts, a small and
   # both large bodies, every contender, one round of one second.
@@ -39,19 +55,22 @@ else
   memory_args=(--connections 10000 --requests 1000000 --starts 10) # 5 to 8 minutes
 fi
 
-echo "== micro-benchmarks"
-build/bin/micro_bench "${micro_args[@]}" --benchmark_out="$out/micro.json" \
-  --benchmark_out_format=json | tee "$out/micro.txt"
-echo "== proxy overhead"
-bench/proxy_compare.sh "${proxy_args[@]}" --out "$out" >/dev/null
-echo "== cache tier"
-bench/cache_compare.sh "${cache_args[@]}" --out "$out" >/dev/null
-echo "== gRPC"
-bench/grpc_compare.sh "${grpc_args[@]}" --out "$out" >/dev/null
-echo "== memory and start-up"
-bench/memory_compare.sh "${memory_args[@]}" --out "$out" >/dev/null
-echo "== bad-day scenario"
-bench/scenario.sh "${scenario_args[@]}" --out "$out/scenario" >/dev/null
+run_steps() {
+  echo "== micro-benchmarks"
+  build/bin/micro_bench "${micro_args[@]}" --benchmark_out="$out/micro.json" \
+    --benchmark_out_format=json | tee "$out/micro.txt"
+  echo "== proxy overhead"
+  bench/proxy_compare.sh "${proxy_args[@]}" --out "$out" >/dev/null
+  echo "== cache tier"
+  bench/cache_compare.sh "${cache_args[@]}" --out "$out" >/dev/null
+  echo "== gRPC"
+  bench/grpc_compare.sh "${grpc_args[@]}" --out "$out" >/dev/null
+  echo "== memory and start-up"
+  bench/memory_compare.sh "${memory_args[@]}" --out "$out" >/dev/null
+  echo "== bad-day scenario"
+  bench/scenario.sh "${scenario_args[@]}" --out "$out/scenario" >/dev/null
+}
+[ -n "$report_only" ] || run_steps
 
 {
   echo "# fusebox benchmarks, $stamp$note"

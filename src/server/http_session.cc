@@ -20,6 +20,7 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 
 constexpr std::size_t kFirstReadChunk = 4096;
+constexpr std::size_t kBodyReadChunk = 64 * 1024;  // read size for large request bodies
 // After answering an error, keep reading (and discarding) what the client still sends for a
 // short while, so the error response is not destroyed by a TCP reset (nginx: lingering close).
 constexpr auto kLingerTime = std::chrono::seconds(2);
@@ -308,6 +309,16 @@ class HttpSession final : public TrackedSession,
 
   void read_body() {
     if (buffers_->parser->is_done()) return dispatch_request();
+    // Beast reads at most the buffer's free capacity at a time, and the parser moves body bytes
+    // out as they come, so a large body read through the small first-read buffer would take
+    // thousands of reads. It gets a larger buffer (trimmed again when the buffers go back to
+    // the spare pool).
+    auto& buffer = buffers_->buffer;
+    const auto length = buffers_->parser->content_length();
+    if (!length || *length > buffer.capacity() - buffer.size()) {
+      buffer.reserve(buffer.size() + std::min<std::uint64_t>(length.value_or(kBodyReadChunk),
+                                                             kBodyReadChunk));
+    }
     arm_deadline(limits_.request_body_timeout);
     http::async_read(socket_, buffers_->buffer, *buffers_->parser,
                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
