@@ -43,25 +43,8 @@ done
 command -v nginx >/dev/null || fail "nginx is missing: run scripts/install-deps.sh --bench"
 
 # Scratch files (configs, port files) in $work, kept only when it is also the output folder.
-work=$(mktemp -d -t fusebox-grpc-bench.XXXXXX)
-[ -n "$out" ] || out=$work
-mkdir -p "$out"
-started=() # the processes this script started: stopped by their ids on exit
-on_exit() {
-  [ ${#started[@]} -eq 0 ] || kill "${started[@]}" 2>/dev/null || true
-  wait 2>/dev/null || true
-  if [ "$out" != "$work" ]; then rm -rf "$work"; fi
-}
-trap on_exit EXIT
-
-# Waits until FILE has at least N lines (a process printing its ports), for 10 s at most.
-wait_lines() { # file n what
-  for _ in $(seq 200); do
-    [ "$(wc -l <"$1")" -ge "$2" ] && return
-    sleep 0.05
-  done
-  fail "$3 did not report its ports (see $1)"
-}
+. bench/lib.sh
+bench_workspace grpc
 
 "$bin/tfs-sim" --rest-port 0 --grpc-port 0 --threads 1 >"$work/sim.ports" 2>"$out/grpc-tfs-sim.log" &
 started+=($!)
@@ -87,8 +70,7 @@ wait_lines "$work/fusebox.out" 1 "fusebox (log: $out/grpc-fusebox.log)"
 fb_grpc=$(sed -n '1s/.* grpc=[^ ]*:\([0-9][0-9]*\).*/\1/p' "$work/fusebox.out")
 [ -n "$fb_grpc" ] || fail "no grpc= in fusebox's first line: $(head -1 "$work/fusebox.out")"
 
-# nginx cannot report a port: bind port 0, read the number, release it.
-ng_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+ng_port=$(free_port)
 sed -e "s|@WORK@|$work|g" -e "s|@SIM_GRPC_PORT@|$sim_grpc|g" -e "s|@PORT@|$ng_port|g" \
   bench/contenders/nginx-grpc.conf.in >"$work/nginx-grpc.conf"
 nginx -c "$work/nginx-grpc.conf" -p "$work" -e "$work/nginx-grpc.err" &

@@ -55,19 +55,9 @@ ulimit -n "$(ulimit -Hn)"
   fail "--connections $conns needs more descriptors than ulimit -Hn ($(ulimit -Hn)) allows"
 
 # Scratch files (configs, logs) in $work, kept only when it is also the output folder.
-work=$(mktemp -d -t fusebox-memory-bench.XXXXXX)
-[ -n "$out" ] || out=$work
-mkdir -p "$out"
-out=$(cd "$out" && pwd) # absolute: nginx resolves relative paths against its own prefix
-started=() # the processes this script started: stopped by their ids on exit
-on_exit() {
-  [ ${#started[@]} -eq 0 ] || kill "${started[@]}" 2>/dev/null || true
-  wait 2>/dev/null || true
-  if [ "$out" != "$work" ]; then rm -rf "$work"; fi
-}
-trap on_exit EXIT
+. bench/lib.sh
+bench_workspace memory
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 "$bin/tfs-sim" --rest-port 0 --threads 1 >"$work/sim.port" 2>"$work/tfs-sim.log" &
 started+=($!)

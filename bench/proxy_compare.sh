@@ -87,26 +87,8 @@ if [ "$(ulimit -Sn)" != unlimited ] && [ "$(ulimit -Sn)" -lt $want_fds ]; then
 fi
 
 # Scratch files (configs, bodies, port files) in $work, kept only when it is also the output folder.
-work=$(mktemp -d -t fusebox-proxy-bench.XXXXXX)
-[ -n "$out" ] || out=$work
-mkdir -p "$out"
-out=$(cd "$out" && pwd) # absolute: nginx reads relative paths from its own prefix
-started=() # the processes this script started: stopped by their ids on exit
-on_exit() {
-  [ ${#started[@]} -eq 0 ] || kill "${started[@]}" 2>/dev/null || true
-  wait 2>/dev/null || true
-  if [ "$out" != "$work" ]; then rm -rf "$work"; fi
-}
-trap on_exit EXIT
-
-# Waits until FILE has at least N lines (a process printing its ports), for 10 s at most.
-wait_lines() { # file n what
-  for _ in $(seq 200); do
-    [ "$(wc -l <"$1")" -ge "$2" ] && return
-    sleep 0.05
-  done
-  fail "$3 did not report its ports (see $1)"
-}
+. bench/lib.sh
+bench_workspace proxy
 # nginx and HAProxy cannot report a port: bind port 0, read the numbers, release them.
 free_ports() { # count
   python3 -c '

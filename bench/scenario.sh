@@ -102,18 +102,7 @@ on_exit() {
 }
 trap on_exit EXIT
 
-# Waits until FILE has at least N lines (a process printing its ports), for 10 s at most.
-wait_lines() { # file n what
-  for _ in $(seq 200); do
-    [ "$(wc -l <"$1")" -ge "$2" ] && return
-    sleep 0.05
-  done
-  fail "$3 did not report its ports (see $1)"
-}
-# nginx and HAProxy cannot report a port: bind port 0, read the number, release it.
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+. bench/lib.sh # wait_lines, free_port
 body='{"instances": [1.0, 2.0, 5.0]}'
 predict() { # port: prints the HTTP status of one predict through it (000 when nothing answered)
   curl -s -o /dev/null -w '%{http_code}' --max-time 2 -d "$body" \
