@@ -11,6 +11,8 @@
 #include <boost/beast/http/write.hpp>
 #include <charconv>
 
+#include "fusebox/common/address.h"
+
 namespace fusebox::app {
 
 namespace asio = boost::asio;
@@ -43,15 +45,12 @@ std::optional<ProbeTarget> parse_probe_url(std::string_view url) {
       number == 0 || number > 65535) {
     return std::nullopt;
   }
-  target.port = std::string(port);
+  target.port = static_cast<std::uint16_t>(number);
   return target;
 }
 
 ProbeResult probe(const ProbeTarget& target, std::chrono::milliseconds timeout) {
-  const std::string where = "http://" +
-                            (target.host.find(':') != std::string::npos ? "[" + target.host + "]"
-                                                                        : target.host) +
-                            ":" + target.port + target.path;
+  const std::string where = "http://" + host_port(target.host, target.port) + target.path;
   asio::io_context ioc;
   beast::tcp_stream stream(ioc);
   beast::flat_buffer buffer;
@@ -69,7 +68,7 @@ ProbeResult probe(const ProbeTarget& target, std::chrono::milliseconds timeout) 
   // One deadline for the whole exchange: the stream's timer covers each operation, and the
   // io_context stops at the deadline whatever is pending.
   asio::ip::tcp::resolver resolver(ioc);
-  resolver.async_resolve(target.host, target.port, [&](beast::error_code ec, auto endpoints) {
+  resolver.async_resolve(target.host, std::to_string(target.port), [&](beast::error_code ec, auto endpoints) {
     if (ec) return fail(ec);
     stage = "connect";
     stream.expires_after(timeout);

@@ -3,6 +3,7 @@
 // (the image needs no curl). Exit status 0 when the answer is 200, 1 otherwise.
 
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -11,7 +12,7 @@ namespace fusebox::app {
 
 struct ProbeTarget {
   std::string host;
-  std::string port;
+  std::uint16_t port = 0;
   std::string path;
 };
 

@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "fusebox/common/address.h"
 #include "fusebox/common/units.h"
 #include "fusebox/config/loader.h"
 #include "fusebox/logging/logging.h"
@@ -82,8 +83,7 @@ std::optional<std::string> readyz_url_of(const std::string& config_path) {
   std::string host = admin.address;
   if (host == "0.0.0.0") host = "127.0.0.1";
   if (host == "::") host = "::1";
-  if (host.find(':') != std::string::npos) host = "[" + host + "]";
-  return "http://" + host + ":" + std::to_string(admin.port) + "/readyz";
+  return "http://" + fusebox::host_port(host, admin.port) + "/readyz";
 }
 
 int healthcheck(const Options& options) {

@@ -25,6 +25,7 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include "fusebox/common/address.h"
 #include "fusebox/degrade/rules.h"
 #include "tensorflow_serving/apis/predict.pb.h"
 #include "schema_reader.h"
@@ -152,10 +153,6 @@ std::optional<std::int64_t> parse_int64(std::string_view text) {
   return value;
 }
 
-std::string host_port(const std::string& address, std::uint16_t port) {
-  const bool ipv6 = address.find(':') != std::string::npos;
-  return (ipv6 ? "[" + address + "]" : address) + ":" + std::to_string(port);
-}
 
 // ---- sections -------------------------------------------------------------------------------
 

@@ -26,7 +26,9 @@
 #include <boost/beast/http/string_body.hpp>
 #include <optional>
 
+#include "fusebox/common/address.h"
 #include "fusebox/common/io.h"
+#include "fusebox/rpc/tensor_answers.h"
 #include "fusebox/upstream/grpc_upstream.h"
 #include "tensorflow_serving/apis/get_model_status.pb.h"
 
@@ -68,18 +70,11 @@ std::string url_encode(std::string_view in) {
   return out;
 }
 
-std::string host_header(const config::EndpointConfig& endpoint) {
-  const bool ipv6_literal =
-      endpoint.address.find(':') != std::string::npos && endpoint.address.front() != '[';
-  std::string host = ipv6_literal ? "[" + endpoint.address + "]" : endpoint.address;
-  return host + ":" + std::to_string(endpoint.port);
-}
-
 std::string status_request(const std::string& model, const config::EndpointConfig& endpoint) {
   return "GET /v1/models/" + url_encode(model) +
          " HTTP/1.1\r\n"
          "Host: " +
-         host_header(endpoint) +
+         host_port(endpoint.address, endpoint.port) +
          "\r\n"
          "User-Agent: " +
          std::string(kProbeUserAgent) +
@@ -88,13 +83,11 @@ std::string status_request(const std::string& model, const config::EndpointConfi
          "\r\n";
 }
 
-constexpr const char* kGetModelStatusMethod = "/tensorflow.serving.ModelService/GetModelStatus";
-
 upstream::GrpcRequest grpc_status_request(const std::string& model) {
   tensorflow::serving::GetModelStatusRequest message;
   message.mutable_model_spec()->set_name(model);
   upstream::GrpcRequest request;
-  request.method = kGetModelStatusMethod;
+  request.method = rpc::kGetModelStatusMethod;
   bool own_buffer = false;
   (void)grpc::SerializationTraits<tensorflow::serving::GetModelStatusRequest>::Serialize(
       message, &request.payload, &own_buffer);

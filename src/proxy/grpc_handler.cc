@@ -17,7 +17,6 @@ using Clock = std::chrono::steady_clock;
 using Kind = resilience::PipelineOutcome;
 
 constexpr std::string_view kPredictionService = "/tensorflow.serving.PredictionService/";
-constexpr std::string_view kModelService = "/tensorflow.serving.ModelService/";
 
 enum class MethodKind { inference, multi_inference, metadata, status, unsupported };
 
@@ -27,7 +26,7 @@ MethodKind method_kind(std::string_view method) {
     if (name == "Predict" || name == "Classify" || name == "Regress") return MethodKind::inference;
     if (name == "MultiInference") return MethodKind::multi_inference;
     if (name == "GetModelMetadata") return MethodKind::metadata;
-  } else if (method == std::string(kModelService) + "GetModelStatus") {
+  } else if (method == rpc::kGetModelStatusMethod) {
     return MethodKind::status;
   }
   return MethodKind::unsupported;

@@ -15,7 +15,7 @@
 #include <optional>
 #include <stdexcept>
 
-#include "fusebox/logging/logging.h"
+#include "fusebox/common/address.h"
 #include "fusebox/rpc/tensor_answers.h"
 #include "tensorflow_serving/apis/model_service.grpc.pb.h"
 #include "tensorflow_serving/apis/model_service.pb.h"
@@ -334,10 +334,8 @@ GrpcListener::~GrpcListener() {
 void GrpcListener::start() {
   grpc::ServerBuilder builder;
   if (!config_.reflection) builder.SetOption(std::make_unique<WithoutReflection>());
-  const auto& address = config_.address;
-  auto host = address.find(':') != std::string::npos ? "[" + address + "]" : address;
-  builder.AddListeningPort(host + ":" + std::to_string(config_.port),
-                           grpc::InsecureServerCredentials(), &port_);
+  const auto address = host_port(config_.address, config_.port);
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &port_);
   builder.RegisterService(&services_->prediction);
   builder.RegisterService(&services_->model);
   builder.RegisterCallbackGenericService(&services_->fallback);
@@ -348,8 +346,7 @@ void GrpcListener::start() {
   server_ = builder.BuildAndStart();
   if (!server_ || port_ == 0) {
     server_.reset();
-    throw std::runtime_error("cannot listen for gRPC on " + host + ":" +
-                             std::to_string(config_.port));
+    throw std::runtime_error("cannot listen for gRPC on " + address);
   }
 }
 

@@ -8,6 +8,8 @@
 #include <climits>
 #include <mutex>
 
+#include "fusebox/common/address.h"
+
 namespace fusebox::upstream {
 
 using metrics::UpstreamOutcome;
@@ -90,9 +92,7 @@ class GrpcChannel::Exchange : public std::enable_shared_from_this<Exchange> {
 };
 
 std::string grpc_target(const config::EndpointConfig& endpoint) {
-  const auto& address = endpoint.address;
-  auto host = address.find(':') != std::string::npos ? "[" + address + "]" : address;
-  return host + ":" + std::to_string(endpoint.grpc_port);
+  return host_port(endpoint.address, endpoint.grpc_port);
 }
 
 GrpcChannel::GrpcChannel(const std::string& target, const config::PoolConfig& pool,
