@@ -7,9 +7,10 @@ Reads the TSV (header, then: scenario, round, requests/s, p50 ms, p99 ms, errors
 markdown table and a line on noise.
 """
 import collections
-import os
 import statistics
 import sys
+
+from summary_common import machine_line
 
 LABELS = {
     "cache_hit": "cache hit (`cache: first`)",
@@ -56,14 +57,13 @@ def main(path, seconds, conns):
     if median_rps["direct"]:
         print(f"- cache hit / direct throughput: {median_rps['cache_hit'] / median_rps['direct']:.2f}; "
               f"proxied / direct: {median_rps['proxied'] / median_rps['direct']:.2f}")
-    load = " ".join(open("/proc/loadavg").read().split()[:3]) if os.path.exists("/proc/loadavg") else "?"
+    machine = machine_line()
     if rounds > 1:
         noise = ", ".join(f"{LABELS[s].split(' (')[0]} {spreads[s]:.0f}%" for s in LABELS)
         print(f"- Noise: requests/s moved between rounds by (max − min) / median = {noise}; "
-              f"load average at the end {load} on {os.cpu_count()} cores.")
+              f"{machine}.")
     else:
-        print(f"- Noise: one round only, so no spread was measured; load average at the end {load} "
-              f"on {os.cpu_count()} cores.")
+        print(f"- Noise: one round only, so no spread was measured; {machine}.")
 
 
 if __name__ == "__main__":

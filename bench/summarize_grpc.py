@@ -8,9 +8,10 @@ p50 ms, p99 ms, p99.9 ms, CPU seconds of the proxy during the run or "-") and pr
 tables and a line on noise.
 """
 import collections
-import os
 import statistics
 import sys
+
+from summary_common import machine_line
 
 WORKLOADS = {"small": "3 floats", "1MiB": "262144 floats (1 MiB tensor)",
              "small-open": "3 floats, open loop"}
@@ -99,12 +100,7 @@ def main(path, seconds, concurrency, channels, rate):
 
 def noise_line(spreads, rounds):
     """How much requests/s moved between rounds, and how busy the machine was."""
-    try:
-        with open("/proc/loadavg") as f:
-            load = " ".join(f.read().split()[:3])
-    except OSError:
-        load = "?"
-    machine = f"load average at the end {load} on {os.cpu_count()} cores"
+    machine = machine_line()
     if rounds < 2 or not spreads:
         return f"- Noise: one round only, so no spread was measured; {machine}."
     pct, where = max(spreads)

@@ -11,9 +11,10 @@ PLOT_DATA, also writes the medians and min-max for bench/plot_proxy.gp (one bloc
 one row per contender).
 """
 import collections
-import os
 import statistics
 import sys
+
+from summary_common import machine_line
 
 BACKENDS = {
     "sim": "tfs-sim (one thread)",
@@ -205,12 +206,7 @@ def write_plot_data(path, workloads, med):
 
 def noise_line(med, rounds):
     """How much requests/s moved between rounds, and how busy the machine was."""
-    try:
-        with open("/proc/loadavg") as f:
-            load = " ".join(f.read().split()[:3])
-    except OSError:
-        load = "?"
-    machine = f"load average at the end {load} on {os.cpu_count()} cores"
+    machine = machine_line()
     if rounds < 2:
         return f"- Noise: one round only, so no spread was measured; {machine}."
     pct, where = max((m["spread"], f"{n} {c}") for n, ms in med.items() for c, m in ms.items())
