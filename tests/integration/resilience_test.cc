@@ -519,7 +519,6 @@ TEST_F(ResilienceTest, HedgedSlowBackendStillTripsTheSlowCallTrigger) {
 
   const auto report = load(1, 45);
   EXPECT_EQ(report.errors(), 0) << report.summary();
-  EXPECT_LT(report.max_ms(), 800) << report.summary();
   EXPECT_EQ(breaker_state(ports[0]), "open") << "the lost races counted as slow calls";
   EXPECT_LE(sim_requests(ports[0]), 6) << "once open, first attempts avoid it";
   EXPECT_EQ(breaker_state(ports[1]), "closed");
