@@ -21,7 +21,7 @@
 #                every alert's runbook annotation leads to its section of docs/deployment.md
 #   nginx        nginx -t on deploy/nginx/fusebox.conf (upstreams moved to loopback)
 #   kustomize    every file a kustomization.yaml names exists (+ kubectl kustomize if present)
-#   drain        terminationGracePeriodSeconds > preStop sleep + server.shutdown_timeout
+#   drain        terminationGracePeriodSeconds > preStop sleep (if any) + drain.delay + drain.timeout
 #   dashboard    the Grafana dashboard is valid JSON with unique panel ids
 #   metrics      every fusebox_* metric and label in the dashboard and the rules is exported by
 #                a live fusebox (or listed in PENDING_METRICS below)
@@ -33,9 +33,9 @@ fusebox_bin=${FUSEBOX_BIN:-build/bin/fusebox}
 sim_bin=${TFS_SIM_BIN:-build/bin/tfs-sim}
 python=/usr/bin/python3
 
-# Metrics the rules or the dashboard use before fusebox exports them, with their labels.
-# fusebox_config_reloads_total comes with configuration reload (FuseboxConfigReloadFailed).
-PENDING_METRICS="fusebox_config_reloads_total:result"
+# Metrics the rules or the dashboard use before fusebox exports them, with their labels
+# ("name:label,label name2:label"). None at the moment.
+PENDING_METRICS=""
 
 work=$(mktemp -d -t fusebox-check-deploy.XXXXXX)
 pids=()
@@ -372,7 +372,7 @@ PY
 check kustomize check_kustomize
 
 # --- drain timing ---------------------------------------------------------------------------
-# terminationGracePeriodSeconds must exceed the preStop sleep plus server.shutdown_timeout, or
+# terminationGracePeriodSeconds must exceed any preStop sleep plus drain.delay + drain.timeout, or
 # the kubelet kills fusebox while requests are still finishing. Checked on the base files, and
 # on every rendered kustomization when kubectl rendered them above.
 check_drain() {
@@ -394,10 +394,13 @@ def check(label, docs):
             cmd = (((c.get("lifecycle") or {}).get("preStop") or {}).get("exec") or {}).get("command", [])
             sleep = float(cmd[-1]) if cmd and "sleep" in cmd[0] else 0.0
             cfg = yaml.safe_load(cms[0]["data"]["fusebox.yaml"]) if cms else None
-            shutdown = seconds(((cfg or {}).get("server") or {}).get("shutdown_timeout", "10s"))
-            ok = grace > sleep + shutdown
+            drain = (cfg or {}).get("drain") or {}
+            delay = seconds(drain.get("delay", "0s"))
+            timeout = seconds(drain.get("timeout", "10s"))
+            ok = grace > sleep + delay + timeout
             out.append((ok, f"{label}: terminationGracePeriodSeconds {grace} "
-                            f"{'>' if ok else '<='} preStop {sleep:g}s + shutdown_timeout {shutdown:g}s"))
+                            f"{'>' if ok else '<='} preStop {sleep:g}s + drain.delay {delay:g}s "
+                            f"+ drain.timeout {timeout:g}s"))
     return out
 base = list(yaml.safe_load_all(open("deploy/k8s/base/deployment.yaml")))
 base.append({"kind": "ConfigMap", "data": {"fusebox.yaml": open("deploy/k8s/base/fusebox.yaml").read()}})

@@ -310,9 +310,12 @@ nlohmann::json config_to_json(const Config& config) {
   // Redaction goes here: no key holds a secret yet. When one is added (auth tokens, TLS private
   // keys), render it as "<redacted>" instead of its value.
   return {
-      {"server",
-       {{"threads", config.server.threads},
-        {"shutdown_timeout", format_duration(config.server.shutdown_timeout)}}},
+      {"server", {{"threads", config.server.threads}}},
+      {"drain",
+       {{"delay", format_duration(config.drain.delay)},
+        {"timeout", format_duration(config.drain.timeout)}}},
+      {"reload",
+       {{"watch", config.reload.watch}, {"debounce", format_duration(config.reload.debounce)}}},
       {"listeners", std::move(listeners)},
       {"pools", std::move(pools)},
       {"routes", std::move(routes)},

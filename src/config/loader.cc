@@ -159,7 +159,18 @@ std::optional<std::int64_t> parse_int64(std::string_view text) {
 void read_server(MapReader& root, ServerConfig& out) {
   MapReader map = root.map("server");
   map.integer("threads", out.threads, kThreads);
-  map.duration("shutdown_timeout", out.shutdown_timeout, ZeroDuration::allowed);
+}
+
+void read_drain(MapReader& root, DrainConfig& out) {
+  MapReader map = root.map("drain");
+  map.duration("delay", out.delay, ZeroDuration::allowed);
+  map.duration("timeout", out.timeout, ZeroDuration::allowed);
+}
+
+void read_reload(MapReader& root, ReloadConfig& out) {
+  MapReader map = root.map("reload");
+  map.boolean("watch", out.watch);
+  map.duration("debounce", out.debounce, ZeroDuration::allowed);
 }
 
 void read_listen_address(MapReader& map, std::string& out) {
@@ -1399,6 +1410,8 @@ Config read_config(LoadContext& ctx, const YAML::Node& root_node) {
   {
     MapReader root(ctx, root_node, "", root_node.Mark());
     read_server(root, config.server);
+    read_drain(root, config.drain);
+    read_reload(root, config.reload);
     read_listeners(root, config.listeners);
     read_pools(ctx, root, config.pools);
     read_routes(ctx, root, config.routes);

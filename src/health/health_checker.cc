@@ -116,6 +116,8 @@ class HealthChecker::Prober : public std::enable_shared_from_this<Prober> {
         listener_(listener),
         random_(random),
         timer_(ioc.get_executor()) {
+    // A backend carried over by a config reload keeps its status: thresholds count from there.
+    state_.resume(static_cast<HealthStatus>(backend.health.load(std::memory_order_relaxed)));
     if (grpc_ && backend.endpoint.grpc_port != 0) {
       channel_ = std::make_unique<upstream::GrpcChannel>(upstream::grpc_target(backend.endpoint),
                                                          pool, kProbeUserAgent);

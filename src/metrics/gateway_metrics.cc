@@ -22,11 +22,6 @@ constexpr std::array<std::string_view, kUpstreamOutcomeCount> kOutcomeNames = {
 
 constexpr std::string_view kUnmatchedRoute = "unmatched";
 
-// One gauge per cache-line pair: they are written by every thread.
-struct alignas(kShardAlignment) PaddedGauge {
-  std::atomic<std::int64_t> value{0};
-};
-
 }  // namespace
 
 struct GatewayMetrics::Impl {
@@ -66,14 +61,16 @@ struct GatewayMetrics::Impl {
   ShardedHistogramArray request_seconds;   // series: route
   ShardedCounterArray upstream_requests;   // cell: backend * kUpstreamOutcomeCount + outcome
   ShardedHistogramArray upstream_seconds;  // series: backend
-  PaddedGauge inflight;
-  PaddedGauge downstream_connections;
+  std::shared_ptr<ProcessGauges> gauges;
 };
 
 GatewayMetrics::GatewayMetrics(std::vector<std::string> route_names, std::vector<PoolLayout> pools,
-                               std::size_t shards, std::string version)
+                               std::size_t shards, std::string version,
+                               std::shared_ptr<ProcessGauges> gauges)
     : impl_(std::make_unique<Impl>(std::move(route_names), std::move(pools), shards,
-                                   std::move(version))) {}
+                                   std::move(version))) {
+  impl_->gauges = std::move(gauges);
+}
 
 GatewayMetrics::~GatewayMetrics() = default;
 
@@ -102,11 +99,11 @@ void GatewayMetrics::record_upstream(std::size_t shard, std::size_t pool, std::s
 }
 
 void GatewayMetrics::add_inflight(std::int64_t delta) {
-  impl_->inflight.value.fetch_add(delta, std::memory_order_relaxed);
+  impl_->gauges->inflight.fetch_add(delta, std::memory_order_relaxed);
 }
 
 void GatewayMetrics::add_downstream_connections(std::int64_t delta) {
-  impl_->downstream_connections.value.fetch_add(delta, std::memory_order_relaxed);
+  impl_->gauges->downstream_connections.fetch_add(delta, std::memory_order_relaxed);
 }
 
 void GatewayMetrics::collect(std::vector<prometheus::MetricFamily>& out) const {
@@ -174,13 +171,13 @@ void GatewayMetrics::collect(std::vector<prometheus::MetricFamily>& out) const {
   auto& inflight = out.emplace_back(make_family("fusebox_inflight_requests",
                                                 "Downstream requests currently being handled.",
                                                 MetricType::Gauge));
-  add_gauge(inflight, {}, static_cast<double>(m.inflight.value.load(std::memory_order_relaxed)));
+  add_gauge(inflight, {}, static_cast<double>(m.gauges->inflight.load(std::memory_order_relaxed)));
 
   auto& connections =
       out.emplace_back(make_family("fusebox_downstream_connections",
                                    "Open downstream (client) connections.", MetricType::Gauge));
   add_gauge(connections, {},
-            static_cast<double>(m.downstream_connections.value.load(std::memory_order_relaxed)));
+            static_cast<double>(m.gauges->downstream_connections.load(std::memory_order_relaxed)));
 
   auto& build = out.emplace_back(make_family(
       "fusebox_build_info", "Always 1; the version label tells which fusebox build is running.",

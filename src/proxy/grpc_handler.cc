@@ -69,6 +69,7 @@ std::string default_message(const config::FallbackTier& tier) {
 }  // namespace
 
 struct GrpcHandler::Call {
+  LiveCounter::Token alive;
   server::GrpcCall* rpc = nullptr;
   Clock::time_point start;
   std::string request_id;
@@ -103,6 +104,7 @@ GrpcHandler::~GrpcHandler() = default;
 
 void GrpcHandler::handle(server::GrpcCall* rpc) {
   auto call = std::make_shared<Call>();
+  call->alive = calls_.enter();
   call->rpc = rpc;
   call->start = Clock::now();
   call->kind = method_kind(rpc->method());

@@ -19,6 +19,7 @@ using metrics::UpstreamOutcome;
 using server::Clock;
 
 struct ProxyHandler::Call {
+  LiveCounter::Token alive;     // counted by the handler until the last reference goes
   server::Request request;
   std::shared_ptr<server::ResponseSink> sink;
   Clock::time_point start;
@@ -99,6 +100,7 @@ void ProxyHandler::handle(server::Request&& request, const server::ConnectionInf
                           Clock::time_point start, std::shared_ptr<server::ResponseSink> sink) {
   runtime_.metrics.add_inflight(1);
   auto call = std::make_shared<Call>();
+  call->alive = calls_.enter();
   call->request = std::move(request);
   auto& req = call->request;
   call->sink = std::move(sink);

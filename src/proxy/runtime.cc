@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "fusebox/config/loader.h"
 #include "fusebox/health/health_checker.h"
 #include "fusebox/logging/logging.h"
 #include "fusebox/upstream/grpc_upstream.h"
@@ -56,14 +57,56 @@ std::vector<metrics::PoolLayout> pool_layouts(const config::Config& config) {
   return layouts;
 }
 
+bool same_endpoint(const config::EndpointConfig& a, const config::EndpointConfig& b) {
+  return a.address == b.address && a.port == b.port && a.grpc_port == b.grpc_port &&
+         a.weight == b.weight;
+}
+
+// The backend of `previous` that a backend of the new configuration continues: same pool name,
+// same endpoint. Null when there is none.
+const upstream::BackendState* predecessor(const Runtime* previous, const std::string& pool,
+                                          const config::EndpointConfig& endpoint) {
+  if (!previous) return nullptr;
+  for (const auto& p : previous->pools) {
+    if (p.config->name != pool) continue;
+    for (const auto& b : p.backends) {
+      if (same_endpoint(b->endpoint, endpoint)) return b.get();
+    }
+  }
+  return nullptr;
+}
+
+// A section of a pool's settings as /admin/config renders it, for "unchanged by the reload".
+nlohmann::json pool_section(const nlohmann::json& config_json, const std::string& pool,
+                            const char* section) {
+  const auto& pools = config_json.at("pools");
+  return pools.contains(pool) ? pools.at(pool).value(section, nlohmann::json()) : nlohmann::json();
+}
+
+bool same_cache_settings(const cache::MemoryCacheConfig& a, const cache::MemoryCacheConfig& b) {
+  return a.max_bytes == b.max_bytes && a.ttl == b.ttl && a.stale_if_error == b.stale_if_error &&
+         a.shards == b.shards;
+}
+
 }  // namespace
 
-Runtime::Runtime(std::shared_ptr<const config::Config> cfg, std::size_t shards)
+Runtime::Runtime(std::shared_ptr<const config::Config> cfg, std::size_t shards,
+                 std::shared_ptr<metrics::ProcessGauges> gauges, const Runtime* previous)
     : config(std::move(cfg)),
       routes(*config),
       pools(config->pools.size()),
-      metrics(route_names(*config), pool_layouts(*config), shards, FUSEBOX_VERSION),
+      metrics(route_names(*config), pool_layouts(*config), shards, FUSEBOX_VERSION,
+              std::move(gauges)),
       grpc_metrics(route_names(*config), shards) {
+  nlohmann::json config_json, previous_json;
+  if (previous) {
+    config_json = config::config_to_json(*config);
+    previous_json = config::config_to_json(*previous->config);
+  }
+  auto unchanged = [&](const std::string& pool, const char* section) {
+    return previous && pool_section(config_json, pool, section) ==
+                           pool_section(previous_json, pool, section);
+  };
   for (std::size_t p = 0; p < config->pools.size(); ++p) {
     const auto& pool_config = config->pools[p];
     auto& pool = pools[p];
@@ -76,16 +119,29 @@ Runtime::Runtime(std::shared_ptr<const config::Config> cfg, std::size_t shards)
       backend->pool_name = pool_config.name;
       backend->endpoint = pool_config.endpoints[b];
       backend->label = config::endpoint_label(backend->endpoint);
+      const auto* before = predecessor(previous, pool_config.name, backend->endpoint);
       // A gRPC-only backend is never reached over REST; its channel resolves its own name.
-      if (backend->has_rest_port()) backend->resolved = resolve(backend->endpoint);
-      if (backend->endpoint.grpc_port != 0) {
-        backend->grpc = std::make_shared<upstream::GrpcChannel>(
-            upstream::grpc_target(backend->endpoint), pool_config);
+      if (backend->has_rest_port()) {
+        backend->resolved = before ? before->resolved : resolve(backend->endpoint);
       }
-      backend->breaker = std::make_unique<resilience::SharedBreaker>(
-          pool_config.circuit_breaker, SteadyClock::instance(),
-          0xb4ea6e4ull ^ (p << 32) ^ b ^ static_cast<std::uint64_t>(
-              std::chrono::steady_clock::now().time_since_epoch().count()));
+      if (backend->endpoint.grpc_port != 0) {
+        if (before && before->grpc && unchanged(pool_config.name, "grpc")) {
+          backend->grpc = before->grpc;
+          ++carried.channels;
+        } else {
+          backend->grpc = std::make_shared<upstream::GrpcChannel>(
+              upstream::grpc_target(backend->endpoint), pool_config);
+        }
+      }
+      if (before && unchanged(pool_config.name, "circuit_breaker")) {
+        backend->breaker = before->breaker;
+        ++carried.breakers;
+      } else {
+        backend->breaker = std::make_shared<resilience::SharedBreaker>(
+            pool_config.circuit_breaker, SteadyClock::instance(),
+            0xb4ea6e4ull ^ (p << 32) ^ b ^ static_cast<std::uint64_t>(
+                std::chrono::steady_clock::now().time_since_epoch().count()));
+      }
       pool.backends.push_back(std::move(backend));
     }
   }
@@ -156,7 +212,12 @@ Runtime::Runtime(std::shared_ptr<const config::Config> cfg, std::size_t shards)
       if (r.cache.mode == config::CacheMode::off) continue;
       cache_config.ttl = std::max(cache_config.ttl, r.cache.ttl + r.cache.stale_if_error);
     }
-    cache = cache::make_memory_cache(cache_config, SteadyClock::instance());
+    cache_settings = cache_config;
+    if (previous && previous->cache && same_cache_settings(previous->cache_settings, cache_config)) {
+      cache = previous->cache;
+    } else {
+      cache = cache::make_memory_cache(cache_config, SteadyClock::instance());
+    }
   }
 
   load_degrade_changes = std::make_unique<std::atomic<std::uint64_t>[]>(config->routes.size());
@@ -191,8 +252,34 @@ Runtime::Runtime(std::shared_ptr<const config::Config> cfg, std::size_t shards)
   bool replaying = std::any_of(config->routes.begin(), config->routes.end(),
                                [](const auto& r) { return r.idempotency.enabled; });
   if (replaying) {
-    idempotency = std::make_unique<replay::IdempotencyStore>(config->idempotency,
-                                                             SteadyClock::instance());
+    if (previous && previous->idempotency &&
+        config_json.at("idempotency") == previous_json.at("idempotency")) {
+      idempotency = previous->idempotency;
+    } else {
+      idempotency = std::make_shared<replay::IdempotencyStore>(config->idempotency,
+                                                               SteadyClock::instance());
+    }
+  }
+}
+
+void Runtime::carry_backend_state(const Runtime& previous) {
+  auto config_json = config::config_to_json(*config);
+  auto previous_json = config::config_to_json(*previous.config);
+  for (auto& pool : pools) {
+    const auto& name = pool.config->name;
+    if (pool_section(config_json, name, "health_check") !=
+        pool_section(previous_json, name, "health_check")) {
+      continue;
+    }
+    for (auto& backend : pool.backends) {
+      const auto* before = predecessor(&previous, name, backend->endpoint);
+      if (!before) continue;
+      backend->health.store(before->health.load());
+      backend->reachable.store(before->reachable.load());
+      backend->in_rotation_since_ns.store(before->in_rotation_since_ns.load());
+      auto probe = before->last_probe();
+      backend->set_last_probe(std::move(probe.result), std::move(probe.detail));
+    }
   }
 }
 

@@ -114,7 +114,8 @@ class Pipeline::Call : public std::enable_shared_from_this<Call<Protocol>> {
         done_(std::move(done)),
         tried_(pool_.backends.size(), false),
         backoff_timer_(p.ioc_.get_executor()),
-        hedge_timer_(p.ioc_.get_executor()) {
+        hedge_timer_(p.ioc_.get_executor()),
+        alive_(p.calls_.enter()) {
     pool_.active_requests.fetch_add(1, std::memory_order_relaxed);
   }
 
@@ -408,6 +409,7 @@ class Pipeline::Call : public std::enable_shared_from_this<Call<Protocol>> {
   std::vector<Attempt> attempts_;
   io::Timer backoff_timer_;
   io::Timer hedge_timer_;
+  LiveCounter::Token alive_;
   std::optional<Result> last_;
   BackendState* last_backend_ = nullptr;
   unsigned in_flight_ = 0;

@@ -82,10 +82,10 @@ nlohmann::json backend_json(const upstream::BackendState& b) {
 
 }  // namespace
 
-bool AdminHandler::route_serving(std::size_t route) const {
-  auto p = runtime_.route_pool[route];
-  const auto& pool = runtime_.pools[p];
-  bool probed = pool.config->health_check.enabled && !runtime_.health_models[p].empty();
+bool AdminHandler::route_serving(const proxy::Runtime& runtime, std::size_t route) {
+  auto p = runtime.route_pool[route];
+  const auto& pool = runtime.pools[p];
+  bool probed = pool.config->health_check.enabled && !runtime.health_models[p].empty();
   for (const auto& b : pool.backends) {
     if (serving(*b, probed)) return true;
   }
@@ -93,18 +93,20 @@ bool AdminHandler::route_serving(std::size_t route) const {
 }
 
 std::string AdminHandler::not_ready_reason() const {
-  if (runtime_.draining.load(std::memory_order_relaxed)) return "shutting down";
-  const auto& config = *runtime_.config;
+  if (context_.draining()) return "shutting down";
+  auto runtime = context_.runtime();
+  const auto& config = *runtime->config;
   for (std::size_t r = 0; r < config.routes.size(); ++r) {
-    if (!route_serving(r)) {
+    if (!route_serving(*runtime, r)) {
       return "route \"" + config.routes[r].name + "\": no healthy backend in pool \"" +
-             runtime_.pools[runtime_.route_pool[r]].config->name + "\"";
+             runtime->pools[runtime->route_pool[r]].config->name + "\"";
     }
   }
   return {};
 }
 
-Response AdminHandler::control_breaker(const Request& request, std::string_view path) {
+Response AdminHandler::control_breaker(proxy::Runtime& runtime, const Request& request,
+                                       std::string_view path) {
   // /admin/pools/{pool}/backends/{backend}/breaker ; backend = "address:port" or its index
   auto version = request.version();
   constexpr std::string_view prefix = "/admin/pools/";
@@ -119,7 +121,7 @@ Response AdminHandler::control_breaker(const Request& request, std::string_view 
   }
   auto backend_name = rest.substr(mid.size(), rest.size() - mid.size() - suffix.size());
   upstream::PoolState* pool = nullptr;
-  for (auto& p : runtime_.pools)
+  for (auto& p : runtime.pools)
     if (p.config->name == pool_name) pool = &p;
   if (!pool) return ::fusebox::http::json_error_response(404, "no pool named \"" + std::string(pool_name) + "\"", version);
   upstream::BackendState* backend = nullptr;
@@ -144,7 +146,7 @@ Response AdminHandler::control_breaker(const Request& request, std::string_view 
   }
   auto transitions = backend->breaker->set_operator_state(state);
   if (!transitions.empty()) {
-    runtime_.events->on_breaker_transitions(runtime_.metrics.shard_count() - 1, *backend, transitions);
+    runtime.events->on_breaker_transitions(runtime.metrics.shard_count() - 1, *backend, transitions);
   }
   logging::log().info("operator set circuit breaker pool={} backend={} to {}", pool->config->name,
                       backend->label, requested);
@@ -155,11 +157,24 @@ void AdminHandler::handle(Request&& request, const ConnectionInfo&, Clock::time_
                           std::shared_ptr<ResponseSink> sink) {
   auto version = request.version();
   auto path = path_of(request.target());
+  auto runtime = context_.runtime();  // this request's snapshot, kept while it is answered
   if (path.starts_with("/admin/pools/")) {
     if (request.method() != http::verb::post) {
       return sink->send(::fusebox::http::json_error_response(405, "use POST", version));
     }
-    return sink->send(control_breaker(request, path));
+    return sink->send(control_breaker(*runtime, request, path));
+  }
+  if (path == "/admin/reload") {
+    if (request.method() == http::verb::get) {
+      return sink->send(json_response(200, context_.reload_status(), version));
+    }
+    if (request.method() != http::verb::post) {
+      return sink->send(::fusebox::http::json_error_response(405, "use GET or POST", version));
+    }
+    return context_.request_reload("admin", [sink, version](bool applied,
+                                                            const nlohmann::json& status) {
+      sink->send(json_response(applied ? 200 : 422, status, version));
+    });
   }
   if (request.method() != http::verb::get) {
     return sink->send(::fusebox::http::json_error_response(405, "only GET is supported", version));
@@ -176,19 +191,24 @@ void AdminHandler::handle(Request&& request, const ConnectionInfo&, Clock::time_
     Response res{http::status::ok, version};
     res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
     std::vector<prometheus::MetricFamily> families;
-    runtime_.collect_metrics(families);
+    context_.collect_metrics(families);
     res.body() = metrics::serialize(families);
     return sink->send(std::move(res));
   }
   if (path == "/admin/config") {
-    return sink->send(json_response(200, config::config_to_json(*runtime_.config), version));
+    auto res = json_response(200, config::config_to_json(*runtime->config), version);
+    // Which load this is, without changing the body (it loads back as a configuration file).
+    auto status = context_.reload_status();
+    res.set("X-Fusebox-Config-Generation", std::to_string(status.value("generation", 0)));
+    res.set("X-Fusebox-Config-Last-Reload", status.value("last_result", std::string("none")));
+    return sink->send(std::move(res));
   }
   if (path == "/admin/routes") {
-    return sink->send(json_response(200, runtime_.routes_json(), version));
+    return sink->send(json_response(200, runtime->routes_json(), version));
   }
   if (path == "/admin/backends") {
     nlohmann::json pools = nlohmann::json::object();
-    for (const auto& pool : runtime_.pools) {
+    for (const auto& pool : runtime->pools) {
       auto list = nlohmann::json::array();
       for (const auto& b : pool.backends) list.push_back(backend_json(*b));
       pools[pool.config->name] = {{"backends", std::move(list)}};

@@ -12,13 +12,17 @@
 #include <stdexcept>
 #include <thread>
 
+#include "fusebox/config/loader.h"
+#include "fusebox/health/health_checker.h"
 #include "fusebox/logging/logging.h"
+#include "fusebox/metrics/family_builder.h"
+#include "fusebox/metrics/retained_totals.h"
 #include "fusebox/proxy/grpc_handler.h"
 #include "fusebox/proxy/proxy_handler.h"
 #include "fusebox/server/admin_handler.h"
+#include "fusebox/server/config_watcher.h"
 #include "fusebox/server/grpc_listener.h"
 #include "fusebox/server/http_session.h"
-#include "fusebox/health/health_checker.h"
 
 namespace fusebox::server {
 
@@ -66,45 +70,145 @@ config::HttpListenerConfig admin_limits() {
   return limits;
 }
 
+// Settings a running process cannot change (sockets, threads, log sinks, the file watch): a
+// reload keeps the running values, so that /admin/config shows what is in effect. Returns the
+// keys that differed, for the log line.
+std::vector<std::string> keep_restart_only_settings(config::Config& next,
+                                                    const config::Config& running) {
+  auto next_json = config::config_to_json(next);
+  auto running_json = config::config_to_json(running);
+  std::vector<std::string> differing;
+  for (const char* key : {"listeners", "server", "logging", "reload"}) {
+    if (next_json.at(key) != running_json.at(key)) differing.emplace_back(key);
+  }
+  next.listeners = running.listeners;
+  next.server = running.server;
+  next.logging = running.logging;
+  next.reload = running.reload;
+  return differing;
+}
+
+double unix_seconds(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration<double>(t.time_since_epoch()).count();
+}
+
 }  // namespace
 
-struct Worker {
-  Worker(proxy::Runtime& runtime, std::size_t shard, std::size_t workers, SessionTracker::Hook hook)
-      : tracker(std::move(hook)),
-        handler(std::make_unique<proxy::ProxyHandler>(ioc, runtime, shard, workers)),
-        grpc_handler(std::make_unique<proxy::GrpcHandler>(runtime, handler->pipeline(), shard)) {}
+// One worker's handlers for one configuration. A reload installs a new generation on every
+// worker; the old one keeps serving the requests it started and is destroyed once none is left.
+struct Generation {
+  Generation(asio::io_context& ioc, proxy::Runtime& rt, std::size_t shard, std::size_t workers)
+      : runtime(rt),
+        handler(std::make_unique<proxy::ProxyHandler>(ioc, rt, shard, workers)),
+        grpc_handler(std::make_unique<proxy::GrpcHandler>(rt, handler->pipeline(), shard)) {}
 
-  // Destroyed in reverse order: the handler (upstream pools) first, then the io_context with
-  // any handlers still queued in it (whose sessions unregister from the tracker), then the
-  // tracker.
+  bool idle() const {
+    return handler->calls_alive() == 0 && grpc_handler->calls_alive() == 0 &&
+           handler->pipeline().calls_alive() == 0;
+  }
+
+  proxy::Runtime& runtime;
+  std::unique_ptr<proxy::ProxyHandler> handler;      // owns the worker's upstream connections
+  std::unique_ptr<proxy::GrpcHandler> grpc_handler;  // shares the handler's pipeline
+};
+
+// A worker thread: its io_context, its sessions and the handlers they call. Sessions hold the
+// worker as their handler, which forwards to the current generation: a keep-alive connection
+// opened before a reload sends its next request to the new configuration.
+struct Worker final : RequestHandler {
+  using Released = std::function<void(proxy::Runtime*)>;
+
+  Worker(proxy::Runtime& runtime, std::size_t shard_index, std::size_t worker_count,
+         SessionTracker::Hook hook, Released on_released)
+      : tracker(std::move(hook)),
+        shard(shard_index),
+        workers(worker_count),
+        released(std::move(on_released)),
+        current(std::make_unique<Generation>(ioc, runtime, shard, workers)) {}
+
+  void handle(Request&& request, const ConnectionInfo& connection, Clock::time_point start,
+              std::shared_ptr<ResponseSink> sink) override {
+    current->handler->handle(std::move(request), connection, start, std::move(sink));
+  }
+  void on_rejected(const ConnectionInfo& connection, const RejectedRequest& rejected) override {
+    current->handler->on_rejected(connection, rejected);
+  }
+
+  // On this worker's thread: new requests go to `runtime` from now on.
+  void install(proxy::Runtime& runtime) {
+    current->handler->close_idle_upstreams();
+    retiring.push_back(std::move(current));
+    current = std::make_unique<Generation>(ioc, runtime, shard, workers);
+    sweep();
+  }
+
+  // Destroys the retiring generations with nothing left in flight; looks again later while
+  // any remains. Runs from a timer or install(), never inside a generation's own callbacks.
+  void sweep() {
+    for (auto it = retiring.begin(); it != retiring.end();) {
+      if (!(*it)->idle()) {
+        ++it;
+        continue;
+      }
+      auto* runtime = &(*it)->runtime;
+      (*it)->handler->close_idle_upstreams();
+      it = retiring.erase(it);
+      released(runtime);
+    }
+    if (retiring.empty() || sweeping) return;
+    sweeping = true;
+    sweep_timer.expires_after(std::chrono::milliseconds(20));
+    sweep_timer.async_wait([this](boost::system::error_code ec) {
+      sweeping = false;
+      if (!ec) sweep();
+    });
+  }
+
+  void close_idle_upstreams() {
+    current->handler->close_idle_upstreams();
+    for (auto& g : retiring) g->handler->close_idle_upstreams();
+  }
+
+  // Destroyed in reverse order: the generations (upstream pools) first, then the io_context
+  // with any handlers still queued in it (whose sessions unregister from the tracker), then
+  // the tracker.
   SessionTracker tracker;
   asio::io_context ioc{1};
-  std::unique_ptr<proxy::ProxyHandler> handler;
-  std::unique_ptr<proxy::GrpcHandler> grpc_handler;  // shares the handler's pipeline
+  std::size_t shard;
+  std::size_t workers;
+  Released released;
+  asio::steady_timer sweep_timer{ioc};
+  bool sweeping = false;
+  std::unique_ptr<Generation> current;
+  std::vector<std::unique_ptr<Generation>> retiring;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
   std::thread thread;
 };
 
-struct Gateway::Impl {
+struct Gateway::Impl final : AdminContext {
   explicit Impl(std::shared_ptr<const config::Config> cfg)
-      : config(std::move(cfg)),
-        workers_n(worker_threads(*config)),
-        runtime(config, workers_n + 1),
-        admin_handler(runtime),
+      : startup_config(std::move(cfg)),
+        workers_n(worker_threads(*startup_config)),
+        gauges(std::make_shared<metrics::ProcessGauges>()),
+        active(std::make_shared<proxy::Runtime>(startup_config, workers_n + 1, gauges)),
+        published(active),
+        admin_handler(*this),
         admin_tracker([](int) {}),
         admin_session_limits(admin_limits()),
         health_random(static_cast<std::uint64_t>(
             std::chrono::steady_clock::now().time_since_epoch().count())),
-        health_checker(admin_ioc, pool_pointers(runtime), runtime.health_models, *runtime.events,
-                       health_random),
         signals(admin_ioc, SIGINT, SIGTERM),
+        reload_signal(admin_ioc, SIGHUP),
         drain_timer(admin_ioc) {
+    health_checker = make_health_checker(*active);
     for (std::size_t i = 0; i < workers_n; ++i) {
-      workers.push_back(std::make_unique<Worker>(runtime, i, workers_n, [this](int delta) {
-        on_session_change(delta);
-      }));
+      workers.push_back(std::make_unique<Worker>(
+          *active, i, workers_n, [this](int delta) { on_session_change(delta); },
+          [this](proxy::Runtime* released) {
+            asio::post(admin_ioc, [this, released] { on_generation_released(released); });
+          }));
     }
-    const auto& listeners = config->listeners;
+    const auto& listeners = startup_config->listeners;
     http_acceptor = bind_listener(workers[0]->ioc, listeners.http.address, listeners.http.port, "http");
     admin_acceptor = bind_listener(admin_ioc, listeners.admin.address, listeners.admin.port, "admin");
     if (listeners.grpc.enabled) {
@@ -113,21 +217,224 @@ struct Gateway::Impl {
           [this](GrpcCall* call) {
             auto& w = *workers[next_grpc_worker.fetch_add(1, std::memory_order_relaxed) %
                                workers.size()];
-            asio::post(w.ioc, [h = w.grpc_handler.get(), call] { h->handle(call); });
+            asio::post(w.ioc, [&w, call] { w.current->grpc_handler->handle(call); });
           },
           [this](std::string_view service) { return grpc_health(service); });
       grpc_listener->start();
     }
+    if (startup_config->reload.watch && !startup_config->source_file.empty()) {
+      watcher = std::make_unique<ConfigWatcher>(
+          admin_ioc, startup_config->source_file, startup_config->reload.debounce,
+          [this] { request_reload("file change", nullptr); });
+    }
   }
 
-  ~Impl() {
+  ~Impl() override {
     // A listener still running (the gateway never ran) stops before the workers go.
     if (grpc_shutdown.joinable()) grpc_shutdown.join();
+    if (reload_thread.joinable()) reload_thread.join();
     grpc_listener.reset();
   }
 
+  std::unique_ptr<health::HealthChecker> make_health_checker(proxy::Runtime& rt) {
+    return std::make_unique<health::HealthChecker>(admin_ioc, pool_pointers(rt), rt.health_models,
+                                                   *rt.events, health_random);
+  }
+
+  // ---- AdminContext -----------------------------------------------------------------------
+
+  std::shared_ptr<proxy::Runtime> runtime_snapshot() const { return published.load(); }
+  std::shared_ptr<proxy::Runtime> runtime() const override { return runtime_snapshot(); }
+  bool draining() const override { return draining_flag.load(std::memory_order_relaxed); }
+
+  void collect_metrics(std::vector<prometheus::MetricFamily>& out) const override {
+    active->collect_metrics(out);
+    // Configurations replaced by a reload but still finishing requests count as well.
+    for (const auto& r : retiring) {
+      std::vector<prometheus::MetricFamily> old;
+      r.runtime->collect_metrics(old);
+      metrics::add_totals(out, old);
+    }
+    retained.add_to(out);
+    using prometheus::MetricType;
+    auto& reloads = out.emplace_back(metrics::make_family(
+        "fusebox_config_reloads_total",
+        "Configuration reloads (SIGHUP, file change or POST /admin/reload), by result.",
+        MetricType::Counter));
+    metrics::add_counter(reloads, {{"result", "success"}}, static_cast<double>(reloads_ok));
+    metrics::add_counter(reloads, {{"result", "failure"}}, static_cast<double>(reloads_failed));
+    auto& last = out.emplace_back(metrics::make_family(
+        "fusebox_config_last_reload_success_timestamp_seconds",
+        "Unix time of the last configuration successfully loaded (start-up or reload).",
+        MetricType::Gauge));
+    metrics::add_gauge(last, {}, unix_seconds(last_success));
+    auto& generation_gauge = out.emplace_back(metrics::make_family(
+        "fusebox_config_generation",
+        "Configurations loaded since start: 1 at start-up, plus one per applied reload.",
+        MetricType::Gauge));
+    metrics::add_gauge(generation_gauge, {}, static_cast<double>(generation));
+  }
+
+  nlohmann::json reload_status() const override {
+    nlohmann::json status = {
+        {"generation", generation},
+        {"config_file", startup_config->source_file},
+        {"loaded_at", unix_seconds(last_success)},
+        {"reloads", {{"success", reloads_ok}, {"failure", reloads_failed}}},
+        {"in_progress", reload_running},
+        {"watching_file", watcher_active},
+        {"last_result", last_result},
+    };
+    if (last_result != "none") {
+      status["last_attempt"] = {{"at", unix_seconds(last_attempt_at)},
+                                {"trigger", last_trigger},
+                                {"result", last_result},
+                                {"message", last_message},
+                                {"errors", last_errors}};
+    }
+    return status;
+  }
+
+  void request_reload(const char* trigger, ReloadDone done) override {
+    if (done) reload_waiters.push_back(std::move(done));
+    if (shutting_down) {
+      logging::log().warn("reload ({}) ignored: shutting down", trigger);
+      return answer_reload_waiters(false);
+    }
+    if (reload_running) {
+      reload_again = true;  // a change arrived while loading: load once more afterwards
+      return;
+    }
+    start_reload(trigger);
+  }
+
+  // ---- reload -----------------------------------------------------------------------------
+
+  // Loads and builds off the I/O threads (parsing, validation and DNS may block), then swaps
+  // on the admin thread.
+  void start_reload(std::string trigger) {
+    reload_running = true;
+    reload_again = false;
+    if (reload_thread.joinable()) reload_thread.join();
+    reload_thread = std::thread([this, trigger = std::move(trigger), previous = active] {
+      auto loaded = config::load_config_file(startup_config->source_file);
+      std::vector<std::string> errors;
+      std::shared_ptr<proxy::Runtime> next;
+      std::vector<std::string> kept;
+      bool unchanged = false;
+      for (const auto& e : loaded.errors) errors.push_back(e.to_string());
+      if (loaded.ok()) {
+        auto effective = std::make_shared<config::Config>(*loaded.config);
+        kept = keep_restart_only_settings(*effective, *previous->config);
+        unchanged = config::config_to_json(*effective) == config::config_to_json(*previous->config);
+        if (!unchanged) {
+          try {
+            next = std::make_shared<proxy::Runtime>(effective, workers_n + 1, gauges, previous.get());
+          } catch (const std::exception& e) {
+            errors.push_back(startup_config->source_file + ": " + e.what());
+          }
+        }
+      }
+      asio::post(admin_ioc, [this, trigger, next = std::move(next), errors = std::move(errors),
+                             kept = std::move(kept), unchanged]() mutable {
+        finish_reload(trigger, std::move(next), std::move(errors), kept, unchanged);
+      });
+    });
+  }
+
+  void finish_reload(const std::string& trigger, std::shared_ptr<proxy::Runtime> next,
+                     std::vector<std::string> errors, const std::vector<std::string>& kept,
+                     bool unchanged) {
+    if (reload_thread.joinable()) reload_thread.join();
+    reload_running = false;
+    last_attempt_at = std::chrono::system_clock::now();
+    last_trigger = trigger;
+    last_errors = errors;
+    bool applied = errors.empty() && !shutting_down;
+    if (!errors.empty()) {
+      ++reloads_failed;
+      last_result = "failure";
+      last_message = "configuration rejected; still serving generation " +
+                     std::to_string(generation);
+      logging::log().error("config reload ({}) rejected with {} problem{}; still serving "
+                           "generation {}:",
+                           trigger, errors.size(), errors.size() == 1 ? "" : "s", generation);
+      for (const auto& e : errors) logging::log().error("  {}", e);
+    } else if (shutting_down) {
+      last_result = "failure";
+      last_message = "shutting down";
+    } else {
+      ++reloads_ok;
+      last_result = "success";
+      last_success = last_attempt_at;
+      if (!kept.empty()) {
+        std::string keys;
+        for (const auto& k : kept) keys += (keys.empty() ? "" : ", ") + k;
+        logging::log().warn("config reload ({}): changes to {} need a restart; the running "
+                            "values stay in effect",
+                            trigger, keys);
+      }
+      if (unchanged) {
+        last_message = "no change";
+        logging::log().info("config reload ({}): no change; generation {} stays", trigger,
+                            generation);
+      } else {
+        swap_runtime(std::move(next));
+        last_message = "applied as generation " + std::to_string(generation);
+      }
+    }
+    answer_reload_waiters(applied);
+    if (reload_again && !shutting_down) start_reload("file change");
+  }
+
+  void answer_reload_waiters(bool applied) {
+    auto waiters = std::move(reload_waiters);
+    reload_waiters.clear();
+    auto status = reload_status();
+    for (auto& w : waiters) w(applied, status);
+  }
+
+  // On the admin thread (where the health checker runs).
+  void swap_runtime(std::shared_ptr<proxy::Runtime> next) {
+    auto previous = active;
+    health_checker->stop();
+    next->carry_backend_state(*previous);
+    auto checker = make_health_checker(*next);
+    retiring.push_back({previous, std::move(health_checker), 0});
+    health_checker = std::move(checker);
+    active = next;
+    published.store(next);
+    ++generation;
+    health_checker->start();
+    for (auto& w : workers) {
+      asio::post(w->ioc, [w = w.get(), rt = next.get()] { w->install(*rt); });
+    }
+    const auto& config = *next->config;
+    logging::log().info(
+        "config reloaded: generation {} with {} routes, {} pools; {} breakers and {} gRPC "
+        "channels carried over",
+        generation, config.routes.size(), config.pools.size(), next->carried.breakers,
+        next->carried.channels);
+  }
+
+  // Admin thread: a worker destroyed its generation of `released`. When every worker has, the
+  // configuration is retired: its counters are kept for /metrics, and it is destroyed.
+  void on_generation_released(proxy::Runtime* released) {
+    for (auto it = retiring.begin(); it != retiring.end(); ++it) {
+      if (it->runtime.get() != released) continue;
+      if (++it->released < workers.size()) return;
+      std::vector<prometheus::MetricFamily> final_families;
+      it->runtime->collect_metrics(final_families);
+      retained.retire(final_families);
+      retiring.erase(it);
+      return;
+    }
+  }
+
+  // ---- serving ----------------------------------------------------------------------------
+
   // grpc.health.v1: "" and the TF Serving service names follow /readyz; a model name follows
-  // its route's pool.
+  // its route's pool. Any thread.
   GrpcServingStatus grpc_health(std::string_view service) {
     auto serving = [](bool ok) {
       return ok ? GrpcServingStatus::serving : GrpcServingStatus::not_serving;
@@ -136,23 +443,25 @@ struct Gateway::Impl {
         service == "tensorflow.serving.ModelService") {
       return serving(admin_handler.not_ready_reason().empty());
     }
-    auto route = runtime.routes.find(service);
-    if (!route || runtime.config->routes[*route].match.model == "*") {
+    auto rt = runtime_snapshot();
+    auto route = rt->routes.find(service);
+    if (!route || rt->config->routes[*route].match.model == "*") {
       return GrpcServingStatus::unknown;
     }
-    return serving(!runtime.draining.load() && admin_handler.route_serving(*route));
+    return serving(!draining() && AdminHandler::route_serving(*rt, *route));
   }
 
   // Runs on a worker thread whenever one of its sessions opens (+1) or closes (-1).
   void on_session_change(int delta) {
     if (delta > 0) return;  // counted at accept time
     auto now = connections.fetch_sub(1, std::memory_order_relaxed) - 1;
-    runtime.metrics.add_downstream_connections(-1);
+    gauges->downstream_connections.fetch_sub(1, std::memory_order_relaxed);
     if (stopped.load()) return;  // tearing down: the other threads and loops are gone
-    if (now < config->listeners.http.max_connections && accept_paused.exchange(false)) {
+    const auto max_connections = startup_config->listeners.http.max_connections;
+    if (now < max_connections && accept_paused.exchange(false)) {
       asio::post(workers[0]->ioc, [this] { accept_next(); });
     }
-    if (runtime.draining.load(std::memory_order_relaxed) && now == 0) {
+    if (accepting_stopped.load(std::memory_order_relaxed) && now == 0) {
       asio::post(admin_ioc, [this] { check_drained(); });
     }
   }
@@ -172,19 +481,19 @@ struct Gateway::Impl {
         timer->async_wait([this, timer](boost::system::error_code) { accept_next(); });
         return;
       }
+      const auto max_connections = startup_config->listeners.http.max_connections;
       auto open = connections.fetch_add(1, std::memory_order_relaxed) + 1;
-      runtime.metrics.add_downstream_connections(1);
+      gauges->downstream_connections.fetch_add(1, std::memory_order_relaxed);
       asio::post(target.ioc, [this, &target, s = std::move(socket)]() mutable {
-        start_http_session(std::move(*s), config->listeners.http, *target.handler, target.tracker);
+        start_http_session(std::move(*s), startup_config->listeners.http, target, target.tracker);
       });
-      if (open >= config->listeners.http.max_connections) {
+      if (open >= max_connections) {
         accept_paused.store(true);
         // A session may have closed between the count and the flag: re-check.
-        if (connections.load() < config->listeners.http.max_connections && accept_paused.exchange(false)) {
+        if (connections.load() < max_connections && accept_paused.exchange(false)) {
           return accept_next();
         }
-        logging::log().warn("max_connections ({}) reached; accepting paused",
-                            config->listeners.http.max_connections);
+        logging::log().warn("max_connections ({}) reached; accepting paused", max_connections);
         return;
       }
       accept_next();
@@ -201,6 +510,8 @@ struct Gateway::Impl {
     });
   }
 
+  // ---- signals and drain ------------------------------------------------------------------
+
   void wait_for_signal() {
     signals.async_wait([this](boost::system::error_code ec, int signo) {
       if (ec) return;
@@ -214,11 +525,41 @@ struct Gateway::Impl {
     });
   }
 
+  void wait_for_reload_signal() {
+    reload_signal.async_wait([this](boost::system::error_code ec, int) {
+      if (ec) return;
+      request_reload("SIGHUP", nullptr);
+      wait_for_reload_signal();
+    });
+  }
+
+  // Phase 1 (drain.delay): not ready, still serving and accepting, every response closes its
+  // connection, so load balancers and clients move away.
   void begin_shutdown(int signo) {
     shutting_down = true;
-    runtime.draining.store(true);
-    logging::log().info("signal {} received: stopping; {} connections open, waiting up to {}",
-                        signo, connections.load(), format_duration(config->server.shutdown_timeout));
+    draining_flag.store(true);
+    const auto& drain = active->config->drain;
+    logging::log().info(
+        "signal {} received: draining; /readyz now 503, serving {} more before closing the "
+        "listeners, then up to {} for {} open connections",
+        signo, format_duration(drain.delay), format_duration(drain.timeout), connections.load());
+    if (watcher) watcher->stop();
+    for (auto& w : workers) {
+      asio::post(w->ioc, [w = w.get()] { w->tracker.close_after_response(); });
+    }
+    drain_timer.expires_after(drain.delay);
+    drain_timer.async_wait([this](boost::system::error_code ec) {
+      if (!ec) stop_accepting();
+    });
+  }
+
+  // Phase 2 (drain.timeout): closed listeners, idle connections closed, gRPC GOAWAY; requests
+  // in flight finish.
+  void stop_accepting() {
+    const auto timeout = active->config->drain.timeout;
+    logging::log().info("drain: listeners closed; waiting up to {} for {} connections",
+                        format_duration(timeout), connections.load());
+    accepting_stopped.store(true);
     asio::post(workers[0]->ioc, [this] {
       boost::system::error_code ec;
       http_acceptor->close(ec);
@@ -226,18 +567,19 @@ struct Gateway::Impl {
     for (auto& w : workers) {
       asio::post(w->ioc, [w = w.get()] {
         w->tracker.drain_all();
-        w->handler->close_idle_upstreams();
+        w->close_idle_upstreams();
       });
     }
     if (grpc_listener) {
-      // Lets calls in flight finish within the shutdown timeout (their workers keep running).
-      auto deadline = std::chrono::system_clock::now() + config->server.shutdown_timeout;
+      // Sends GOAWAY and lets calls in flight finish within the timeout (their workers keep
+      // running).
+      auto deadline = std::chrono::system_clock::now() + timeout;
       grpc_shutdown = std::thread([this, deadline] { grpc_listener->shutdown(deadline); });
     }
-    drain_timer.expires_after(config->server.shutdown_timeout);
+    drain_timer.expires_after(timeout);
     drain_timer.async_wait([this](boost::system::error_code ec) {
       if (ec) return;
-      logging::log().warn("shutdown timeout: closing {} connections with requests in flight",
+      logging::log().warn("drain timeout: closing {} connections with requests in flight",
                           connections.load());
       stop_all();
     });
@@ -245,15 +587,18 @@ struct Gateway::Impl {
   }
 
   void check_drained() {
-    if (stopped.load() || connections.load() > 0) return;
+    if (stopped.load() || !accepting_stopped.load() || connections.load() > 0) return;
     drain_timer.cancel();
     stop_all();
   }
 
   void stop_all() {
     if (stopped.exchange(true)) return;
-    health_checker.stop();
+    health_checker->stop();
+    for (auto& r : retiring) r.checker->stop();
+    if (watcher) watcher->stop();
     signals.cancel();
+    reload_signal.cancel();
     boost::system::error_code ec;
     admin_acceptor->close(ec);
     admin_tracker.drain_all();
@@ -277,21 +622,58 @@ struct Gateway::Impl {
     }
     asio::post(workers[0]->ioc, [this] { accept_next(); });
     accept_admin();
-    health_checker.start();
+    health_checker->start();
     wait_for_signal();
+    wait_for_reload_signal();
+    if (watcher) {
+      auto error = watcher->start();
+      watcher_active = error.empty();
+      if (!watcher_active) {
+        logging::log().warn("not watching {} for changes ({}); SIGHUP still reloads",
+                            startup_config->source_file, error);
+      }
+    }
     admin_ioc.run();
     stop_all();  // in case the admin loop ended for another reason
     logging::log().info("stopped");
     return 0;
   }
 
-  std::shared_ptr<const config::Config> config;
+  struct RetiringRuntime {
+    std::shared_ptr<proxy::Runtime> runtime;
+    std::unique_ptr<health::HealthChecker> checker;  // stopped; its probes may still unwind
+    std::size_t released = 0;                        // workers done with it
+  };
+
+  // The configuration the process started with: listeners, threads and logging stay as they
+  // are here for the process's life.
+  std::shared_ptr<const config::Config> startup_config;
   std::size_t workers_n;
-  proxy::Runtime runtime;
+  std::shared_ptr<metrics::ProcessGauges> gauges;
+  std::shared_ptr<proxy::Runtime> active;  // current; admin thread
+  std::atomic<std::shared_ptr<proxy::Runtime>> published;  // current, for other threads
   // Declared before the workers: sessions destroyed with a worker still report to these.
   std::atomic<std::uint32_t> connections{0};
   std::atomic<bool> accept_paused{false};
+  std::atomic<bool> accepting_stopped{false};
   std::atomic<bool> stopped{false};
+  std::atomic<bool> draining_flag{false};
+  // Reload state (admin thread).
+  metrics::RetainedTotals retained;
+  std::uint64_t generation = 1;
+  std::uint64_t reloads_ok = 0;
+  std::uint64_t reloads_failed = 0;
+  std::chrono::system_clock::time_point last_success = std::chrono::system_clock::now();
+  std::chrono::system_clock::time_point last_attempt_at{};
+  std::string last_trigger;
+  std::string last_result = "none";
+  std::string last_message;
+  std::vector<std::string> last_errors;
+  bool reload_running = false;
+  bool reload_again = false;
+  bool watcher_active = false;
+  std::vector<ReloadDone> reload_waiters;
+  std::thread reload_thread;
   // Declared before admin_ioc, so that sessions still queued on it when it is destroyed find
   // their handler, tracker and limits alive.
   AdminHandler admin_handler;
@@ -299,9 +681,14 @@ struct Gateway::Impl {
   config::HttpListenerConfig admin_session_limits;
   asio::io_context admin_ioc{1};
   FastRandom health_random;
-  health::HealthChecker health_checker;
+  // Configurations replaced by a reload, until every worker is done with them. After
+  // admin_ioc (their stopped health checkers use it), before the workers (which use them).
+  std::vector<RetiringRuntime> retiring;
+  std::unique_ptr<health::HealthChecker> health_checker;
   asio::signal_set signals;
+  asio::signal_set reload_signal;
   asio::steady_timer drain_timer;
+  std::unique_ptr<ConfigWatcher> watcher;
   std::vector<std::unique_ptr<Worker>> workers;
   std::unique_ptr<tcp::acceptor> http_acceptor;
   std::unique_ptr<tcp::acceptor> admin_acceptor;

@@ -207,7 +207,7 @@ class HttpSession final : public TrackedSession,
   void send(Response&& response) override {
     auto& out = buffers_->response;
     out = std::move(response);
-    bool keep = keep_alive_ && !draining_ &&
+    bool keep = keep_alive_ && !draining_ && !tracker_.closing() &&
                 (limits_.max_requests_per_connection == 0 ||
                  served_ < limits_.max_requests_per_connection);
     out.keep_alive(keep);

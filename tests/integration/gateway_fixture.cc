@@ -151,7 +151,9 @@ std::string to_yaml(const GatewayConfig& config) {
   std::ostringstream y;
   y << "server:\n"
     << "  threads: " << config.threads << "\n"
-    << "  shutdown_timeout: " << config.shutdown_timeout << "\n"
+    << "drain:\n"
+    << "  delay: " << config.drain_delay << "\n"
+    << "  timeout: " << config.drain_timeout << "\n"
     << "listeners:\n"
     << "  http:\n"
     << "    address: 127.0.0.1\n"
@@ -190,6 +192,7 @@ std::string to_yaml(const GatewayConfig& config) {
     << "  level: " << config.log_level << "\n"
     << "  format: text\n"
     << "  access_log: " << (config.access_log ? "true" : "false") << "\n";
+  for (const auto& line : config.top_level) y << line << "\n";
   return y.str();
 }
 

@@ -104,7 +104,9 @@ struct GatewayConfig {
   std::vector<PoolSpec> pools;
   std::vector<RouteSpec> routes;
   int threads = 1;
-  std::string shutdown_timeout = "5s";
+  std::string drain_timeout = "5s";
+  std::string drain_delay = "0s";
+  std::vector<std::string> top_level;  // more top-level YAML lines (e.g. "reload: {watch: false}")
   std::vector<std::string> http;  // more "key: value" lines under listeners.http
   std::uint16_t http_port = 0;
   std::uint16_t admin_port = 0;

@@ -14,7 +14,21 @@ namespace fusebox::config {
 
 struct ServerConfig {
   int threads = 0;                          // 0 = one worker per core
-  Duration shutdown_timeout{10'000};        // SIGTERM: how long in-flight requests may finish
+};
+
+// SIGTERM/SIGINT: /readyz turns 503 at once; fusebox keeps serving for `delay` (so that load
+// balancers notice and stop sending), then stops accepting and lets requests in flight finish
+// within `timeout`.
+struct DrainConfig {
+  Duration delay{0};
+  Duration timeout{10'000};
+};
+
+// Hot reload: SIGHUP always reloads; with `watch`, so does a change of the config file (or of
+// the directory entry it is reached through, as a Kubernetes ConfigMap volume swaps it).
+struct ReloadConfig {
+  bool watch = true;
+  Duration debounce{200};                   // quiet time after the last change before reloading
 };
 
 struct HttpListenerConfig {
@@ -298,6 +312,8 @@ struct Config {
   CacheStoreConfig cache;
   IdempotencyStoreConfig idempotency;
   ServerConfig server;
+  DrainConfig drain;
+  ReloadConfig reload;
   ListenersConfig listeners;
   std::vector<PoolConfig> pools;            // in file order; names unique
   std::vector<RouteConfig> routes;          // in file order; names unique

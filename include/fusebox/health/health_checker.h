@@ -88,6 +88,12 @@ class HealthState {
   // Applies one probe's overall result; returns true when the status changed.
   bool on_probe(ProbeResult result);
   HealthStatus status() const { return status_; }
+  // Starts from a status already established (a backend carried over by a config reload);
+  // pass and failure counts start from zero.
+  void resume(HealthStatus status) {
+    status_ = status;
+    passes_ = failures_ = 0;
+  }
   // Delay until the next probe: interval (unhealthy_interval while not healthy) +- jitter.
   std::chrono::milliseconds next_delay(Random& random) const;
 

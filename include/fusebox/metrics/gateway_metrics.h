@@ -8,6 +8,7 @@
 
 #include <prometheus/metric_family.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -35,12 +36,22 @@ struct PoolLayout {
   std::vector<std::string> backends;  // backend label values, e.g. "127.0.0.1:8501"
 };
 
+// Gauges of the process rather than of one configuration: shared by every GatewayMetrics built
+// across config reloads, so requests and connections that began under an older configuration
+// are still counted. Written by every thread.
+struct ProcessGauges {
+  alignas(64) std::atomic<std::int64_t> inflight{0};
+  alignas(64) std::atomic<std::int64_t> downstream_connections{0};
+};
+
 class GatewayMetrics {
  public:
   // `route_names` from the config in order; index route_names.size() is route="unmatched".
   // `shards` is the number of recording threads (workers + 1 for everything else).
+  // `gauges`: the process's (shared across reloads); a fresh set when none is given.
   GatewayMetrics(std::vector<std::string> route_names, std::vector<PoolLayout> pools,
-                 std::size_t shards, std::string version);
+                 std::size_t shards, std::string version,
+                 std::shared_ptr<ProcessGauges> gauges = std::make_shared<ProcessGauges>());
   ~GatewayMetrics();
   GatewayMetrics(const GatewayMetrics&) = delete;
   GatewayMetrics& operator=(const GatewayMetrics&) = delete;

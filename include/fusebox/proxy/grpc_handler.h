@@ -10,6 +10,7 @@
 #include <boost/asio/io_context.hpp>
 #include <memory>
 
+#include "fusebox/common/live_counter.h"
 #include "fusebox/http/proxy_headers.h"
 #include "fusebox/proxy/runtime.h"
 #include "fusebox/resilience/pipeline.h"
@@ -24,6 +25,8 @@ class GrpcHandler {
 
   // Serves one call; call->finish() is called exactly once, on this worker's thread.
   void handle(server::GrpcCall* call);
+  // Calls of this handler still referenced anywhere.
+  std::size_t calls_alive() const { return calls_.count(); }
 
   struct Call;
 
@@ -39,6 +42,7 @@ class GrpcHandler {
   resilience::Pipeline& pipeline_;
   std::size_t shard_;
   http::IdGenerator ids_;
+  LiveCounter calls_;
 };
 
 }  // namespace fusebox::proxy

@@ -12,6 +12,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "fusebox/common/live_counter.h"
 #include "fusebox/http/proxy_headers.h"
 #include "fusebox/proxy/runtime.h"
 #include "fusebox/server/http_session.h"
@@ -36,6 +37,8 @@ class ProxyHandler final : public server::RequestHandler {
   void close_idle_upstreams();
   // This worker's pipeline, shared with its gRPC handler.
   resilience::Pipeline& pipeline() { return pipeline_; }
+  // Requests of this handler still referenced anywhere (answered or not).
+  std::size_t calls_alive() const { return calls_.count(); }
 
   struct Call;
 
@@ -74,6 +77,7 @@ class ProxyHandler final : public server::RequestHandler {
   FastRandom random_;
   // Requests that joined another's call, until its answer arrives (this worker's thread only).
   std::unordered_map<const Call*, std::shared_ptr<Call>> waiting_;
+  LiveCounter calls_;  // declared last: the calls in waiting_ release their tokens first
 };
 
 }  // namespace fusebox::proxy

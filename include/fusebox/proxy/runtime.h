@@ -32,10 +32,36 @@ degrade::Reason primary_failure_reason(const upstream::PoolState& pool,
                                        resilience::PipelineOutcome kind,
                                        metrics::UpstreamOutcome outcome, bool grpc);
 
+// One configuration's worth of serving state. A hot reload builds a new Runtime from the new
+// configuration and the one it replaces (`previous`), then swaps it in; requests in flight
+// finish on the Runtime they started with.
+//
+// What a reload keeps, for a backend with the same pool name and endpoint (address, ports and
+// weight) in both configurations: its circuit breaker when the pool's circuit_breaker settings
+// are unchanged, its gRPC channel when the pool's gRPC settings are, and (carry_backend_state(),
+// at the swap) its health, reachability and slow-start start time when its health_check
+// settings are. The response cache and the idempotency store are kept when their settings are
+// unchanged. Everything else starts afresh.
 struct Runtime {
   // `shards`: number of recording threads (workers + 1). Resolves endpoint host names
-  // (blocking; start-up only) and throws std::runtime_error when one cannot be resolved.
-  Runtime(std::shared_ptr<const config::Config> config, std::size_t shards);
+  // (blocking: call it off the I/O threads) and throws std::runtime_error when one cannot be
+  // resolved. `previous`, when given, is only read (its atomics and shared members), so it may
+  // keep serving on other threads meanwhile.
+  Runtime(std::shared_ptr<const config::Config> config, std::size_t shards,
+          std::shared_ptr<metrics::ProcessGauges> gauges = std::make_shared<metrics::ProcessGauges>(),
+          const Runtime* previous = nullptr);
+
+  // Copies health status, reachability, slow-start time and the last probe report of the
+  // backends that continue one of `previous` (see above). Call it on the health checker's
+  // thread, after stopping `previous`'s checker and before starting this one's.
+  void carry_backend_state(const Runtime& previous);
+  // Backends of this configuration that continue one of `previous`, and how much of each.
+  struct Carried {
+    std::size_t breakers = 0;
+    std::size_t channels = 0;
+  };
+  Carried carried;
+  cache::MemoryCacheConfig cache_settings;      // what `cache` was built with
 
   std::shared_ptr<const config::Config> config;
   RouteTable routes;
@@ -49,13 +75,12 @@ struct Runtime {
   std::unique_ptr<resilience::ResilienceMetrics> resilience_metrics;
   std::unique_ptr<resilience::ResilienceEvents> events;  // health events on shard `shards - 1`
   std::unique_ptr<degrade::DegradeMetrics> degrade_metrics;
-  std::unique_ptr<cache::ResponseCacheStore> cache;  // null when no route caches
+  std::shared_ptr<cache::ResponseCacheStore> cache;  // null when no route caches
   std::vector<std::unique_ptr<degrade::LoadDegrader>> load_degraders;  // per route; null = off
   std::unique_ptr<std::atomic<std::uint64_t>[]> load_degrade_changes;  // per route
   std::vector<std::vector<std::size_t>> split_pool;  // [route][canary]: the canary's pool
   std::unique_ptr<degrade::SplitMetrics> split_metrics;
-  std::unique_ptr<replay::IdempotencyStore> idempotency;  // null when no route uses it
-  std::atomic<bool> draining{false};            // shutting down: /readyz answers 503
+  std::shared_ptr<replay::IdempotencyStore> idempotency;  // null when no route uses it
 
   // Every family of /metrics (gateway, resilience, degradation, cache, split, replay).
   void collect_metrics(std::vector<prometheus::MetricFamily>& out) const;

@@ -14,6 +14,7 @@
 #include <memory>
 #include <vector>
 
+#include "fusebox/common/live_counter.h"
 #include "fusebox/balancer/load_balancer.h"
 #include "fusebox/common/clock.h"
 #include "fusebox/metrics/gateway_metrics.h"
@@ -81,6 +82,8 @@ class Pipeline {
   void execute(const GrpcPipelineRequest& request, GrpcPipelineHandler done);
   void close_idle_upstreams();
   boost::asio::io_context& io_context() { return ioc_; }
+  // Calls (REST and gRPC) still running: retries, hedges and timers included.
+  std::size_t calls_alive() const { return calls_.count(); }
   void track_grpc_exchange(const upstream::GrpcChannel::ExchangeHandle& handle);
 
   template <class Protocol>
@@ -103,6 +106,7 @@ class Pipeline {
   // to this worker's io_context after it is gone. Pruned as they finish.
   std::vector<upstream::GrpcChannel::ExchangeHandle> grpc_exchanges_;
   std::size_t grpc_sweep_at_ = 64;
+  LiveCounter calls_;
 };
 
 }  // namespace fusebox::resilience

@@ -111,6 +111,10 @@ class SessionTracker {
     for (auto* s : copy) s->drain();
   }
   bool draining() const { return draining_; }
+  // The first phase of a drain (drain.delay): sessions keep serving, but every response says
+  // `Connection: close`, so clients and proxies move their next requests elsewhere.
+  void close_after_response() { closing_ = true; }
+  bool closing() const { return closing_ || draining_; }
   std::size_t size() const { return sessions_.size(); }
 
  private:
@@ -118,6 +122,7 @@ class SessionTracker {
   std::unordered_set<TrackedSession*> sessions_;
   std::vector<RequestBuffersPtr> spare_buffers_;
   bool draining_ = false;
+  bool closing_ = false;
 };
 
 // Starts serving `socket` (already bound to its worker's executor). Must be called on that

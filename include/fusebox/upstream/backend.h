@@ -41,8 +41,12 @@ struct BackendState {
   std::atomic<std::uint64_t> requests_total{0};
   std::atomic<std::uint64_t> failures_total{0};  // connect failures, resets, timeouts, 5xx
 
-  std::unique_ptr<resilience::SharedBreaker> breaker;  // set at start-up, never replaced
-  std::shared_ptr<GrpcChannel> grpc;  // null when the endpoint has no grpc_port; thread-safe
+  // Set when the backend is created and never replaced. Shared with the same backend of the
+  // next configuration when a reload leaves the backend and its pool's circuit_breaker
+  // settings unchanged, so its state survives the reload.
+  std::shared_ptr<resilience::SharedBreaker> breaker;
+  std::shared_ptr<GrpcChannel> grpc;  // null when the endpoint has no grpc_port; thread-safe;
+                                      // shared across a reload like the breaker
 
   // The last health check round, for /admin: written by the checker's thread once a round,
   // read by the admin handler. Result "" = never probed.

@@ -114,8 +114,8 @@ TEST(ConfigErrors, UnknownKeyListsTheExpectedOnes) {
                           "request_header_timeout, request_body_timeout, idle_timeout, "
                           "max_connections, max_requests_per_connection)"));
   EXPECT_THAT(errors_with_tail("serve: {threads: 1}\n"),
-              ElementsAre("f.yaml:1:1: serve: unknown key \"serve\" (expected one of: server, "
-                          "listeners, pools, routes, cache, idempotency, logging)"));
+              ElementsAre("f.yaml:1:1: serve: unknown key \"serve\" (expected one of: server, drain, "
+                          "reload, listeners, pools, routes, cache, idempotency, logging)"));
 }
 
 TEST(ConfigErrors, UnknownKeysInPoolsEndpointsAndRoutes) {
@@ -210,8 +210,8 @@ TEST(ConfigErrors, NotABoolean) {
 
 TEST(ConfigErrors, NotADuration) {
   EXPECT_THAT(errors_with_tail(
-                  "server:\n  shutdown_timeout: 30\nlisteners:\n  http: {idle_timeout: 1min}\n"),
-              ElementsAre("f.yaml:2:21: server.shutdown_timeout: not a duration: \"30\" (a unit is "
+                  "drain:\n  timeout: 30\nlisteners:\n  http: {idle_timeout: 1min}\n"),
+              ElementsAre("f.yaml:2:12: drain.timeout: not a duration: \"30\" (a unit is "
                           "required: ms, s, m or h, e.g. 250ms, 2s, 1m30s)",
                           "f.yaml:4:24: listeners.http.idle_timeout: not a duration: \"1min\" "
                           "(expected e.g. 250ms, 2s, 1m30s, 1h)"));
@@ -288,13 +288,14 @@ routes:
 
 TEST(ConfigErrors, ZeroIsAllowedWhereItMeansSomething) {
   LoadResult result = load_config_from_string(
-      std::string("server: {threads: 0, shutdown_timeout: 0}\n"
+      std::string("server: {threads: 0}\ndrain: {delay: 0, timeout: 0}\n"
                   "listeners: {http: {port: 0, max_requests_per_connection: 0}}\n") +
           std::string(kPoolsAndRoutes),
       "f.yaml", test_env);
   EXPECT_TRUE(result.ok());
   ASSERT_NE(result.config, nullptr);
-  EXPECT_EQ(result.config->server.shutdown_timeout.count(), 0);
+  EXPECT_EQ(result.config->drain.timeout.count(), 0);
+  EXPECT_EQ(result.config->drain.delay.count(), 0);
 }
 
 TEST(ConfigErrors, LoggingLevelAndFormat) {

@@ -32,7 +32,9 @@ routes:
 )");
   ASSERT_NE(config, nullptr);
   const json expected = json::parse(R"({
-    "server": {"threads": 0, "shutdown_timeout": "10s"},
+    "server": {"threads": 0},
+    "drain": {"delay": "0s", "timeout": "10s"},
+    "reload": {"watch": true, "debounce": "200ms"},
     "listeners": {
       "http": {"address": "127.0.0.1", "port": 8080, "max_request_body": "64MiB",
                "max_request_headers": "16KiB", "request_header_timeout": "10s",
@@ -92,7 +94,9 @@ routes:
 
 TEST(ConfigJson, OutputLoadsBackToTheSameConfig) {
   // JSON is YAML: what /admin/config shows can be pasted back as a configuration file.
-  auto config = load_ok(R"(server: {threads: 3, shutdown_timeout: 1500ms}
+  auto config = load_ok(R"(server: {threads: 3}
+drain: {delay: 3s, timeout: 1500ms}
+reload: {watch: false, debounce: 1s}
 listeners:
   http: {address: 0.0.0.0, port: 0, max_request_body: 3MB, idle_timeout: 1h}
   admin: {address: "::1", port: 9999}

@@ -43,7 +43,9 @@ TEST(ConfigLoader, MinimalFileGetsEveryDefault) {
   EXPECT_EQ(config->source_file, "test.yaml");
 
   EXPECT_EQ(config->server.threads, 0);
-  EXPECT_EQ(config->server.shutdown_timeout, 10s);
+  EXPECT_EQ(config->drain.timeout, 10s);
+  EXPECT_EQ(config->drain.delay, 0s);
+  EXPECT_TRUE(config->reload.watch);
 
   const auto& http = config->listeners.http;
   EXPECT_EQ(http.address, "127.0.0.1");
@@ -142,7 +144,9 @@ TEST(ConfigLoader, MinimalFileGetsEveryDefault) {
 
 TEST(ConfigLoader, ReadsEveryKey) {
   auto config = load_ok(R"(
-server: {threads: 4, shutdown_timeout: 1m30s}
+server: {threads: 4}
+drain: {delay: 5s, timeout: 1m30s}
+reload: {watch: false, debounce: 50ms}
 listeners:
   http:
     address: 0.0.0.0
@@ -179,7 +183,10 @@ logging: {level: debug, format: text, access_log: false, file: /var/log/f.log,
 )");
   ASSERT_NE(config, nullptr);
   EXPECT_EQ(config->server.threads, 4);
-  EXPECT_EQ(config->server.shutdown_timeout, 90s);
+  EXPECT_EQ(config->drain.timeout, 90s);
+  EXPECT_EQ(config->drain.delay, 5s);
+  EXPECT_FALSE(config->reload.watch);
+  EXPECT_EQ(config->reload.debounce, 50ms);
 
   const auto& http = config->listeners.http;
   EXPECT_EQ(http.address, "0.0.0.0");

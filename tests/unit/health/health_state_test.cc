@@ -189,3 +189,31 @@ TEST(HealthStatusNames, AreStable) {
 
 }  // namespace
 }  // namespace fusebox::health
+
+namespace fusebox::health {
+namespace {
+
+// A backend carried over by a reload: one failed probe must not take a healthy backend out
+// (unknown would, since the first check decides at once), and an unhealthy one needs
+// healthy_threshold passes to come back.
+TEST(HealthStateResume, KeepsTheCarriedStatusUnderTheThresholds) {
+  config::HealthCheckConfig config;
+  config.healthy_threshold = 2;
+  config.unhealthy_threshold = 3;
+  HealthState healthy(config);
+  healthy.resume(HealthStatus::healthy);
+  EXPECT_FALSE(healthy.on_probe(ProbeResult::timeout));
+  EXPECT_FALSE(healthy.on_probe(ProbeResult::timeout));
+  EXPECT_EQ(healthy.status(), HealthStatus::healthy);
+  EXPECT_TRUE(healthy.on_probe(ProbeResult::timeout));
+  EXPECT_EQ(healthy.status(), HealthStatus::unhealthy);
+
+  HealthState unhealthy(config);
+  unhealthy.resume(HealthStatus::unhealthy);
+  EXPECT_FALSE(unhealthy.on_probe(ProbeResult::passed));
+  EXPECT_TRUE(unhealthy.on_probe(ProbeResult::passed));
+  EXPECT_EQ(unhealthy.status(), HealthStatus::healthy);
+}
+
+}  // namespace
+}  // namespace fusebox::health
