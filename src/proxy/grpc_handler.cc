@@ -218,6 +218,7 @@ void GrpcHandler::handle(server::GrpcCall* rpc) {
 void GrpcHandler::send_primary(const std::shared_ptr<Call>& call) {
   const auto& route = runtime_.config->routes[call->route];
   resilience::GrpcPipelineRequest pipeline_request;
+  pipeline_request.trace.assign(http::trace_id_of(call->traceparent));
   pipeline_request.request = &call->request;
   pipeline_request.route = &route;
   pipeline_request.pool = runtime_.route_pool[call->route];
@@ -286,6 +287,7 @@ void GrpcHandler::next_tier(const std::shared_ptr<Call>& call) {
         call->tier_request = call->request;
         call->tier_request.payload = to_buffer(std::move(rewritten.bytes));
         resilience::GrpcPipelineRequest pipeline_request;
+        pipeline_request.trace.assign(http::trace_id_of(call->traceparent));
         pipeline_request.request = &call->tier_request;
         pipeline_request.route = &route;
         pipeline_request.pool = runtime_.tier_pool[call->route][call->tier - 1];

@@ -274,6 +274,7 @@ bool ProxyHandler::begin_replay(const std::shared_ptr<Call>& call) {
 void ProxyHandler::send_to_primary(const std::shared_ptr<Call>& call) {
   const auto& route_config = runtime_.config->routes[call->route];
   resilience::PipelineRequest pipeline_request;
+  pipeline_request.trace.assign(call->trace_id);
   pipeline_request.request = &call->request;
   pipeline_request.route = &route_config;
   pipeline_request.pool = runtime_.route_pool[call->route];
@@ -306,6 +307,7 @@ void ProxyHandler::send_to_canary(const std::shared_ptr<Call>& call) {
   }
   auto now = Clock::now();
   resilience::PipelineRequest pipeline_request;
+  pipeline_request.trace.assign(call->trace_id);
   pipeline_request.request = &req;
   pipeline_request.route = &route_config;
   pipeline_request.pool = runtime_.split_pool[call->route][call->split_target - 1];
@@ -395,6 +397,7 @@ void ProxyHandler::next_tier(const std::shared_ptr<Call>& call) {
           }
         }
         resilience::PipelineRequest pipeline_request;
+        pipeline_request.trace.assign(call->trace_id);
         pipeline_request.request = &req;
         pipeline_request.route = &route;
         pipeline_request.pool = runtime_.tier_pool[call->route][call->tier - 1];

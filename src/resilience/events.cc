@@ -15,15 +15,18 @@ void mark_back_in_rotation(upstream::BackendState& backend) {
 }  // namespace
 
 void ResilienceEvents::on_breaker_transitions(std::size_t shard, upstream::BackendState& backend,
-                                              const std::vector<Transition>& transitions) {
+                                              const std::vector<Transition>& transitions,
+                                              std::string_view trace_id) {
+  // The request whose outcome moved the breaker, to find it in the access log and traces.
+  const std::string trace = trace_id.empty() ? std::string() : " trace_id=" + std::string(trace_id);
   for (const auto& t : transitions) {
     const auto& s = t.stats;
     if (t.from == t.to) {
       logging::log().warn(
           "circuit breaker pool={} backend={} stays {}: {} (max_ejection_percent reached) "
-          "calls={} failures={} failure_rate={:.1f}% slow_rate={:.1f}% consecutive_failures={}",
+          "calls={} failures={} failure_rate={:.1f}% slow_rate={:.1f}% consecutive_failures={}{}",
           backend.pool_name, backend.label, to_string(t.to), t.reason, s.calls, s.failures,
-          s.failure_rate_percent, s.slow_rate_percent, s.consecutive_failures);
+          s.failure_rate_percent, s.slow_rate_percent, s.consecutive_failures, trace);
       continue;
     }
     metrics_.record_transition(shard, backend, t.from, t.to);
@@ -31,11 +34,12 @@ void ResilienceEvents::on_breaker_transitions(std::size_t shard, upstream::Backe
     logging::log().log(level,
                        "circuit breaker pool={} backend={} {} -> {} reason={} calls={} failures={} "
                        "slow_calls={} failure_rate={:.1f}% slow_rate={:.1f}% "
-                       "consecutive_failures={} p99={:.1f}ms open_for={}ms",
+                       "consecutive_failures={} p99={:.1f}ms open_for={}ms{}",
                        backend.pool_name, backend.label, to_string(t.from), to_string(t.to),
                        t.reason, s.calls, s.failures, s.slow_calls, s.failure_rate_percent,
                        s.slow_rate_percent, s.consecutive_failures,
-                       static_cast<double>(s.p99_latency.count()) / 1e3, t.open_for.count());
+                       static_cast<double>(s.p99_latency.count()) / 1e3, t.open_for.count(),
+                       trace);
     if (t.to == BreakerState::closed && t.from != BreakerState::disabled &&
         t.from != BreakerState::metrics_only) {
       mark_back_in_rotation(backend);

@@ -237,7 +237,10 @@ class Pipeline::Call : public std::enable_shared_from_this<Call<Protocol>> {
         auto* backend = pool_.backends[*pick].get();
         std::vector<Transition> transitions;
         auto a = backend->breaker->try_acquire(transitions);
-        if (!transitions.empty()) p_.transitions_.on_breaker_transitions(p_.shard_, *backend, transitions);
+        if (!transitions.empty()) {
+          p_.transitions_.on_breaker_transitions(p_.shard_, *backend, transitions,
+                                                 req_.trace.view());
+        }
         if (a.allowed) {
           chosen = backend;
           admission = a;
@@ -327,7 +330,9 @@ class Pipeline::Call : public std::enable_shared_from_this<Call<Protocol>> {
                                         std::chrono::duration<double>(latency).count());
     auto transitions = backend->breaker->record(attempt.admission, outcome, latency,
                                                 PoolEjectionGuard(pool_, *backend));
-    if (!transitions.empty()) p_.transitions_.on_breaker_transitions(p_.shard_, *backend, transitions);
+    if (!transitions.empty()) {
+      p_.transitions_.on_breaker_transitions(p_.shard_, *backend, transitions, req_.trace.view());
+    }
 
     if (finished_) return;
     bool answer = has_response && outcome != CallOutcome::failure;

@@ -263,6 +263,14 @@ TEST_F(ResilienceTest, KilledBackendTripsOnConsecutiveFailuresWithoutClientError
       << "the balancer still picks it and the open breaker turns it away";
   EXPECT_TRUE(
       wait_for_log("backend=" + label(ports[0]) + " closed -> open reason=consecutive_failures"));
+  // The event names the request whose failure opened the breaker, by its trace id.
+  const auto log = gateway_->stderr_text();
+  const auto at = log.find("backend=" + label(ports[0]) + " closed -> open");
+  ASSERT_NE(at, std::string::npos);
+  const auto line = log.substr(at, log.find('\n', at) - at);
+  const auto trace = line.find(" trace_id=");
+  ASSERT_NE(trace, std::string::npos) << line;
+  EXPECT_TRUE(is_hex32(line.substr(trace + 10, 32))) << line;
 }
 
 // 2. A flaky backend (503 half the time) opens on its failure rate, the only trigger on.

@@ -17,7 +17,8 @@ class ResilienceEvents final : public TransitionSink, public health::HealthListe
       : metrics_(metrics), health_shard_(health_shard) {}
 
   void on_breaker_transitions(std::size_t shard, upstream::BackendState& backend,
-                              const std::vector<Transition>& transitions) override;
+                              const std::vector<Transition>& transitions,
+                              std::string_view trace_id = {}) override;
   void on_probe(upstream::BackendState& backend, health::ProbeResult result,
                 const std::string& detail) override;
   void on_status_change(upstream::BackendState& backend, health::HealthStatus from,

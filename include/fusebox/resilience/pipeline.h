@@ -9,6 +9,9 @@
 // Single-threaded (one per worker); shared state lives in the atomics of PoolState and
 // BackendState and in each backend's SharedBreaker.
 
+#include <algorithm>
+#include <array>
+#include <string_view>
 #include <boost/asio/io_context.hpp>
 #include <functional>
 #include <memory>
@@ -45,6 +48,18 @@ struct BasicPipelineResult {
   std::string error;                          // message for the client when not `response`
 };
 
+// A request's W3C trace id (32 hex digits), copied: the pipeline call may outlive the request
+// (a hedge's loser), and breaker events name the request whose outcome moved the breaker.
+struct TraceId {
+  std::array<char, 32> hex{};
+  std::uint8_t size = 0;
+  void assign(std::string_view id) {
+    size = static_cast<std::uint8_t>(std::min(id.size(), hex.size()));
+    std::copy_n(id.data(), size, hex.data());
+  }
+  std::string_view view() const { return {hex.data(), size}; }
+};
+
 template <class Request>
 struct BasicPipelineRequest {
   Request* request = nullptr;                // REST: forwarded as is, plus X-Fusebox-Timeout-Ms
@@ -52,6 +67,7 @@ struct BasicPipelineRequest {
   std::size_t pool = 0;
   TimePoint deadline{};                      // gRPC: also the upstream call's deadline
   bool idempotent = false;                   // may be hedged
+  TraceId trace;                             // for breaker events
 };
 
 using PipelineResult = BasicPipelineResult<upstream::UpstreamResult>;
@@ -65,8 +81,11 @@ using GrpcPipelineHandler = std::function<void(GrpcPipelineResult&&)>;
 class TransitionSink {
  public:
   virtual ~TransitionSink() = default;
+  // `trace_id`: the request whose admission or outcome caused them; empty for probes and
+  // operator actions.
   virtual void on_breaker_transitions(std::size_t shard, upstream::BackendState& backend,
-                                      const std::vector<Transition>& transitions) = 0;
+                                      const std::vector<Transition>& transitions,
+                                      std::string_view trace_id = {}) = 0;
 };
 
 class Pipeline {
