@@ -3,6 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <list>
+#include <mutex>
+#include <string>
+#include <unordered_map>
 
 namespace fusebox::admission {
 namespace {

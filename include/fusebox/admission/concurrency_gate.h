@@ -114,7 +114,9 @@ class ConcurrencyGate {
 
   // An admitted request finished (or was abandoned). Frees its slot and, if the limit allows,
   // admits the best waiter; waiters already past their queue timeout are expired first. Both
-  // are appended to `wakeups` (at most one admission; possibly some time-outs).
+  // are appended to `wakeups` (at most one admission; possibly some time-outs). With nothing
+  // in flight it frees nothing (a release without an admission is a caller bug, not an
+  // underflow).
   void release(std::vector<Wakeup>& wakeups);
 
   // Waiters whose queue timeout is at or before `now` leave (appended as timed_out).

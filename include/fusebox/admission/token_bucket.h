@@ -14,19 +14,15 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <list>
 #include <memory>
-#include <mutex>
-#include <string>
 #include <string_view>
-#include <unordered_map>
 
 #include "fusebox/common/clock.h"
 
 namespace fusebox::admission {
 
 struct TokenBucketRule {
-  double rate_per_second = 10;  // > 0; tokens added per second
+  double rate_per_second = 10;  // tokens added per second; 0: none (the burst only)
   std::uint32_t burst = 20;     // >= 1; bucket capacity (and the size of a burst from full)
 };
 
