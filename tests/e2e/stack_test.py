@@ -196,7 +196,7 @@ class Process:
     def alive(self):
         return self.popen.poll() is None
 
-    def signal(self, sig):
+    def send_signal(self, sig):
         self.popen.send_signal(sig)
 
     def wait(self, timeout):
@@ -209,7 +209,7 @@ class Process:
     def stop(self, sig=signal.SIGTERM, timeout=10.0):
         """Asks the process to stop, then kills its whole group if it does not within timeout."""
         if self.alive():
-            self.signal(sig)
+            self.send_signal(sig)
             if self.wait(timeout) is None:
                 try:
                     os.killpg(self.popen.pid, signal.SIGKILL)
@@ -752,7 +752,7 @@ class StackTest(unittest.TestCase):
         waits until nginx sends it traffic."""
         process = replica.process
         signalled = time.monotonic()
-        process.signal(signal.SIGTERM)
+        process.send_signal(signal.SIGTERM)
 
         # Not ready at once, while it still answers: the admin listener answers 503 (a refused
         # connection before that would mean it stopped without turning unready first).
