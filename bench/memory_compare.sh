@@ -79,7 +79,8 @@ held() { # contender: how many idle connections it is given
 }
 write_configs() { # http_port admin_port nginx_port haproxy_port spare_port
   cat >"$work/fusebox.yaml" <<YAML
-server: {threads: 1, shutdown_timeout: 0s}
+server: {threads: 1}
+drain: {timeout: 0s}
 listeners:
   http: {address: 127.0.0.1, port: $1, idle_timeout: 600s, max_connections: $maxconn}
   admin: {address: 127.0.0.1, port: $2}

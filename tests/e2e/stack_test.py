@@ -70,6 +70,15 @@ BACK_IN_ROTATION_TIMEOUT = 20.0
 POLL_INTERVAL = 0.02
 
 
+STARTED = time.monotonic()
+
+
+def note(message):
+    """A progress line on stderr with the time since start: where the time goes, and what
+    happened before a failure."""
+    print(f"[{time.monotonic() - STARTED:6.2f}s] {message}", file=sys.stderr, flush=True)
+
+
 class DeadlineExceeded(AssertionError):
     pass
 
@@ -174,8 +183,10 @@ class Process:
             start_new_session=True)
         log.close()
         Process._running.append(self)
+        self._reader = None
         if capture_stdout:
-            threading.Thread(target=self._read_stdout, daemon=True).start()
+            self._reader = threading.Thread(target=self._read_stdout, daemon=True)
+            self._reader.start()
 
     def _read_stdout(self):
         for raw in self.popen.stdout:
@@ -202,9 +213,11 @@ class Process:
     def wait(self, timeout):
         """The exit code, or None when still running after timeout seconds."""
         try:
-            return self.popen.wait(timeout=timeout)
+            code = self.popen.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             return None
+        self._reap()
+        return code
 
     def stop(self, sig=signal.SIGTERM, timeout=10.0):
         """Asks the process to stop, then kills its whole group if it does not within timeout."""
@@ -216,9 +229,17 @@ class Process:
                 except ProcessLookupError:
                     pass
                 self.popen.wait()
+        self._reap()
+        return self.popen.returncode
+
+    def _reap(self):
         if self in Process._running:
             Process._running.remove(self)
-        return self.popen.returncode
+        if self._reader is not None:
+            # The pipe ends with the process (unless a child of its own still holds it).
+            self._reader.join(timeout=2)
+            if not self._reader.is_alive():
+                self.popen.stdout.close()
 
     @classmethod
     def stop_all(cls):
@@ -576,6 +597,7 @@ class StackTest(unittest.TestCase):
             wait_for(lambda: r.readyz() == 200, 10, f"{r.name} /readyz 200")
         wait_for(cls.nginx.accepting, 10, "nginx accepting on its REST and gRPC ports")
         wait_for(cls.prometheus.ready, 30, "Prometheus /-/ready")
+        note(f"stack ready in {cls.workdir}")
 
     @classmethod
     def tearDownClass(cls):
@@ -742,7 +764,7 @@ class StackTest(unittest.TestCase):
             load.stop()
         sent, answered, failures = load.counts()
         print(f"rolling restart: {sent} requests, {answered} answered 200, {len(failures)} failed",
-              file=sys.stderr, flush=True)
+              flush=True)
         self.assertEqual(failures, [], f"{len(failures)} failed requests (first 10 shown):\n"
                          + "\n".join(failures[:10]) + f"\n{self.logs()}")
         self.assertEqual(sent, answered)
@@ -763,6 +785,7 @@ class StackTest(unittest.TestCase):
                 raise AssertionError(f"{replica.name} stopped answering before /readyz said 503")
 
         wait_for(not_ready, DRAIN_DELAY, f"{replica.name} /readyz 503 after SIGTERM")
+        unready_after = time.monotonic() - signalled
         # And during drain.delay it still serves, asking clients to go elsewhere next time.
         status, headers, body = http_request(replica.http_port, "POST", PREDICT_PATH,
                                              body=PREDICT_BODY, headers=predict_headers())
@@ -780,14 +803,21 @@ class StackTest(unittest.TestCase):
         self.assertLessEqual(elapsed, budget, f"{replica.name} took {elapsed:.2f}s to exit, over "
                              f"drain.delay + drain.timeout")
 
+        exited_after = elapsed
+
+        started = time.monotonic()
         replica.start()
         wait_for(lambda: replica.readyz() == 200, 10, f"restarted {replica.name} /readyz 200")
+        ready_after = time.monotonic() - started
         # Back in nginx's rotation: its own request counter (zero at start) rises.
         wait_for(lambda: replica.requests_total() > 0 or not load.running(),
                  BACK_IN_ROTATION_TIMEOUT, f"nginx sending traffic to restarted {replica.name}",
                  interval=0.1)
         self.assertTrue(load.running(), "the load ended (count or time bound) before the "
                         f"restart of {replica.name} was over")
+        note(f"{replica.name}: /readyz 503 {unready_after:.2f}s after SIGTERM, exit 0 after "
+             f"{exited_after:.2f}s; restarted: ready in {ready_after:.2f}s, traffic from nginx "
+             f"after {time.monotonic() - started:.2f}s")
 
 
 if __name__ == "__main__":

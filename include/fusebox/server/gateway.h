@@ -27,9 +27,11 @@ class Gateway {
   std::size_t worker_count() const;
   std::uint16_t grpc_port() const;  // 0 when listeners.grpc is off
 
-  // Serves until SIGTERM or SIGINT, then stops accepting, lets in-flight requests finish
-  // (bounded by server.shutdown_timeout) and returns the process exit code (0). A second
-  // signal during shutdown exits the process at once with code 1.
+  // Serves until SIGTERM or SIGINT, then drains: not ready at once, serving on for
+  // drain.delay, then stops accepting and lets in-flight requests finish (bounded by
+  // drain.timeout); returns the process exit code (0). A second signal during shutdown exits
+  // the process at once with code 1. SIGHUP, a change of the config file (reload.watch) and
+  // POST /admin/reload reload the configuration.
   int run();
 
  private:
