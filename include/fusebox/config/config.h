@@ -3,6 +3,7 @@
 // between threads as std::shared_ptr<const Config>. Every default here is documented in
 // docs/configuration.md; keep the two in step.
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -46,6 +47,9 @@ struct HttpListenerConfig {
 struct AdminListenerConfig {
   std::string address = "127.0.0.1";
   std::uint16_t port = 9901;
+  // "sha256:<64 hex>" of a bearer token that /admin/* requires (Authorization: Bearer <token>);
+  // "" = none. /healthz, /readyz and /metrics stay open (probes and scrapers).
+  std::string token_hash;
 };
 
 // The gRPC listener (TF Serving's PredictionService and ModelService). Off unless configured.
@@ -269,6 +273,95 @@ struct IdempotencyConfig {
   bool coalesce_identical = false;          // without a key: identical concurrent requests share
 };
 
+// ---- admission control and authentication (docs/admission.md) ------------------------------
+
+// A token bucket: `requests_per_second` refill, `burst` capacity. Off when rate is 0.
+struct RateLimitConfig {
+  double requests_per_second = 0;
+  std::uint32_t burst = 0;                  // 0 = max(1, ceil(requests_per_second))
+  bool enabled() const { return requests_per_second > 0; }
+};
+
+enum class AuthPolicyKind { none, api_key, jwt, any };
+
+// Per-route bulkhead and queue (admission::ConcurrencyGate).
+struct RouteConcurrencyConfig {
+  bool enabled = false;                     // true when routes[].concurrency is present
+  std::uint32_t limit = 64;                 // requests in flight to the backends at once
+  std::uint32_t max_queued = 256;           // waiters, all priorities; 0 = no queue
+  // Waiters per base priority 0..9; absent levels are bounded by max_queued only.
+  std::array<std::uint32_t, 10> max_queued_per_priority = {
+      UINT32_MAX, UINT32_MAX, UINT32_MAX, UINT32_MAX, UINT32_MAX,
+      UINT32_MAX, UINT32_MAX, UINT32_MAX, UINT32_MAX, UINT32_MAX};
+  Duration queue_timeout{1'000};            // longest wait (the request's deadline may cut it)
+  Duration aging_step{100};                 // one priority level gained per step; 0 = no aging
+  // Adaptive limit (admission::AdaptiveConcurrencyLimit); `limit` is then the starting value.
+  struct Adaptive {
+    bool enabled = false;                   // true when `adaptive` is present
+    bool dry_run = false;                   // compute and report, never apply
+    std::uint32_t min_limit = 2;
+    std::uint32_t max_limit = 500;
+    Duration interval{1'000};               // how often the limit is recomputed
+    double tolerance = 1.5;                 // latency up to baseline x tolerance is "no queueing"
+    Duration min_rtt_interval{60'000};      // re-measure the latency baseline this often
+  } adaptive;
+};
+
+struct RouteAdmissionConfig {
+  std::uint8_t priority = 5;                // default priority of the route's requests (0..9)
+  AuthPolicyKind auth = AuthPolicyKind::none;
+  RouteConcurrencyConfig concurrency;
+  RateLimitConfig rate_limit;               // the whole route, all clients together
+  RateLimitConfig client_rate_limit;        // per client (API key name, JWT subject or IP),
+                                            // unless the key has a rate_limit of its own
+};
+
+struct ApiKeyConfig {
+  std::string name;                         // in logs and metric labels, never the key
+  std::string hash;                         // "sha256:<64 hex>"
+  std::optional<std::uint8_t> priority;     // the key's priority class; none = the route's
+  RateLimitConfig rate_limit;               // per key; off = the route's client_rate_limit
+  std::vector<std::string> models;          // models the key may call; empty = all
+};
+
+struct JwtKeyEntryConfig {
+  std::string kid;                          // optional
+  std::string alg = "HS256";                // HS256 or RS256
+  std::string secret;                       // HS256 (>= 32 bytes); redacted in /admin/config
+  std::string public_key_pem;               // RS256, inline PEM
+  std::string public_key_file;              // RS256, path to a PEM file
+};
+
+struct JwtConfig {
+  bool enabled = false;                     // true when auth.jwt is present
+  std::string issuer;                       // "" = any
+  std::string audience;                     // "" = any
+  bool require_exp = true;
+  Duration clock_skew{30'000};
+  std::string priority_claim;               // e.g. "fusebox_priority"; "" = none
+  std::string models_claim;                 // e.g. "fusebox_models"; "" = none
+  std::uint64_t max_token_bytes = 8 * 1024;
+  std::vector<JwtKeyEntryConfig> keys;
+  std::string jwks_file;                    // a JWKS file, re-read on reload and on change
+};
+
+struct AuthConfig {
+  std::string realm = "fusebox";            // WWW-Authenticate realm
+  std::string api_key_header = "X-API-Key"; // also accepted: Authorization: ApiKey <key>
+  std::vector<ApiKeyConfig> api_keys;
+  JwtConfig jwt;
+};
+
+// Process-wide admission: shedding under overload, and the client rate-limit table.
+struct AdmissionConfig {
+  std::uint64_t max_inflight = 0;           // shed above this many requests in flight; 0 = off
+  std::uint64_t max_memory = 0;             // shed above this RSS in bytes; 0 = off
+  double shed_step_percent = 10;            // each step above a threshold sheds one more level
+  Duration sample_interval{250};            // how often RSS and in-flight are sampled
+  std::uint32_t max_clients = 100'000;      // client rate-limit buckets kept at most
+  Duration client_idle_eviction{60'000};    // a full bucket idle this long is dropped
+};
+
 struct RouteConfig {
   std::string name;
   RouteMatch match;
@@ -283,6 +376,8 @@ struct RouteConfig {
   LoadDegradeConfig degrade_on_load;
   SplitConfig split;
   IdempotencyConfig idempotency;
+  RouteAdmissionConfig admission;           // keys priority, auth, concurrency, rate_limit,
+                                            // client_rate_limit directly under the route
 };
 
 enum class LogFormat { text, json };
@@ -314,6 +409,8 @@ struct Config {
   ServerConfig server;
   DrainConfig drain;
   ReloadConfig reload;
+  AuthConfig auth;
+  AdmissionConfig admission;
   ListenersConfig listeners;
   std::vector<PoolConfig> pools;            // in file order; names unique
   std::vector<RouteConfig> routes;          // in file order; names unique
