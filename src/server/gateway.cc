@@ -482,11 +482,7 @@ struct Gateway::Impl final : AdminContext {
         return;
       }
       const auto max_connections = startup_config->listeners.http.max_connections;
-      auto open = connections.fetch_add(1, std::memory_order_relaxed) + 1;
-      gauges->downstream_connections.fetch_add(1, std::memory_order_relaxed);
-      asio::post(target.ioc, [this, &target, s = std::move(socket)]() mutable {
-        start_http_session(std::move(*s), startup_config->listeners.http, target, target.tracker);
-      });
+      auto open = hand_over(std::move(socket), target);
       if (open >= max_connections) {
         accept_paused.store(true);
         // A session may have closed between the count and the flag: re-check.
@@ -498,6 +494,40 @@ struct Gateway::Impl final : AdminContext {
       }
       accept_next();
     });
+  }
+
+  // Counts an accepted connection and starts its session on its worker; returns the number of
+  // connections now open.
+  std::uint32_t hand_over(std::unique_ptr<io::Socket> socket, Worker& target) {
+    auto open = connections.fetch_add(1, std::memory_order_relaxed) + 1;
+    gauges->downstream_connections.fetch_add(1, std::memory_order_relaxed);
+    asio::post(target.ioc, [this, &target, s = std::move(socket)]() mutable {
+      start_http_session(std::move(*s), startup_config->listeners.http, target, target.tracker);
+    });
+    return open;
+  }
+
+  // On worker 0 (the acceptor's thread). Closing a listener resets the connections the kernel
+  // has completed but nobody accepted yet, and their clients have usually sent a request
+  // already: accept them first; each serves that request and closes.
+  void close_http_listener() {
+    boost::system::error_code ec;
+    http_acceptor->cancel(ec);  // the pending async_accept ends with operation_aborted
+    http_acceptor->non_blocking(true, ec);
+    std::size_t taken = 0;
+    while (!ec) {
+      auto& target = *workers[next_worker++ % workers.size()];
+      auto socket = std::make_unique<io::Socket>(target.ioc.get_executor());
+      http_acceptor->accept(*socket, ec);
+      if (ec) break;
+      hand_over(std::move(socket), target);
+      ++taken;
+    }
+    http_acceptor->close(ec);
+    if (taken > 0) {
+      logging::log().info("drain: {} connections waiting in the accept queue taken before closing",
+                          taken);
+    }
   }
 
   void accept_admin() {
@@ -559,10 +589,11 @@ struct Gateway::Impl final : AdminContext {
     const auto timeout = active->config->drain.timeout;
     logging::log().info("drain: listeners closed; waiting up to {} for {} connections",
                         format_duration(timeout), connections.load());
-    accepting_stopped.store(true);
     asio::post(workers[0]->ioc, [this] {
-      boost::system::error_code ec;
-      http_acceptor->close(ec);
+      close_http_listener();
+      // Set after the last hand_over(): check_drained() must not see 0 connections before it.
+      accepting_stopped.store(true);
+      asio::post(admin_ioc, [this] { check_drained(); });
     });
     for (auto& w : workers) {
       asio::post(w->ioc, [w = w.get()] {

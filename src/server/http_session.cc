@@ -191,13 +191,20 @@ class HttpSession final : public TrackedSession,
   // given back: the tracker may be going too.
   ~HttpSession() override { tracker_.remove(this); }
 
+  // A connection accepted while draining serves the request its client has (most likely)
+  // already sent, with `Connection: close`: closing it unread would fail that request.
   void start() {
-    if (tracker_.draining()) return close();
+    if (tracker_.draining()) draining_ = true;
     read_request();
   }
 
   void drain() override {
     draining_ = true;
+    if (state_ == State::idle && served_ == 0) {
+      // Not used yet: its client may be sending its first request right now. Give it a moment.
+      arm_deadline(first_request_grace(), /*idle=*/true);
+      return;
+    }
     if (state_ == State::idle) {
       beast::error_code ec;
       socket_.cancel(ec);  // the pending idle wait completes and closes
@@ -218,14 +225,19 @@ class HttpSession final : public TrackedSession,
  private:
   enum class State { idle, reading, handling, writing, closing };
 
+  // How long a connection that has served nothing waits for its first request once draining.
+  Clock::duration first_request_grace() const {
+    return std::min<Clock::duration>(limits_.idle_timeout, std::chrono::seconds(1));
+  }
+
   void read_request() {
-    if (draining_) return close();
+    if (draining_ && served_ > 0) return close();
     if (buffers_ && buffers_->buffer.size() > 0) return start_request();  // pipelined request
     // Wait for the first bytes of the next request under the idle timeout, without buffers;
     // the header timeout starts once the client begins to send.
     tracker_.give_back(std::move(buffers_));
     state_ = State::idle;
-    arm_deadline(limits_.idle_timeout, /*idle=*/true);
+    arm_deadline(draining_ ? first_request_grace() : limits_.idle_timeout, /*idle=*/true);
     socket_.async_wait(asio::socket_base::wait_read,
                        asio::bind_allocator(SlotAllocator<void>(idle_wait_slot_),
                                             [self = shared_from_this()](beast::error_code ec) {

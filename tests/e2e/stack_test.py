@@ -176,7 +176,7 @@ class Process:
         self.log_path = log_path
         self._lines = queue.Queue()
         log = open(log_path, "ab")
-        # Own session: nginx's workers and any child can be signalled as one group.
+        # A process group of its own: nginx and its workers can be killed as one.
         self.popen = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE if capture_stdout else log, stderr=log,
@@ -611,7 +611,7 @@ class StackTest(unittest.TestCase):
         elif cls.workdir:
             print(f"stack_test: kept {cls.workdir}", file=sys.stderr)
 
-    # --- helpers ---------------------------------------------------------------------------
+    # --- shared steps ----------------------------------------------------------------------
 
     def logs(self):
         """The end of every log, for failure messages."""
@@ -711,7 +711,12 @@ class StackTest(unittest.TestCase):
             result = self.prometheus.query(expr)
             return result[0][1] if result else None
 
-        # A first sample from both replicas, so that the sum covers both.
+        # A request to each replica directly, so that both have the series whatever ran before,
+        # then a first sample of both in Prometheus, so that the sum covers both.
+        for r in self.replicas:
+            status, _, body = http_request(r.http_port, "POST", PREDICT_PATH, body=PREDICT_BODY,
+                                           headers=predict_headers())
+            self.assertEqual(status, 200, f"{r.name}: {body!r}")
         wait_for(lambda: {l["instance"] for l, _ in
                           self.prometheus.query('fusebox_requests_total{job="fusebox"}')}
                  == self.both_targets(), 20, "fusebox_requests_total from both replicas")
