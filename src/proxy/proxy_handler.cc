@@ -58,6 +58,18 @@ struct ProxyHandler::Call {
   std::string replay_key;
   bool replay_lead = false;
   Duration replay_retain{0};
+
+  // Admission control.
+  admission::Priority priority = admission::kLowestPriority;
+  AdmissionSlot slot;                           // the route's concurrency slot, while held
+  std::optional<server::Response> admission_answer;  // when the chain cannot answer instead
+};
+
+// A request waiting for a concurrency slot, and the timer of its queue timeout.
+struct ProxyHandler::Parked {
+  std::shared_ptr<Call> call;
+  std::unique_ptr<boost::asio::steady_timer> timer;
+  admission::Ticket ticket;
 };
 
 namespace {
@@ -88,7 +100,13 @@ ProxyHandler::ProxyHandler(boost::asio::io_context& ioc, Runtime& runtime, std::
       ids_(0x9e3779b97f4a7c15ull * (shard + 1) ^
            static_cast<std::uint64_t>(Clock::now().time_since_epoch().count())),
       random_(0x2545f4914f6cdd1dull * (shard + 1) ^
-              static_cast<std::uint64_t>(Clock::now().time_since_epoch().count())) {}
+              static_cast<std::uint64_t>(Clock::now().time_since_epoch().count())) {
+  // Wake-ups come from any thread (whoever freed a slot): each is posted to this worker.
+  runtime_.admission->register_waker(shard, AdmissionProtocol::rest,
+                                     [this](const admission::Wakeup& wakeup) {
+                                       boost::asio::post(ioc_, [this, wakeup] { on_wakeup(wakeup); });
+                                     });
+}
 
 // Calls still waiting for another request's answer go with their sessions while this worker's
 // io_context is alive; the store keeps only weak references to them.
@@ -152,6 +170,7 @@ void ProxyHandler::handle(server::Request&& request, const server::ConnectionInf
   call->deadline = *deadline;
   call->inference = call->rest.verb != http::RestVerb::status &&
                     call->rest.verb != http::RestVerb::metadata;
+  if (!admit(call, connection)) return;
 
   bool caching = runtime_.cache && call->inference && route_config.cache.mode != config::CacheMode::off;
   bool replaying = runtime_.idempotency && call->inference && route_config.idempotency.enabled;
@@ -204,9 +223,117 @@ void ProxyHandler::handle(server::Request&& request, const server::ConnectionInf
       }
       call->split_target =
           degrade::choose_split_target(split, override_value, sticky, random_.next_double());
-      if (call->split_target != degrade::kStableTarget) return send_to_canary(call);
     }
   }
+  acquire_slot(call);
+}
+
+bool ProxyHandler::admit(const std::shared_ptr<Call>& call, const server::ConnectionInfo& connection) {
+  auto& req = call->request;
+  const auto& route = runtime_.config->routes[call->route];
+  AdmissionInput input;
+  input.route = call->route;
+  input.model = call->rest.model;
+  input.api_key = to_sv(req[runtime_.config->auth.api_key_header]);
+  input.authorization = to_sv(req[bhttp::field::authorization]);
+  input.priority = to_sv(req[admission::kPriorityHeader]);
+  input.client_ip = connection.client_ip;
+  input.deadline = call->deadline;
+  auto decision = runtime_.admission->admit(input);
+  call->priority = decision.priority;
+  if (route.admission.auth != config::AuthPolicyKind::none) {
+    // Credentials are fusebox's to check, not the backend's to see.
+    req.erase(runtime_.config->auth.api_key_header);
+    req.erase(bhttp::field::authorization);
+  }
+  if (decision.kind == AdmissionDecision::Kind::admitted) return true;
+  refuse(call, std::move(decision));
+  return false;
+}
+
+void ProxyHandler::refuse(const std::shared_ptr<Call>& call, AdmissionDecision&& decision) {
+  auto response = ::fusebox::http::json_error_response(decision.status, decision.message);
+  if (!decision.www_authenticate.empty()) {
+    response.set(bhttp::field::www_authenticate, decision.www_authenticate);
+  }
+  if (decision.retry_after.count() > 0) {
+    response.set(bhttp::field::retry_after, std::to_string(decision.retry_after.count()));
+  }
+  const auto& route = runtime_.config->routes[call->route];
+  // Overload (shedding, the concurrency queue) may be answered by the degradation chain; a
+  // client over its rate limit or without credentials is answered as it is.
+  if (decision.status == 503 && call->inference && !route.fallbacks.empty()) {
+    call->reason = degrade::Reason::overload;
+    call->admission_answer = std::move(response);
+    return next_tier(call);
+  }
+  finish(call, std::move(response), 0);
+}
+
+void ProxyHandler::acquire_slot(const std::shared_ptr<Call>& call) {
+  if (!runtime_.admission->gated(call->route)) return send_upstream(call);
+  std::uint32_t slot = 0;
+  if (!free_parking_.empty()) {
+    slot = free_parking_.back();
+  } else {
+    slot = static_cast<std::uint32_t>(parking_.size());
+  }
+  auto decision = runtime_.admission->acquire(call->route, call->priority, call->deadline, shard_,
+                                              AdmissionProtocol::rest, slot);
+  switch (decision.kind) {
+    case AdmissionDecision::Kind::admitted:
+      call->slot = AdmissionSlot(runtime_.admission.get(), call->route);
+      return send_upstream(call);
+    case AdmissionDecision::Kind::queued: {
+      if (!free_parking_.empty()) {
+        free_parking_.pop_back();
+      } else {
+        parking_.emplace_back();
+      }
+      auto& parked = parking_[slot];
+      parked.call = call;
+      parked.ticket = decision.ticket;
+      if (!parked.timer) parked.timer = std::make_unique<boost::asio::steady_timer>(ioc_);
+      parked.timer->expires_at(decision.expires_at);
+      parked.timer->async_wait([this, route = call->route](boost::system::error_code ec) {
+        if (!ec) runtime_.admission->expire(route);  // its Wakeup comes back through on_wakeup
+      });
+      return;
+    }
+    default:
+      return refuse(call, std::move(decision));
+  }
+}
+
+void ProxyHandler::on_wakeup(const admission::Wakeup& wakeup) {
+  auto slot = AdmissionControl::slot_of(wakeup.tag);
+  if (slot >= parking_.size() || !parking_[slot].call || !(parking_[slot].ticket == wakeup.ticket)) {
+    return;
+  }
+  auto call = std::move(parking_[slot].call);
+  parking_[slot].timer->cancel();
+  free_parking_.push_back(slot);
+  if (wakeup.reason == admission::Wakeup::Reason::admitted) {
+    call->slot = AdmissionSlot(runtime_.admission.get(), call->route);
+    runtime_.admission->record_wait(shard_, call->route, wakeup.waited);
+    if (Clock::now() >= call->deadline) {
+      return respond_local(call, 504, "the request's deadline passed while it waited for a slot");
+    }
+    return send_upstream(call);
+  }
+  runtime_.admission->record_rejection(call->route, AdmissionRejection::queue_timeout);
+  AdmissionDecision timed_out;
+  timed_out.kind = AdmissionDecision::Kind::rejected;
+  timed_out.status = 503;
+  timed_out.message = "route \"" + runtime_.config->routes[call->route].name +
+                      "\" is at its concurrency limit: no slot within the queue timeout; retry later";
+  timed_out.retry_after = std::chrono::ceil<std::chrono::seconds>(
+      runtime_.config->routes[call->route].admission.concurrency.queue_timeout);
+  refuse(call, std::move(timed_out));
+}
+
+void ProxyHandler::send_upstream(const std::shared_ptr<Call>& call) {
+  if (call->split_target != degrade::kStableTarget) return send_to_canary(call);
   send_to_primary(call);
 }
 
@@ -350,6 +477,12 @@ void ProxyHandler::on_pipeline_result(const std::shared_ptr<Call>& call,
     if (const auto& degrader = runtime_.load_degraders[call->route]) {
       degrader->record_latency(shard_, Clock::now() - call->primary_start);
     }
+    if (call->slot) {
+      bool dropped = result.kind == Kind::deadline_exceeded ||
+                     (result.kind == Kind::upstream_failure &&
+                      result.upstream.outcome == metrics::UpstreamOutcome::timeout);
+      runtime_.admission->record_latency(call->route, Clock::now() - call->primary_start, dropped);
+    }
   }
   if (answer) {
     auto response = std::move(result.upstream.response);
@@ -452,6 +585,7 @@ void ProxyHandler::next_tier(const std::shared_ptr<Call>& call) {
   // Every tier passed: the primary's failure is the answer.
   call->tier = 0;
   call->reason = degrade::Reason::none;
+  if (call->admission_answer) return finish(call, std::move(*call->admission_answer), 0);
   if (!call->primary_failure) {
     // Diverted under load, and no fallback answered: the primary is not tried on top.
     resilience::PipelineResult overloaded;
@@ -569,6 +703,7 @@ void ProxyHandler::deliver(const std::shared_ptr<Call>& call, server::Response&&
   runtime_.metrics.record_request(shard_, call->route, metrics::method_label(call->method), status,
                                   seconds.count());
   runtime_.metrics.add_inflight(-1);
+  call->slot.reset();  // the answer is out: the next waiter may go
   if (logging::access_log_enabled()) {
     logging::AccessLogEntry entry;
     entry.time = std::chrono::system_clock::now();

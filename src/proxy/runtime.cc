@@ -260,6 +260,7 @@ Runtime::Runtime(std::shared_ptr<const config::Config> cfg, std::size_t shards,
                                                                SteadyClock::instance());
     }
   }
+  admission = std::make_unique<AdmissionControl>(*config, shards, SteadyClock::instance());
 }
 
 void Runtime::carry_backend_state(const Runtime& previous) {
@@ -317,6 +318,7 @@ void Runtime::collect_metrics(std::vector<prometheus::MetricFamily>& families) c
   resilience_metrics->collect(families);
   degrade_metrics->collect(families);
   split_metrics->collect(families);
+  admission->collect(families);
   auto single = [&](const char* name, const char* help, MetricType type, double v) {
     auto& f = families.emplace_back(metrics::make_family(name, help, type));
     if (type == MetricType::Counter) {
@@ -421,6 +423,7 @@ nlohmann::json Runtime::routes_json() const {
                         {"override_header", route.split.override_header},
                         {"sticky_header", route.split.sticky_header}};
     }
+    admission->describe(r, entry);
     if (route.idempotency.enabled) {
       entry["idempotency"] = {{"header", route.idempotency.header},
                               {"coalesce_identical", route.idempotency.coalesce_identical}};

@@ -41,8 +41,17 @@ class ProxyHandler final : public server::RequestHandler {
   std::size_t calls_alive() const { return calls_.count(); }
 
   struct Call;
+  struct Parked;
 
  private:
+  // Admission control (admission_control.h): false when the request was answered (401/403,
+  // 429, or 503/degraded).
+  bool admit(const std::shared_ptr<Call>& call, const server::ConnectionInfo& connection);
+  void refuse(const std::shared_ptr<Call>& call, AdmissionDecision&& decision);
+  // The route's concurrency slot: now, after a wait (on_wakeup), or refused.
+  void acquire_slot(const std::shared_ptr<Call>& call);
+  void on_wakeup(const admission::Wakeup& wakeup);
+  void send_upstream(const std::shared_ptr<Call>& call);  // primary or canary
   // Idempotency-Key / coalescing: false when the request was answered (or will be, by the
   // request it joined) and must not be sent.
   bool begin_replay(const std::shared_ptr<Call>& call);
@@ -77,6 +86,9 @@ class ProxyHandler final : public server::RequestHandler {
   FastRandom random_;
   // Requests that joined another's call, until its answer arrives (this worker's thread only).
   std::unordered_map<const Call*, std::shared_ptr<Call>> waiting_;
+  // Requests waiting for a concurrency slot, by parking slot (AdmissionControl tags).
+  std::vector<Parked> parking_;
+  std::vector<std::uint32_t> free_parking_;
   LiveCounter calls_;  // declared last: the calls in waiting_ release their tokens first
 };
 

@@ -17,6 +17,7 @@
 #include "fusebox/degrade/rules.h"
 #include "fusebox/degrade/split.h"
 #include "fusebox/replay/idempotency_store.h"
+#include "fusebox/proxy/admission_control.h"
 #include "fusebox/proxy/route_table.h"
 #include "fusebox/resilience/events.h"
 #include "fusebox/resilience/pipeline.h"
@@ -81,6 +82,7 @@ struct Runtime {
   std::vector<std::vector<std::size_t>> split_pool;  // [route][canary]: the canary's pool
   std::unique_ptr<degrade::SplitMetrics> split_metrics;
   std::shared_ptr<replay::IdempotencyStore> idempotency;  // null when no route uses it
+  std::unique_ptr<AdmissionControl> admission;  // auth, priorities, limits (every route)
 
   // Every family of /metrics (gateway, resilience, degradation, cache, split, replay).
   void collect_metrics(std::vector<prometheus::MetricFamily>& out) const;

@@ -1,0 +1,189 @@
+#pragma once
+// The admission stage of the data path, between routing and the resilience pipeline, for REST
+// and gRPC alike:
+//
+//   authenticate (routes[].auth)          -> 401 / 403
+//   priority (route, identity, header)
+//   load shedding (admission.max_*)       -> 503 + Retry-After, or the degradation chain
+//   rate limits (client, then route)      -> 429 + Retry-After
+//   concurrency gate (routes[].concurrency) -> admitted, queued, or 503 / degradation chain
+//
+// The policies are the pure classes of admission/ and auth/; this class holds their shared
+// state for one configuration (one per Runtime) and counts what it decides. Every method may be
+// called from any thread.
+//
+// The gate's queued requests are parked by the handler that asked; the gate hands back
+// Wakeups (admitted or timed out) to whoever frees a slot or expires a waiter, and
+// dispatch() posts each to the handler that parked it, through the wakers registered per
+// (shard, protocol).
+
+#include <prometheus/metric_family.h>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fusebox/admission/adaptive_limit.h"
+#include "fusebox/admission/concurrency_gate.h"
+#include "fusebox/admission/load_shedder.h"
+#include "fusebox/admission/token_bucket.h"
+#include "fusebox/auth/auth_policy.h"
+#include "fusebox/auth/jwt.h"
+#include "fusebox/auth/wall_clock.h"
+#include "fusebox/config/config.h"
+#include "fusebox/metrics/sharded_histogram.h"
+
+namespace fusebox::proxy {
+
+enum class AdmissionProtocol : std::uint8_t { rest = 0, grpc = 1 };
+
+// Why a request was not admitted; numeric values are stable (metric label order).
+enum class AdmissionRejection : std::uint8_t {
+  rate_limited_client = 0,
+  rate_limited_route = 1,
+  shed = 2,
+  queue_full = 3,
+  priority_cap = 4,
+  queue_timeout = 5,  // waited in the queue until its timeout (or too little time to wait)
+};
+inline constexpr std::size_t kAdmissionRejections = 6;
+const char* to_string(AdmissionRejection reason);
+
+struct AdmissionInput {
+  std::size_t route = 0;
+  std::string_view model;
+  std::string_view api_key;        // the configured API key header (gRPC: x-api-key)
+  std::string_view authorization;  // Authorization (gRPC: authorization)
+  std::string_view priority;       // X-Fusebox-Priority (gRPC: x-fusebox-priority); "" = none
+  std::string_view client_ip;      // anonymous clients' rate-limit key
+  TimePoint deadline = TimePoint::max();
+};
+
+struct AdmissionDecision {
+  enum class Kind : std::uint8_t {
+    admitted,        // go on; `holds_slot` when a gate slot must be released afterwards
+    queued,          // parked until its Wakeup (ticket / expires_at)
+    unauthenticated, // auth failure: status 401/403, www_authenticate, message
+    rejected,        // rate limit (429), shed or queue (503): retry_after, message
+  };
+  Kind kind = Kind::admitted;
+  admission::Priority priority = admission::kLowestPriority;
+  bool holds_slot = false;
+  admission::Ticket ticket;
+  TimePoint expires_at{};
+  // Failures.
+  unsigned status = 200;
+  AdmissionRejection rejection = AdmissionRejection::shed;
+  std::string message;
+  std::string www_authenticate;
+  std::chrono::seconds retry_after{0};
+};
+
+class AdmissionControl {
+ public:
+  // Throws std::runtime_error when a key store cannot be built (the loader checks first).
+  AdmissionControl(const config::Config& config, std::size_t shards, const Clock& clock);
+  ~AdmissionControl();
+
+  // Handlers of one (shard, protocol) register how to reach them with a Wakeup (they post it
+  // to their own thread). Before any request of theirs can queue.
+  using Waker = std::function<void(const admission::Wakeup&)>;
+  void register_waker(std::size_t shard, AdmissionProtocol protocol, Waker waker);
+
+  // Authentication, priority, shedding and rate limits: admitted (with the priority) or not.
+  AdmissionDecision admit(const AdmissionInput& input);
+  // The route's concurrency gate, for a request about to go to the backends (cache hits and
+  // replays never take a slot): admitted (holds_slot when the route is gated), queued, or
+  // rejected. `slot`: the request's place in its handler's parking table; `shard`: the calling
+  // thread's metrics shard.
+  AdmissionDecision acquire(std::size_t route, admission::Priority priority, TimePoint deadline,
+                            std::size_t shard, AdmissionProtocol protocol, std::uint32_t slot);
+
+  // The gate slot of an admitted request is free again (its answer is out). Dispatches the
+  // Wakeups it causes.
+  void release(std::size_t route);
+  // A queued request's timeout came: expires every waiter past its time on the route's gate.
+  void expire(std::size_t route);
+  // A parked request left (its client went away): true when it was still waiting.
+  bool cancel(std::size_t route, admission::Ticket ticket);
+
+  // Outcome of an admitted request's primary call, for the adaptive limit.
+  void record_latency(std::size_t route, std::chrono::nanoseconds latency, bool dropped);
+  // Time spent queued by an admitted request (fusebox_admission_wait_seconds).
+  void record_wait(std::size_t shard, std::size_t route, std::chrono::nanoseconds waited);
+  // A request that waited and timed out, or was refused while queuing (counted here).
+  void record_rejection(std::size_t route, AdmissionRejection reason);
+
+  // Periodic work (the admin thread, every admission.sample_interval): load shedding inputs,
+  // adaptive limits, idle client buckets.
+  void tick(std::uint64_t inflight, std::uint64_t rss_bytes);
+
+  bool gated(std::size_t route) const;
+  // The request's slot in its handler's parking table and its protocol, packed in a gate tag.
+  static std::uint64_t make_tag(std::size_t shard, AdmissionProtocol protocol, std::uint32_t slot);
+  static std::uint32_t slot_of(std::uint64_t tag) { return static_cast<std::uint32_t>(tag); }
+
+  void collect(std::vector<prometheus::MetricFamily>& out) const;
+  // /admin/routes: per route priority, auth, gate and adaptive limit state.
+  void describe(std::size_t route, nlohmann::json& entry) const;
+
+  bool shedding_enabled() const;
+
+ private:
+  struct Route;
+  void dispatch(const std::vector<admission::Wakeup>& wakeups);
+  void count_auth_failure(auth::AuthFailureReason reason);
+
+  const config::Config& config_;
+  const Clock& clock_;
+  auth::SystemWallClock wall_clock_;
+  std::shared_ptr<const auth::ApiKeyStore> api_keys_;
+  std::shared_ptr<const auth::JwtKeySet> jwt_keys_;
+  auth::JwtValidationOptions jwt_options_;
+  std::vector<std::unique_ptr<Route>> routes_;
+  std::unique_ptr<admission::RateLimiterTable> clients_;
+  std::unique_ptr<admission::RateLimiterTable> route_limits_;
+  std::unique_ptr<admission::LoadShedder> shedder_;
+  std::vector<std::string> client_labels_;  // API key names, then "jwt", "anonymous"
+  std::unique_ptr<std::atomic<std::uint64_t>[]> rejected_;      // [route][reason]
+  std::unique_ptr<std::atomic<std::uint64_t>[]> rate_limited_;  // [route][client label]
+  std::array<std::atomic<std::uint64_t>, 8> auth_failures_{};
+  std::unique_ptr<metrics::ShardedHistogramArray> wait_seconds_;  // series: route
+  mutable std::mutex wakers_mutex_;
+  std::vector<std::array<Waker, 2>> wakers_;  // [shard][protocol]
+};
+
+// A gate slot held by one request: released when reset or destroyed (on the request's thread).
+class AdmissionSlot {
+ public:
+  AdmissionSlot() = default;
+  AdmissionSlot(AdmissionControl* control, std::size_t route) : control_(control), route_(route) {}
+  AdmissionSlot(AdmissionSlot&& other) noexcept
+      : control_(std::exchange(other.control_, nullptr)), route_(other.route_) {}
+  AdmissionSlot& operator=(AdmissionSlot&& other) noexcept {
+    if (this != &other) {
+      reset();
+      control_ = std::exchange(other.control_, nullptr);
+      route_ = other.route_;
+    }
+    return *this;
+  }
+  ~AdmissionSlot() { reset(); }
+  void reset() {
+    if (control_) std::exchange(control_, nullptr)->release(route_);
+  }
+  explicit operator bool() const { return control_ != nullptr; }
+
+ private:
+  AdmissionControl* control_ = nullptr;
+  std::size_t route_ = 0;
+};
+
+}  // namespace fusebox::proxy
