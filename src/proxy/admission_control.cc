@@ -385,6 +385,19 @@ AdmissionDecision AdmissionControl::acquire(std::size_t route_index, admission::
                            admission::to_string(admit.reason) + "); retry later");
 }
 
+AdmissionDecision AdmissionControl::queue_timed_out(std::size_t route) {
+  record_rejection(route, AdmissionRejection::queue_timeout);
+  const auto& config = *routes_[route]->config;
+  AdmissionDecision d;
+  d.kind = AdmissionDecision::Kind::rejected;
+  d.rejection = AdmissionRejection::queue_timeout;
+  d.status = 503;
+  d.message = "route \"" + config.name +
+              "\" is at its concurrency limit: no slot within the queue timeout; retry later";
+  d.retry_after = whole_seconds(config.admission.concurrency.queue_timeout);
+  return d;
+}
+
 void AdmissionControl::release(std::size_t route) {
   auto& gate = routes_[route]->gate;
   if (!gate) return;

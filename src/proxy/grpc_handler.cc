@@ -91,14 +91,62 @@ struct GrpcHandler::Call {
   bool cache_hit = false;                    // answered by cache mode `first`
   bool cache_miss = false;
   std::string rule;                          // the rule that answered, rules tier
+  // Admission control.
+  admission::Priority priority = admission::kLowestPriority;
+  AdmissionSlot slot;                           // the route's concurrency slot, while held
+  std::optional<grpc::Status> admission_status;  // when the chain cannot answer instead
+  std::string retry_after;                       // seconds, as trailing metadata
 };
+
+namespace {
+
+// The client's address from gRPC's peer string ("ipv4:127.0.0.1:5555",
+// "ipv6:%5B::1%5D:5555"): what anonymous clients are rate-limited by, as REST's client IP.
+std::string peer_address(std::string_view peer) {
+  for (std::string_view prefix : {"ipv4:", "ipv6:"}) {
+    if (peer.starts_with(prefix)) {
+      peer.remove_prefix(prefix.size());
+      auto colon = peer.rfind(':');
+      if (colon != std::string_view::npos) peer = peer.substr(0, colon);
+      std::string out(peer);
+      for (auto [from, to] : {std::pair{"%5B", "["}, std::pair{"%5D", "]"}}) {
+        for (auto at = out.find(from); at != std::string::npos; at = out.find(from)) {
+          out.replace(at, 3, to);
+        }
+      }
+      return out;
+    }
+  }
+  return std::string(peer);
+}
+
+grpc::StatusCode code_for(unsigned http_status) {
+  switch (http_status) {
+    case 401:
+      return grpc::StatusCode::UNAUTHENTICATED;
+    case 403:
+      return grpc::StatusCode::PERMISSION_DENIED;
+    case 429:
+      return grpc::StatusCode::RESOURCE_EXHAUSTED;
+    default:
+      return grpc::StatusCode::UNAVAILABLE;
+  }
+}
+
+}  // namespace
 
 GrpcHandler::GrpcHandler(Runtime& runtime, resilience::Pipeline& pipeline, std::size_t shard)
     : runtime_(runtime),
       pipeline_(pipeline),
       shard_(shard),
       ids_(0xc2b2ae3d27d4eb4full * (shard + 1) ^
-           static_cast<std::uint64_t>(Clock::now().time_since_epoch().count())) {}
+           static_cast<std::uint64_t>(Clock::now().time_since_epoch().count())),
+      parking_(pipeline.io_context(), *runtime.admission) {
+  runtime_.admission->register_waker(
+      shard, AdmissionProtocol::grpc, [this](const admission::Wakeup& wakeup) {
+        boost::asio::post(pipeline_.io_context(), [this, wakeup] { on_wakeup(wakeup); });
+      });
+}
 
 GrpcHandler::~GrpcHandler() = default;
 
@@ -180,6 +228,26 @@ void GrpcHandler::handle(server::GrpcCall* rpc) {
     call->deadline = std::min(call->deadline, now + std::chrono::duration_cast<Clock::duration>(left));
   }
 
+  // Admission: authentication, priority, shedding, rate limits.
+  AdmissionInput input;
+  input.route = call->route;
+  input.model = call->model;
+  const auto client_ip = peer_address(rpc->peer());
+  input.client_ip = client_ip;
+  input.deadline = call->deadline;
+  std::string api_key_key = runtime_.config->auth.api_key_header;
+  for (auto& ch : api_key_key) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  for (const auto& [key, value] : rpc->client_metadata()) {
+    std::string_view k(key.data(), key.size()), v(value.data(), value.size());
+    if (k == api_key_key) input.api_key = v;
+    if (k == "authorization") input.authorization = v;
+    if (k == "x-fusebox-priority") input.priority = v;
+  }
+  auto decision = runtime_.admission->admit(input);
+  call->priority = decision.priority;
+  if (decision.kind != AdmissionDecision::Kind::admitted) return refuse(call, std::move(decision));
+  const bool strip_credentials = route_config.admission.auth != config::AuthPolicyKind::none;
+
   auto& request = call->request;
   request.method = rpc->method();
   request.payload = rpc->request();  // shares the slices
@@ -188,6 +256,8 @@ void GrpcHandler::handle(server::GrpcCall* rpc) {
   for (const auto& [key, value] : rpc->client_metadata()) {
     std::string_view k(key.data(), key.size());
     if (!rpc::forwards_metadata(listener.metadata_allow, listener.metadata_deny, k)) continue;
+    // Credentials are fusebox's to check, not the backend's to see.
+    if (strip_credentials && (k == "authorization" || k == api_key_key)) continue;
     request.metadata.emplace_back(std::string(k), std::string(value.data(), value.size()));
   }
   request.metadata.emplace_back("traceparent", call->traceparent);
@@ -212,7 +282,52 @@ void GrpcHandler::handle(server::GrpcCall* rpc) {
       call->cache_miss = true;
     }
   }
-  send_primary(call);
+  acquire_slot(call);
+}
+
+void GrpcHandler::refuse(const std::shared_ptr<Call>& call, AdmissionDecision&& decision) {
+  grpc::Status status(code_for(decision.status), decision.message);
+  if (decision.retry_after.count() > 0) call->retry_after = std::to_string(decision.retry_after.count());
+  const auto& route = runtime_.config->routes[call->route];
+  bool degradable = call->kind == MethodKind::inference || call->kind == MethodKind::multi_inference;
+  if (decision.status == 503 && degradable && !route.fallbacks.empty()) {
+    call->reason = degrade::Reason::overload;
+    call->admission_status = std::move(status);
+    return next_tier(call);
+  }
+  finish(call, status, nullptr);
+}
+
+void GrpcHandler::acquire_slot(const std::shared_ptr<Call>& call) {
+  if (!runtime_.admission->gated(call->route)) return send_primary(call);
+  auto decision = runtime_.admission->acquire(call->route, call->priority, call->deadline, shard_,
+                                              AdmissionProtocol::grpc, parking_.next_slot());
+  switch (decision.kind) {
+    case AdmissionDecision::Kind::admitted:
+      call->slot = AdmissionSlot(runtime_.admission.get(), call->route);
+      return send_primary(call);
+    case AdmissionDecision::Kind::queued:
+      return parking_.park(call, decision.ticket, decision.expires_at, call->route);
+    default:
+      return refuse(call, std::move(decision));
+  }
+}
+
+void GrpcHandler::on_wakeup(const admission::Wakeup& wakeup) {
+  auto call = parking_.take(wakeup);
+  if (!call) return;
+  if (wakeup.reason == admission::Wakeup::Reason::admitted) {
+    call->slot = AdmissionSlot(runtime_.admission.get(), call->route);
+    runtime_.admission->record_wait(shard_, call->route, wakeup.waited);
+    if (Clock::now() >= call->deadline) {
+      return finish(call,
+                    grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                                 "the deadline passed while the call waited for a slot"),
+                    nullptr);
+    }
+    return send_primary(call);
+  }
+  refuse(call, runtime_.admission->queue_timed_out(call->route));
 }
 
 void GrpcHandler::send_primary(const std::shared_ptr<Call>& call) {
@@ -339,6 +454,7 @@ void GrpcHandler::next_tier(const std::shared_ptr<Call>& call) {
   }
   call->tier = 0;
   call->reason = degrade::Reason::none;
+  if (call->admission_status) return finish(call, *call->admission_status, nullptr);
   answer_failure(call, std::move(*call->primary_failure));
 }
 
@@ -362,8 +478,10 @@ void GrpcHandler::answer_failure(const std::shared_ptr<Call>& call,
 
 void GrpcHandler::finish(const std::shared_ptr<Call>& call, const grpc::Status& status,
                          grpc::ByteBuffer* response) {
+  call->slot.reset();  // the answer is out: the next waiter may go
   server::Metadata trailing;
   trailing.emplace_back("x-request-id", call->request_id);
+  if (!call->retry_after.empty()) trailing.emplace_back("retry-after", call->retry_after);
   if (call->routed) {
     const auto& route = runtime_.config->routes[call->route];
     if (call->cache_hit) {

@@ -65,12 +65,6 @@ struct ProxyHandler::Call {
   std::optional<server::Response> admission_answer;  // when the chain cannot answer instead
 };
 
-// A request waiting for a concurrency slot, and the timer of its queue timeout.
-struct ProxyHandler::Parked {
-  std::shared_ptr<Call> call;
-  std::unique_ptr<boost::asio::steady_timer> timer;
-  admission::Ticket ticket;
-};
 
 namespace {
 
@@ -100,7 +94,8 @@ ProxyHandler::ProxyHandler(boost::asio::io_context& ioc, Runtime& runtime, std::
       ids_(0x9e3779b97f4a7c15ull * (shard + 1) ^
            static_cast<std::uint64_t>(Clock::now().time_since_epoch().count())),
       random_(0x2545f4914f6cdd1dull * (shard + 1) ^
-              static_cast<std::uint64_t>(Clock::now().time_since_epoch().count())) {
+              static_cast<std::uint64_t>(Clock::now().time_since_epoch().count())),
+      parking_(ioc, *runtime.admission) {
   // Wake-ups come from any thread (whoever freed a slot): each is posted to this worker.
   runtime_.admission->register_waker(shard, AdmissionProtocol::rest,
                                      [this](const admission::Wakeup& wakeup) {
@@ -272,47 +267,22 @@ void ProxyHandler::refuse(const std::shared_ptr<Call>& call, AdmissionDecision&&
 
 void ProxyHandler::acquire_slot(const std::shared_ptr<Call>& call) {
   if (!runtime_.admission->gated(call->route)) return send_upstream(call);
-  std::uint32_t slot = 0;
-  if (!free_parking_.empty()) {
-    slot = free_parking_.back();
-  } else {
-    slot = static_cast<std::uint32_t>(parking_.size());
-  }
   auto decision = runtime_.admission->acquire(call->route, call->priority, call->deadline, shard_,
-                                              AdmissionProtocol::rest, slot);
+                                              AdmissionProtocol::rest, parking_.next_slot());
   switch (decision.kind) {
     case AdmissionDecision::Kind::admitted:
       call->slot = AdmissionSlot(runtime_.admission.get(), call->route);
       return send_upstream(call);
-    case AdmissionDecision::Kind::queued: {
-      if (!free_parking_.empty()) {
-        free_parking_.pop_back();
-      } else {
-        parking_.emplace_back();
-      }
-      auto& parked = parking_[slot];
-      parked.call = call;
-      parked.ticket = decision.ticket;
-      if (!parked.timer) parked.timer = std::make_unique<boost::asio::steady_timer>(ioc_);
-      parked.timer->expires_at(decision.expires_at);
-      parked.timer->async_wait([this, route = call->route](boost::system::error_code ec) {
-        if (!ec) runtime_.admission->expire(route);  // its Wakeup comes back through on_wakeup
-      });
-      return;
-    }
+    case AdmissionDecision::Kind::queued:
+      return parking_.park(call, decision.ticket, decision.expires_at, call->route);
     default:
       return refuse(call, std::move(decision));
   }
 }
 
 void ProxyHandler::on_wakeup(const admission::Wakeup& wakeup) {
-  auto slot = AdmissionControl::slot_of(wakeup.tag);
-  if (slot >= parking_.size() || !parking_[slot].call || !(parking_[slot].ticket == wakeup.ticket)) {
-    return;
-  }
-  auto call = std::move(parking_[slot].call);
-  parking_[slot].timer->cancel();
-  free_parking_.push_back(slot);
+  auto call = parking_.take(wakeup);
+  if (!call) return;
   if (wakeup.reason == admission::Wakeup::Reason::admitted) {
     call->slot = AdmissionSlot(runtime_.admission.get(), call->route);
     runtime_.admission->record_wait(shard_, call->route, wakeup.waited);
@@ -321,15 +291,7 @@ void ProxyHandler::on_wakeup(const admission::Wakeup& wakeup) {
     }
     return send_upstream(call);
   }
-  runtime_.admission->record_rejection(call->route, AdmissionRejection::queue_timeout);
-  AdmissionDecision timed_out;
-  timed_out.kind = AdmissionDecision::Kind::rejected;
-  timed_out.status = 503;
-  timed_out.message = "route \"" + runtime_.config->routes[call->route].name +
-                      "\" is at its concurrency limit: no slot within the queue timeout; retry later";
-  timed_out.retry_after = std::chrono::ceil<std::chrono::seconds>(
-      runtime_.config->routes[call->route].admission.concurrency.queue_timeout);
-  refuse(call, std::move(timed_out));
+  refuse(call, runtime_.admission->queue_timed_out(call->route));
 }
 
 void ProxyHandler::send_upstream(const std::shared_ptr<Call>& call) {

@@ -12,6 +12,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "fusebox/admission/load_shedder.h"
 #include "fusebox/config/loader.h"
 #include "fusebox/health/health_checker.h"
 #include "fusebox/logging/logging.h"
@@ -199,7 +200,8 @@ struct Gateway::Impl final : AdminContext {
             std::chrono::steady_clock::now().time_since_epoch().count())),
         signals(admin_ioc, SIGINT, SIGTERM),
         reload_signal(admin_ioc, SIGHUP),
-        drain_timer(admin_ioc) {
+        drain_timer(admin_ioc),
+        admission_timer(admin_ioc) {
     health_checker = make_health_checker(*active);
     for (std::size_t i = 0; i < workers_n; ++i) {
       workers.push_back(std::make_unique<Worker>(
@@ -540,6 +542,20 @@ struct Gateway::Impl final : AdminContext {
     });
   }
 
+  // Samples the load (requests in flight, resident memory) for shedding, recomputes adaptive
+  // concurrency limits and drops idle client buckets, every admission.sample_interval.
+  void admission_tick() {
+    const auto& settings = active->config->admission;
+    std::uint64_t rss = 0;
+    if (settings.max_memory > 0) rss = admission::read_rss_bytes().value_or(0);
+    auto inflight = gauges->inflight.load(std::memory_order_relaxed);
+    active->admission->tick(static_cast<std::uint64_t>(std::max<std::int64_t>(inflight, 0)), rss);
+    admission_timer.expires_after(settings.sample_interval);
+    admission_timer.async_wait([this](boost::system::error_code ec) {
+      if (!ec) admission_tick();
+    });
+  }
+
   // ---- signals and drain ------------------------------------------------------------------
 
   void wait_for_signal() {
@@ -626,6 +642,7 @@ struct Gateway::Impl final : AdminContext {
   void stop_all() {
     if (stopped.exchange(true)) return;
     health_checker->stop();
+    admission_timer.cancel();
     for (auto& r : retiring) r.checker->stop();
     if (watcher) watcher->stop();
     signals.cancel();
@@ -654,6 +671,7 @@ struct Gateway::Impl final : AdminContext {
     asio::post(workers[0]->ioc, [this] { accept_next(); });
     accept_admin();
     health_checker->start();
+    admission_tick();
     wait_for_signal();
     wait_for_reload_signal();
     if (watcher) {
@@ -719,6 +737,7 @@ struct Gateway::Impl final : AdminContext {
   asio::signal_set signals;
   asio::signal_set reload_signal;
   asio::steady_timer drain_timer;
+  asio::steady_timer admission_timer;  // load shedding samples, adaptive limits
   std::unique_ptr<ConfigWatcher> watcher;
   std::vector<std::unique_ptr<Worker>> workers;
   std::unique_ptr<tcp::acceptor> http_acceptor;

@@ -19,6 +19,9 @@
 
 #include <prometheus/metric_family.h>
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
 #include <nlohmann/json_fwd.hpp>
 
 #include <atomic>
@@ -118,8 +121,10 @@ class AdmissionControl {
   void record_latency(std::size_t route, std::chrono::nanoseconds latency, bool dropped);
   // Time spent queued by an admitted request (fusebox_admission_wait_seconds).
   void record_wait(std::size_t shard, std::size_t route, std::chrono::nanoseconds waited);
-  // A request that waited and timed out, or was refused while queuing (counted here).
+  // Counts a refusal decided outside admit()/acquire().
   void record_rejection(std::size_t route, AdmissionRejection reason);
+  // The answer (counted) for a request whose queue timeout came before a slot.
+  AdmissionDecision queue_timed_out(std::size_t route);
 
   // Periodic work (the admin thread, every admission.sample_interval): load shedding inputs,
   // adaptive limits, idle client buckets.
@@ -158,6 +163,59 @@ class AdmissionControl {
   std::unique_ptr<metrics::ShardedHistogramArray> wait_seconds_;  // series: route
   mutable std::mutex wakers_mutex_;
   std::vector<std::array<Waker, 2>> wakers_;  // [shard][protocol]
+};
+
+// A handler's requests waiting for a concurrency slot, each with the timer of its queue timeout
+// (which expires the route's waiters; the Wakeup then comes back through take()).
+// Single-threaded: the handler's worker.
+template <class CallPtr>
+class ParkingLot {
+ public:
+  ParkingLot(boost::asio::io_context& ioc, AdmissionControl& control)
+      : ioc_(ioc), control_(control) {}
+
+  // The slot the next park() will use (the gate's tag carries it).
+  std::uint32_t next_slot() const {
+    return free_.empty() ? static_cast<std::uint32_t>(spaces_.size()) : free_.back();
+  }
+  void park(CallPtr call, admission::Ticket ticket, TimePoint expires_at, std::size_t route) {
+    auto slot = next_slot();
+    if (free_.empty()) {
+      spaces_.emplace_back();
+    } else {
+      free_.pop_back();
+    }
+    auto& space = spaces_[slot];
+    space.call = std::move(call);
+    space.ticket = ticket;
+    if (!space.timer) space.timer = std::make_unique<boost::asio::steady_timer>(ioc_);
+    space.timer->expires_at(expires_at);
+    space.timer->async_wait([control = &control_, route](boost::system::error_code ec) {
+      if (!ec) control->expire(route);
+    });
+  }
+  // The parked request `wakeup` is for, out of the lot; null when it is not parked here.
+  CallPtr take(const admission::Wakeup& wakeup) {
+    auto slot = AdmissionControl::slot_of(wakeup.tag);
+    if (slot >= spaces_.size() || !spaces_[slot].call || !(spaces_[slot].ticket == wakeup.ticket)) {
+      return nullptr;
+    }
+    auto& space = spaces_[slot];
+    space.timer->cancel();
+    free_.push_back(slot);
+    return std::move(space.call);
+  }
+
+ private:
+  struct Space {
+    CallPtr call;
+    admission::Ticket ticket;
+    std::unique_ptr<boost::asio::steady_timer> timer;
+  };
+  boost::asio::io_context& ioc_;
+  AdmissionControl& control_;
+  std::vector<Space> spaces_;
+  std::vector<std::uint32_t> free_;
 };
 
 // A gate slot held by one request: released when reset or destroyed (on the request's thread).

@@ -31,6 +31,11 @@ class GrpcHandler {
   struct Call;
 
  private:
+  // Admission control (admission_control.h), as for REST; refusals map to UNAUTHENTICATED,
+  // PERMISSION_DENIED, RESOURCE_EXHAUSTED or UNAVAILABLE.
+  void refuse(const std::shared_ptr<Call>& call, AdmissionDecision&& decision);
+  void acquire_slot(const std::shared_ptr<Call>& call);
+  void on_wakeup(const admission::Wakeup& wakeup);
   void send_primary(const std::shared_ptr<Call>& call);
   void on_result(const std::shared_ptr<Call>& call, resilience::GrpcPipelineResult&& result);
   void next_tier(const std::shared_ptr<Call>& call);
@@ -42,6 +47,7 @@ class GrpcHandler {
   resilience::Pipeline& pipeline_;
   std::size_t shard_;
   http::IdGenerator ids_;
+  ParkingLot<std::shared_ptr<Call>> parking_;  // calls waiting for a concurrency slot
   LiveCounter calls_;
 };
 

@@ -41,7 +41,6 @@ class ProxyHandler final : public server::RequestHandler {
   std::size_t calls_alive() const { return calls_.count(); }
 
   struct Call;
-  struct Parked;
 
  private:
   // Admission control (admission_control.h): false when the request was answered (401/403,
@@ -86,9 +85,7 @@ class ProxyHandler final : public server::RequestHandler {
   FastRandom random_;
   // Requests that joined another's call, until its answer arrives (this worker's thread only).
   std::unordered_map<const Call*, std::shared_ptr<Call>> waiting_;
-  // Requests waiting for a concurrency slot, by parking slot (AdmissionControl tags).
-  std::vector<Parked> parking_;
-  std::vector<std::uint32_t> free_parking_;
+  ParkingLot<std::shared_ptr<Call>> parking_;  // requests waiting for a concurrency slot
   LiveCounter calls_;  // declared last: the calls in waiting_ release their tokens first
 };
 
