@@ -141,10 +141,14 @@ GrpcHandler::GrpcHandler(Runtime& runtime, resilience::Pipeline& pipeline, std::
       shard_(shard),
       ids_(0xc2b2ae3d27d4eb4full * (shard + 1) ^
            static_cast<std::uint64_t>(Clock::now().time_since_epoch().count())),
-      parking_(pipeline.io_context(), *runtime.admission) {
+      parking_(pipeline.io_context(), *runtime.admission, shard, AdmissionProtocol::grpc,
+               [this](const std::shared_ptr<Call>& call) { send_primary(call); },
+               [this](const std::shared_ptr<Call>& call, AdmissionDecision&& decision) {
+                 refuse(call, std::move(decision));
+               }) {
   runtime_.admission->register_waker(
       shard, AdmissionProtocol::grpc, [this](const admission::Wakeup& wakeup) {
-        boost::asio::post(pipeline_.io_context(), [this, wakeup] { on_wakeup(wakeup); });
+        boost::asio::post(pipeline_.io_context(), [this, wakeup] { parking_.wake(wakeup); });
       });
 }
 
@@ -282,7 +286,7 @@ void GrpcHandler::handle(server::GrpcCall* rpc) {
       call->cache_miss = true;
     }
   }
-  acquire_slot(call);
+  parking_.acquire(call);
 }
 
 void GrpcHandler::refuse(const std::shared_ptr<Call>& call, AdmissionDecision&& decision) {
@@ -298,37 +302,6 @@ void GrpcHandler::refuse(const std::shared_ptr<Call>& call, AdmissionDecision&& 
   finish(call, status, nullptr);
 }
 
-void GrpcHandler::acquire_slot(const std::shared_ptr<Call>& call) {
-  if (!runtime_.admission->gated(call->route)) return send_primary(call);
-  auto decision = runtime_.admission->acquire(call->route, call->priority, call->deadline, shard_,
-                                              AdmissionProtocol::grpc, parking_.next_slot());
-  switch (decision.kind) {
-    case AdmissionDecision::Kind::admitted:
-      call->slot = AdmissionSlot(runtime_.admission.get(), call->route);
-      return send_primary(call);
-    case AdmissionDecision::Kind::queued:
-      return parking_.park(call, decision.ticket, decision.expires_at, call->route);
-    default:
-      return refuse(call, std::move(decision));
-  }
-}
-
-void GrpcHandler::on_wakeup(const admission::Wakeup& wakeup) {
-  auto call = parking_.take(wakeup);
-  if (!call) return;
-  if (wakeup.reason == admission::Wakeup::Reason::admitted) {
-    call->slot = AdmissionSlot(runtime_.admission.get(), call->route);
-    runtime_.admission->record_wait(shard_, call->route, wakeup.waited);
-    if (Clock::now() >= call->deadline) {
-      return finish(call,
-                    grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
-                                 "the deadline passed while the call waited for a slot"),
-                    nullptr);
-    }
-    return send_primary(call);
-  }
-  refuse(call, runtime_.admission->queue_timed_out(call->route));
-}
 
 void GrpcHandler::send_primary(const std::shared_ptr<Call>& call) {
   const auto& route = runtime_.config->routes[call->route];

@@ -95,11 +95,15 @@ ProxyHandler::ProxyHandler(boost::asio::io_context& ioc, Runtime& runtime, std::
            static_cast<std::uint64_t>(Clock::now().time_since_epoch().count())),
       random_(0x2545f4914f6cdd1dull * (shard + 1) ^
               static_cast<std::uint64_t>(Clock::now().time_since_epoch().count())),
-      parking_(ioc, *runtime.admission) {
+      parking_(ioc, *runtime.admission, shard, AdmissionProtocol::rest,
+               [this](const std::shared_ptr<Call>& call) { send_upstream(call); },
+               [this](const std::shared_ptr<Call>& call, AdmissionDecision&& decision) {
+                 refuse(call, std::move(decision));
+               }) {
   // Wake-ups come from any thread (whoever freed a slot): each is posted to this worker.
   runtime_.admission->register_waker(shard, AdmissionProtocol::rest,
                                      [this](const admission::Wakeup& wakeup) {
-                                       boost::asio::post(ioc_, [this, wakeup] { on_wakeup(wakeup); });
+                                       boost::asio::post(ioc_, [this, wakeup] { parking_.wake(wakeup); });
                                      });
 }
 
@@ -220,7 +224,7 @@ void ProxyHandler::handle(server::Request&& request, const server::ConnectionInf
           degrade::choose_split_target(split, override_value, sticky, random_.next_double());
     }
   }
-  acquire_slot(call);
+  parking_.acquire(call);
 }
 
 bool ProxyHandler::admit(const std::shared_ptr<Call>& call, const server::ConnectionInfo& connection) {
@@ -263,35 +267,6 @@ void ProxyHandler::refuse(const std::shared_ptr<Call>& call, AdmissionDecision&&
     return next_tier(call);
   }
   finish(call, std::move(response), 0);
-}
-
-void ProxyHandler::acquire_slot(const std::shared_ptr<Call>& call) {
-  if (!runtime_.admission->gated(call->route)) return send_upstream(call);
-  auto decision = runtime_.admission->acquire(call->route, call->priority, call->deadline, shard_,
-                                              AdmissionProtocol::rest, parking_.next_slot());
-  switch (decision.kind) {
-    case AdmissionDecision::Kind::admitted:
-      call->slot = AdmissionSlot(runtime_.admission.get(), call->route);
-      return send_upstream(call);
-    case AdmissionDecision::Kind::queued:
-      return parking_.park(call, decision.ticket, decision.expires_at, call->route);
-    default:
-      return refuse(call, std::move(decision));
-  }
-}
-
-void ProxyHandler::on_wakeup(const admission::Wakeup& wakeup) {
-  auto call = parking_.take(wakeup);
-  if (!call) return;
-  if (wakeup.reason == admission::Wakeup::Reason::admitted) {
-    call->slot = AdmissionSlot(runtime_.admission.get(), call->route);
-    runtime_.admission->record_wait(shard_, call->route, wakeup.waited);
-    if (Clock::now() >= call->deadline) {
-      return respond_local(call, 504, "the request's deadline passed while it waited for a slot");
-    }
-    return send_upstream(call);
-  }
-  refuse(call, runtime_.admission->queue_timed_out(call->route));
 }
 
 void ProxyHandler::send_upstream(const std::shared_ptr<Call>& call) {

@@ -165,59 +165,6 @@ class AdmissionControl {
   std::vector<std::array<Waker, 2>> wakers_;  // [shard][protocol]
 };
 
-// A handler's requests waiting for a concurrency slot, each with the timer of its queue timeout
-// (which expires the route's waiters; the Wakeup then comes back through take()).
-// Single-threaded: the handler's worker.
-template <class CallPtr>
-class ParkingLot {
- public:
-  ParkingLot(boost::asio::io_context& ioc, AdmissionControl& control)
-      : ioc_(ioc), control_(control) {}
-
-  // The slot the next park() will use (the gate's tag carries it).
-  std::uint32_t next_slot() const {
-    return free_.empty() ? static_cast<std::uint32_t>(spaces_.size()) : free_.back();
-  }
-  void park(CallPtr call, admission::Ticket ticket, TimePoint expires_at, std::size_t route) {
-    auto slot = next_slot();
-    if (free_.empty()) {
-      spaces_.emplace_back();
-    } else {
-      free_.pop_back();
-    }
-    auto& space = spaces_[slot];
-    space.call = std::move(call);
-    space.ticket = ticket;
-    if (!space.timer) space.timer = std::make_unique<boost::asio::steady_timer>(ioc_);
-    space.timer->expires_at(expires_at);
-    space.timer->async_wait([control = &control_, route](boost::system::error_code ec) {
-      if (!ec) control->expire(route);
-    });
-  }
-  // The parked request `wakeup` is for, out of the lot; null when it is not parked here.
-  CallPtr take(const admission::Wakeup& wakeup) {
-    auto slot = AdmissionControl::slot_of(wakeup.tag);
-    if (slot >= spaces_.size() || !spaces_[slot].call || !(spaces_[slot].ticket == wakeup.ticket)) {
-      return nullptr;
-    }
-    auto& space = spaces_[slot];
-    space.timer->cancel();
-    free_.push_back(slot);
-    return std::move(space.call);
-  }
-
- private:
-  struct Space {
-    CallPtr call;
-    admission::Ticket ticket;
-    std::unique_ptr<boost::asio::steady_timer> timer;
-  };
-  boost::asio::io_context& ioc_;
-  AdmissionControl& control_;
-  std::vector<Space> spaces_;
-  std::vector<std::uint32_t> free_;
-};
-
 // A gate slot held by one request: released when reset or destroyed (on the request's thread).
 class AdmissionSlot {
  public:
@@ -242,6 +189,99 @@ class AdmissionSlot {
  private:
   AdmissionControl* control_ = nullptr;
   std::size_t route_ = 0;
+};
+
+// One handler's side of the concurrency gate: takes a route's slot for a request (now, or after
+// parking it until its Wakeup) and then calls `admitted(call)`; a request refused at once or
+// timed out in the queue goes to `refused(call, decision)`. Each parked request has the timer of
+// its queue timeout, which expires the route's waiters (their Wakeups come back through wake()).
+// `CallPtr` points to a request with `route`, `priority`, `deadline` and an AdmissionSlot `slot`.
+// Single-threaded: the handler's worker; its waker must post each Wakeup there and call wake().
+template <class CallPtr>
+class ParkingLot {
+ public:
+  using Admitted = std::function<void(const CallPtr&)>;
+  using Refused = std::function<void(const CallPtr&, AdmissionDecision&&)>;
+
+  ParkingLot(boost::asio::io_context& ioc, AdmissionControl& control, std::size_t shard,
+             AdmissionProtocol protocol, Admitted admitted, Refused refused)
+      : ioc_(ioc),
+        control_(control),
+        shard_(shard),
+        protocol_(protocol),
+        admitted_(std::move(admitted)),
+        refused_(std::move(refused)) {}
+
+  void acquire(const CallPtr& call) {
+    if (!control_.gated(call->route)) return admitted_(call);
+    auto decision = control_.acquire(call->route, call->priority, call->deadline, shard_,
+                                     protocol_, next_slot());
+    switch (decision.kind) {
+      case AdmissionDecision::Kind::admitted:
+        call->slot = AdmissionSlot(&control_, call->route);
+        return admitted_(call);
+      case AdmissionDecision::Kind::queued:
+        return park(call, decision.ticket, decision.expires_at);
+      default:
+        return refused_(call, std::move(decision));
+    }
+  }
+
+  void wake(const admission::Wakeup& wakeup) {
+    auto call = take(wakeup);
+    if (!call) return;
+    if (wakeup.reason == admission::Wakeup::Reason::timed_out) {
+      return refused_(call, control_.queue_timed_out(call->route));
+    }
+    call->slot = AdmissionSlot(&control_, call->route);
+    control_.record_wait(shard_, call->route, wakeup.waited);
+    admitted_(call);  // the pipeline answers a deadline that passed while waiting
+  }
+
+ private:
+  std::uint32_t next_slot() const {
+    return free_.empty() ? static_cast<std::uint32_t>(spaces_.size()) : free_.back();
+  }
+  void park(const CallPtr& call, admission::Ticket ticket, TimePoint expires_at) {
+    auto slot = next_slot();
+    if (free_.empty()) {
+      spaces_.emplace_back();
+    } else {
+      free_.pop_back();
+    }
+    auto& space = spaces_[slot];
+    space.call = call;
+    space.ticket = ticket;
+    if (!space.timer) space.timer = std::make_unique<boost::asio::steady_timer>(ioc_);
+    space.timer->expires_at(expires_at);
+    space.timer->async_wait([control = &control_, route = call->route](boost::system::error_code ec) {
+      if (!ec) control->expire(route);
+    });
+  }
+  CallPtr take(const admission::Wakeup& wakeup) {
+    auto slot = AdmissionControl::slot_of(wakeup.tag);
+    if (slot >= spaces_.size() || !spaces_[slot].call || !(spaces_[slot].ticket == wakeup.ticket)) {
+      return nullptr;
+    }
+    auto& space = spaces_[slot];
+    space.timer->cancel();
+    free_.push_back(slot);
+    return std::move(space.call);
+  }
+
+  struct Space {
+    CallPtr call;
+    admission::Ticket ticket;
+    std::unique_ptr<boost::asio::steady_timer> timer;
+  };
+  boost::asio::io_context& ioc_;
+  AdmissionControl& control_;
+  std::size_t shard_;
+  AdmissionProtocol protocol_;
+  Admitted admitted_;
+  Refused refused_;
+  std::vector<Space> spaces_;
+  std::vector<std::uint32_t> free_;
 };
 
 }  // namespace fusebox::proxy

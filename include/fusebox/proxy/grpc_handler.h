@@ -34,8 +34,6 @@ class GrpcHandler {
   // Admission control (admission_control.h), as for REST; refusals map to UNAUTHENTICATED,
   // PERMISSION_DENIED, RESOURCE_EXHAUSTED or UNAVAILABLE.
   void refuse(const std::shared_ptr<Call>& call, AdmissionDecision&& decision);
-  void acquire_slot(const std::shared_ptr<Call>& call);
-  void on_wakeup(const admission::Wakeup& wakeup);
   void send_primary(const std::shared_ptr<Call>& call);
   void on_result(const std::shared_ptr<Call>& call, resilience::GrpcPipelineResult&& result);
   void next_tier(const std::shared_ptr<Call>& call);

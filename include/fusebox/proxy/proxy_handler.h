@@ -47,9 +47,6 @@ class ProxyHandler final : public server::RequestHandler {
   // 429, or 503/degraded).
   bool admit(const std::shared_ptr<Call>& call, const server::ConnectionInfo& connection);
   void refuse(const std::shared_ptr<Call>& call, AdmissionDecision&& decision);
-  // The route's concurrency slot: now, after a wait (on_wakeup), or refused.
-  void acquire_slot(const std::shared_ptr<Call>& call);
-  void on_wakeup(const admission::Wakeup& wakeup);
   void send_upstream(const std::shared_ptr<Call>& call);  // primary or canary
   // Idempotency-Key / coalescing: false when the request was answered (or will be, by the
   // request it joined) and must not be sent.
