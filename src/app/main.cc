@@ -3,6 +3,7 @@
 //   fusebox --config FILE            serve
 //   fusebox validate --config FILE   check a configuration and exit
 //   fusebox healthcheck [...]        probe a running fusebox's /readyz (container health checks)
+//   fusebox hash-key                 the sha256: form of an API key or admin token read on stdin
 //   fusebox --version | --help
 
 #include <absl/synchronization/mutex.h>
@@ -13,10 +14,12 @@
 #include <cstdio>
 #include <exception>
 #include <iostream>
+#include <iterator>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "fusebox/auth/api_keys.h"
 #include "fusebox/common/address.h"
 #include "fusebox/common/units.h"
 #include "fusebox/config/loader.h"
@@ -36,6 +39,8 @@ const char* kUsage =
     "       fusebox healthcheck [--url URL | --config FILE] [--timeout DURATION]\n"
     "                                         GET /readyz (default http://127.0.0.1:9901/readyz,\n"
     "                                         or the admin listener of FILE); exit 0 on 200\n"
+    "       fusebox hash-key                  read an API key (or admin token) on stdin, print the\n"
+    "                                         sha256:<hex> to put in the configuration\n"
     "       fusebox --version                 print the version\n"
     "       fusebox --help                    this text\n"
     "\n"
@@ -104,6 +109,23 @@ int healthcheck(const Options& options) {
   return kExitOk;
 }
 
+// The key is read from stdin (not argv, which other users see in the process list); one
+// trailing newline, as `echo` or a terminal adds, is not part of it.
+int hash_key() {
+  std::string key((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
+  if (key.ends_with("\r\n")) {
+    key.resize(key.size() - 2);
+  } else if (key.ends_with('\n')) {
+    key.pop_back();
+  }
+  if (key.empty()) {
+    std::cerr << "fusebox hash-key: no key on stdin (e.g. printf %s \"$KEY\" | fusebox hash-key)\n";
+    return kExitFailure;
+  }
+  std::cout << fusebox::auth::hash_api_key(key) << "\n";
+  return kExitOk;
+}
+
 int serve(const Options& options) {
   auto result = load(options.config_path);
   if (!result.ok()) return kExitFailure;
@@ -165,7 +187,8 @@ int main(int argc, char** argv) {
       options.config_path = std::string(args[++i]);
     } else if (arg.starts_with("--config=")) {
       options.config_path = std::string(arg.substr(9));
-    } else if (i == 0 && (arg == "validate" || arg == "run" || arg == "healthcheck")) {
+    } else if (i == 0 && (arg == "validate" || arg == "run" || arg == "healthcheck" ||
+                          arg == "hash-key")) {
       options.command = std::string(arg);
     } else if (options.command == "healthcheck" && (arg == "--url" || arg == "--timeout")) {
       if (i + 1 >= args.size()) return usage_error(std::string(arg) + " needs a value");
@@ -183,6 +206,10 @@ int main(int argc, char** argv) {
     } else {
       return usage_error("unknown argument '" + std::string(arg) + "'");
     }
+  }
+  if (options.command == "hash-key") {
+    if (!options.config_path.empty()) return usage_error("hash-key takes no options");
+    return hash_key();
   }
   if (options.command == "healthcheck") {
     if (!options.url.empty() && !options.config_path.empty()) {

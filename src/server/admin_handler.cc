@@ -1,7 +1,9 @@
 #include "fusebox/server/admin_handler.h"
 
 #include <nlohmann/json.hpp>
+#include <openssl/crypto.h>
 
+#include "fusebox/auth/api_keys.h"
 #include "fusebox/config/loader.h"
 #include "fusebox/health/health_checker.h"
 #include "fusebox/http/json_error.h"
@@ -82,6 +84,30 @@ nlohmann::json backend_json(const upstream::BackendState& b) {
 
 }  // namespace
 
+// /admin/* with listeners.admin.token_hash set: `Authorization: Bearer <token>` whose SHA-256
+// matches (compared in constant time). Probes and scrapers (/healthz, /readyz, /metrics) stay
+// open.
+std::optional<Response> AdminHandler::check_admin_token(const proxy::Runtime& runtime,
+                                                        const Request& request) const {
+  const auto& expected = runtime.config->listeners.admin.token_hash;
+  if (expected.empty()) return std::nullopt;
+  auto digest = auth::parse_key_hash(expected);
+  auto credentials = auth::presented_credentials({}, [&] {
+    auto v = request[http::field::authorization];
+    return std::string_view(v.data(), v.size());
+  }());
+  bool ok = digest && !credentials.bearer_token.empty();
+  if (ok) {
+    auto presented = auth::sha256(credentials.bearer_token);
+    ok = CRYPTO_memcmp(presented.data(), digest->data(), presented.size()) == 0;
+  }
+  if (ok) return std::nullopt;
+  auto res = ::fusebox::http::json_error_response(
+      401, "the admin endpoints need Authorization: Bearer <admin token>", request.version());
+  res.set(http::field::www_authenticate, "Bearer realm=\"fusebox-admin\"");
+  return res;
+}
+
 bool AdminHandler::route_serving(const proxy::Runtime& runtime, std::size_t route) {
   auto p = runtime.route_pool[route];
   const auto& pool = runtime.pools[p];
@@ -158,6 +184,9 @@ void AdminHandler::handle(Request&& request, const ConnectionInfo&, Clock::time_
   auto version = request.version();
   auto path = path_of(request.target());
   auto runtime = context_.runtime();  // this request's snapshot, kept while it is answered
+  if (path.starts_with("/admin/")) {
+    if (auto refusal = check_admin_token(*runtime, request)) return sink->send(std::move(*refusal));
+  }
   if (path.starts_with("/admin/pools/")) {
     if (request.method() != http::verb::post) {
       return sink->send(::fusebox::http::json_error_response(405, "use POST", version));

@@ -5,6 +5,7 @@
 // Runs on the admin thread, never on a data-path worker.
 
 #include <functional>
+#include <optional>
 #include <memory>
 #include <nlohmann/json.hpp>
 
@@ -48,6 +49,9 @@ class AdminHandler final : public RequestHandler {
   static bool route_serving(const proxy::Runtime& runtime, std::size_t route);
 
  private:
+  // 401 when /admin/* needs a token (listeners.admin.token_hash) that the request lacks.
+  std::optional<Response> check_admin_token(const proxy::Runtime& runtime,
+                                            const Request& request) const;
   // POST /admin/pools/{pool}/backends/{backend}/breaker {"state": ...}
   Response control_breaker(proxy::Runtime& runtime, const Request& request,
                            std::string_view path);
