@@ -1,8 +1,11 @@
 // GET /admin/config: the effective configuration in the same shape and units as the YAML file,
-// so an operator can copy a value back into the file.
+// so an operator can copy a value back into the file. Secrets are the exception: they are shown
+// as "<redacted>" (and inline PEMs by their size), so an output holding them does not load back.
 
 #include <cmath>
+#include <cstdint>
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include <google/protobuf/util/json_util.h>
 
@@ -257,6 +260,110 @@ json to_json(const SplitConfig& c) {
           {"sticky_header", c.sticky_header}};
 }
 
+// ---- admission control and authentication ---------------------------------------------------
+
+constexpr const char* kRedacted = "<redacted>";
+
+// A rate limit appears only when on (off has no spelling in the file).
+void put_rate_limit(json& out, const char* key, const RateLimitConfig& c) {
+  if (!c.enabled()) return;
+  out[key] = {{"requests_per_second", percent(c.requests_per_second)}, {"burst", c.burst}};
+}
+
+const char* to_string(AuthPolicyKind kind) {
+  switch (kind) {
+    case AuthPolicyKind::none:
+      return "none";
+    case AuthPolicyKind::api_key:
+      return "api_key";
+    case AuthPolicyKind::jwt:
+      return "jwt";
+    case AuthPolicyKind::any:
+      return "any";
+  }
+  return "none";
+}
+
+json to_json(const RouteConcurrencyConfig& c) {
+  json caps = json::object();
+  for (std::size_t level = 0; level < c.max_queued_per_priority.size(); ++level) {
+    // UINT32_MAX marks a level without a cap of its own.
+    if (c.max_queued_per_priority[level] != UINT32_MAX)
+      caps[std::to_string(level)] = c.max_queued_per_priority[level];
+  }
+  json out = {{"limit", c.limit},
+              {"max_queued", c.max_queued},
+              {"max_queued_per_priority", std::move(caps)},
+              {"queue_timeout", format_duration(c.queue_timeout)},
+              {"aging_step", format_duration(c.aging_step)}};
+  if (c.adaptive.enabled) {
+    out["adaptive"] = {{"dry_run", c.adaptive.dry_run},
+                       {"min_limit", c.adaptive.min_limit},
+                       {"max_limit", c.adaptive.max_limit},
+                       {"interval", format_duration(c.adaptive.interval)},
+                       {"tolerance", percent(c.adaptive.tolerance)},
+                       {"min_rtt_interval", format_duration(c.adaptive.min_rtt_interval)}};
+  }
+  return out;
+}
+
+void put_route_admission(json& out, const RouteAdmissionConfig& c) {
+  out["priority"] = c.priority;
+  out["auth"] = to_string(c.auth);
+  if (c.concurrency.enabled) out["concurrency"] = to_json(c.concurrency);
+  put_rate_limit(out, "rate_limit", c.rate_limit);
+  put_rate_limit(out, "client_rate_limit", c.client_rate_limit);
+}
+
+// Hashes are not keys, but they are redacted too: a leaked hash still helps guess a weak key.
+json to_json(const ApiKeyConfig& c) {
+  json out = {{"name", c.name}, {"hash", kRedacted}, {"models", c.models}};
+  if (c.priority) out["priority"] = *c.priority;
+  put_rate_limit(out, "rate_limit", c.rate_limit);
+  return out;
+}
+
+// Only the key source that is set: the file accepts exactly one. A public key is no secret,
+// but a PEM is long; its size says which one is loaded well enough.
+json to_json(const JwtKeyEntryConfig& c) {
+  json out = {{"kid", c.kid}, {"alg", c.alg}};
+  if (!c.secret.empty()) out["secret"] = kRedacted;
+  if (!c.public_key_pem.empty())
+    out["public_key_pem"] = "<pem, " + std::to_string(c.public_key_pem.size()) + " bytes>";
+  if (!c.public_key_file.empty()) out["public_key_file"] = c.public_key_file;
+  return out;
+}
+
+json to_json(const AuthConfig& c) {
+  json api_keys = json::array();
+  for (const ApiKeyConfig& key : c.api_keys) api_keys.push_back(to_json(key));
+  json out = {
+      {"realm", c.realm}, {"api_key_header", c.api_key_header}, {"api_keys", std::move(api_keys)}};
+  if (c.jwt.enabled) {
+    json keys = json::array();
+    for (const JwtKeyEntryConfig& key : c.jwt.keys) keys.push_back(to_json(key));
+    out["jwt"] = {{"issuer", c.jwt.issuer},
+                  {"audience", c.jwt.audience},
+                  {"require_exp", c.jwt.require_exp},
+                  {"clock_skew", format_duration(c.jwt.clock_skew)},
+                  {"priority_claim", c.jwt.priority_claim},
+                  {"models_claim", c.jwt.models_claim},
+                  {"max_token_bytes", format_size(c.jwt.max_token_bytes)},
+                  {"keys", std::move(keys)},
+                  {"jwks_file", c.jwt.jwks_file}};
+  }
+  return out;
+}
+
+json to_json(const AdmissionConfig& c) {
+  return {{"max_inflight", c.max_inflight},
+          {"max_memory", format_size(c.max_memory)},
+          {"shed_step_percent", percent(c.shed_step_percent)},
+          {"sample_interval", format_duration(c.sample_interval)},
+          {"max_clients", c.max_clients},
+          {"client_idle_eviction", format_duration(c.client_idle_eviction)}};
+}
+
 json to_json(const RouteConfig& c) {
   json fallbacks = json::array();
   for (const FallbackTier& tier : c.fallbacks) fallbacks.push_back(to_json(tier));
@@ -284,6 +391,7 @@ json to_json(const RouteConfig& c) {
   // Optional sections appear only when configured, to keep /admin/config readable.
   if (c.degrade_on_load.enabled()) out["degrade_on_load"] = to_json(c.degrade_on_load);
   if (!c.split.canaries.empty()) out["split"] = to_json(c.split);
+  put_route_admission(out, c.admission);
   return out;
 }
 
@@ -294,9 +402,12 @@ nlohmann::json config_to_json(const Config& config) {
   for (const PoolConfig& pool : config.pools) pools[pool.name] = to_json(pool);
   json routes = json::array();
   for (const RouteConfig& route : config.routes) routes.push_back(to_json(route));
-  json listeners = {
-      {"http", to_json(config.listeners.http)},
-      {"admin", {{"address", config.listeners.admin.address}, {"port", config.listeners.admin.port}}}};
+  const AdminListenerConfig& admin = config.listeners.admin;
+  json listeners = {{"http", to_json(config.listeners.http)},
+                    {"admin",
+                     {{"address", admin.address},
+                      {"port", admin.port},
+                      {"token_hash", admin.token_hash.empty() ? "" : kRedacted}}}};
   if (config.listeners.grpc.enabled) {
     listeners["grpc"] = {{"address", config.listeners.grpc.address},
                          {"port", config.listeners.grpc.port},
@@ -307,8 +418,8 @@ nlohmann::json config_to_json(const Config& config) {
                            {"deny", config.listeners.grpc.metadata_deny}}}};
   }
 
-  // Redaction goes here: no key holds a secret yet. When one is added (auth tokens, TLS private
-  // keys), render it as "<redacted>" instead of its value.
+  // Secrets (JWT secrets, API key and admin token hashes) are rendered as "<redacted>"; any new
+  // secret key (TLS private keys) must be too. That output no longer loads back as it is.
   return {
       {"server", {{"threads", config.server.threads}}},
       {"drain",
@@ -317,6 +428,8 @@ nlohmann::json config_to_json(const Config& config) {
       {"reload",
        {{"watch", config.reload.watch}, {"debounce", format_duration(config.reload.debounce)}}},
       {"listeners", std::move(listeners)},
+      {"auth", to_json(config.auth)},
+      {"admission", to_json(config.admission)},
       {"pools", std::move(pools)},
       {"routes", std::move(routes)},
       {"cache",

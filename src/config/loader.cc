@@ -25,6 +25,8 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include "fusebox/auth/api_keys.h"
+#include "fusebox/auth/jwt.h"
 #include "fusebox/common/address.h"
 #include "fusebox/degrade/rules.h"
 #include "tensorflow_serving/apis/predict.pb.h"
@@ -153,6 +155,39 @@ std::optional<std::int64_t> parse_int64(std::string_view text) {
   return value;
 }
 
+// Reads the whole file; on failure returns the reason.
+std::optional<std::string> read_file(const std::string& path, std::string& out) {
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr) return std::error_code(errno, std::generic_category()).message();
+  std::optional<std::string> problem;
+  char buffer[16 * 1024];
+  while (true) {
+    const std::size_t n = std::fread(buffer, 1, sizeof buffer, file);
+    out.append(buffer, n);
+    if (out.size() > kMaxConfigFileBytes) {
+      problem = "file is larger than " + format_size(kMaxConfigFileBytes);
+      break;
+    }
+    if (n < sizeof buffer) {
+      if (std::ferror(file)) problem = std::error_code(errno, std::generic_category()).message();
+      break;
+    }
+  }
+  std::fclose(file);
+  return problem;
+}
+
+// "sha256:<64 hex>" (API keys, the admin token). Messages never echo the value: a mistaken
+// entry may be the key itself.
+std::optional<auth::Sha256Digest> check_key_hash(MapReader& map, std::string_view key,
+                                                 const std::string& text) {
+  auto digest = auth::parse_key_hash(text);
+  if (!digest) {
+    map.error(key, digest.error());
+    return std::nullopt;
+  }
+  return *digest;
+}
 
 // ---- sections -------------------------------------------------------------------------------
 
@@ -197,6 +232,11 @@ void read_admin_listener(MapReader& listeners, AdminListenerConfig& out) {
   MapReader map = listeners.map("admin");
   read_listen_address(map, out.address);
   map.integer("port", out.port, kListenerPort);
+  std::string token_hash;  // "" = no token
+  if (map.string("token_hash", token_hash) &&
+      (token_hash.empty() || check_key_hash(map, "token_hash", token_hash))) {
+    out.token_hash = std::move(token_hash);
+  }
 }
 
 // Message sizes are capped by gRPC's int limit.
@@ -392,9 +432,12 @@ void read_circuit_breaker(MapReader& pool, CircuitBreakerConfig& out) {
   }
 }
 
-void read_health_check_models(MapReader& health, std::vector<std::string>& out) {
-  LoadContext& ctx = health.context();
-  const List list = health.list("models");
+// `models:` as a list of exact model names, no duplicates. `wildcard_problem` says why a name
+// with '*' is refused.
+void read_exact_models(MapReader& map, std::string_view wildcard_problem,
+                       std::vector<std::string>& out) {
+  LoadContext& ctx = map.context();
+  const List list = map.list("models");
   for (const ListItem& item : list.items) {
     auto scalar = detail::list_scalar(ctx, item, "a model name");
     if (!scalar) continue;
@@ -402,7 +445,7 @@ void read_health_check_models(MapReader& health, std::vector<std::string>& out) 
       detail::value_error(ctx, *scalar, "must not be empty");
     } else if (scalar->text.find('*') != std::string::npos) {
       detail::value_error(ctx, *scalar,
-                          "a probe needs an exact model name, got " + in_quotes(scalar->text));
+                          std::string(wildcard_problem) + ", got " + in_quotes(scalar->text));
     } else if (std::find(out.begin(), out.end(), scalar->text) != out.end()) {
       detail::value_error(ctx, *scalar, "duplicate model " + in_quotes(scalar->text));
     } else {
@@ -424,7 +467,7 @@ void read_health_check(MapReader& pool, HealthCheckConfig& out) {
       usable(map, "timeout", map.duration("timeout", out.timeout, ZeroDuration::rejected));
   map.integer("healthy_threshold", out.healthy_threshold, kPositiveCount);
   map.integer("unhealthy_threshold", out.unhealthy_threshold, kPositiveCount);
-  read_health_check_models(map, out.models);
+  read_exact_models(map, "a probe needs an exact model name", out.models);
   map.integer("expected_version", out.expected_version, kModelVersion);
 
   // A probe still waiting when the next one is due would overlap it.
@@ -1213,6 +1256,362 @@ void read_idempotency(MapReader& route, IdempotencyConfig& out) {
   map.boolean("coalesce_identical", out.coalesce_identical);
 }
 
+// ---- admission control and authentication ---------------------------------------------------
+
+constexpr IntegerRange kPriority{0, 9};
+constexpr IntegerRange kBurst{1, kUint32Max};
+constexpr IntegerRange kInflight{0, std::numeric_limits<std::int64_t>::max()};  // 0 = off
+// Fractions are allowed: 0.5 is one request every two seconds.
+constexpr NumberRange kRequestsPerSecond{0, 1'000'000};
+constexpr NumberRange kTolerance{1, 100};
+constexpr IntegerRange kShedStepPercent{1, 100};
+
+// In AuthPolicyKind order, and auth::JwtAlg order.
+constexpr std::array<std::string_view, 4> kAuthPolicies = {"none", "api_key", "jwt", "any"};
+constexpr std::array<std::string_view, 2> kJwtAlgs = {"HS256", "RS256"};
+
+// A token bucket; present means on, so the rate is required.
+void read_rate_limit(MapReader& parent, std::string_view key, RateLimitConfig& out) {
+  MapReader map = parent.map(key);
+  if (!map.present()) return;
+  double rate = 0;
+  const bool rate_ok =
+      map.number("requests_per_second", rate, kRequestsPerSecond, Presence::required);
+  if (rate_ok && rate == 0) {
+    map.error("requests_per_second", "must be greater than 0");
+  } else if (rate_ok) {
+    out.requests_per_second = rate;
+  }
+  // The default burst lets one second's worth of requests through at once, and at least one.
+  if (!map.integer("burst", out.burst, kBurst) && out.requests_per_second > 0 &&
+      !map.context().was_written(map.child_path("burst"))) {
+    out.burst = static_cast<std::uint32_t>(std::max(1.0, std::ceil(out.requests_per_second)));
+  }
+}
+
+// The realm is sent as a quoted-string in WWW-Authenticate.
+void read_realm(MapReader& map, std::string& out) {
+  std::string realm;
+  if (!map.string("realm", realm)) return;
+  const bool quotable = std::none_of(realm.begin(), realm.end(), [](char c) {
+    return c == '"' || c == '\\' || std::iscntrl(static_cast<unsigned char>(c));
+  });
+  if (realm.empty()) {
+    map.error("realm", "must not be empty");
+  } else if (!quotable) {
+    map.error("realm",
+              "must not contain '\"', '\\' or control characters (it is sent in "
+              "WWW-Authenticate)");
+  } else {
+    out = std::move(realm);
+  }
+}
+
+// Kept as written (the default is X-API-Key): header names compare without case.
+void read_api_key_header(MapReader& map, std::string& out) {
+  std::string header;
+  if (!map.string("api_key_header", header)) return;
+  std::string lower = header;
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](char c) {
+    return static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  });
+  if (header.empty()) {
+    map.error("api_key_header", "must not be empty");
+  } else if (!is_header_name(header)) {
+    map.error("api_key_header", "invalid header name " + in_quotes(header) +
+                                    " (use letters, digits and !#$%&'*+-.^_`|~)");
+  } else if (lower == "authorization") {
+    map.error("api_key_header",
+              "cannot be Authorization (keys are accepted there anyway, as "
+              "\"Authorization: ApiKey <key>\")");
+  } else {
+    out = std::move(header);
+  }
+}
+
+ApiKeyConfig read_api_key(LoadContext& ctx, const ListItem& item,
+                          std::optional<auth::Sha256Digest>& digest) {
+  ApiKeyConfig out;
+  MapReader map(ctx, item.node, item.path, item.node.Mark());
+  if (map.string("name", out.name, Presence::required)) {
+    if (auto problem = name_problem("API key", out.name)) map.error("name", *problem);
+  }
+  if (map.string("hash", out.hash, Presence::required))
+    digest = check_key_hash(map, "hash", out.hash);
+  std::uint8_t priority = 0;
+  if (map.integer("priority", priority, kPriority)) out.priority = priority;
+  read_rate_limit(map, "rate_limit", out.rate_limit);
+  read_exact_models(map, "an exact model name is needed (leave models out to allow every model)",
+                    out.models);
+  return out;
+}
+
+void read_api_keys(MapReader& auth_map, std::vector<ApiKeyConfig>& out) {
+  LoadContext& ctx = auth_map.context();
+  const List list = auth_map.list("api_keys");
+  std::map<std::string, std::size_t, std::less<>> first_by_name;
+  std::vector<std::pair<auth::Sha256Digest, std::size_t>> digests;
+  for (std::size_t i = 0; i < list.items.size(); ++i) {
+    std::optional<auth::Sha256Digest> digest;
+    out.push_back(read_api_key(ctx, list.items[i], digest));
+    const ApiKeyConfig& key = out.back();
+    const std::string& path = list.items[i].path;
+    if (!key.name.empty()) {
+      auto [it, inserted] = first_by_name.emplace(key.name, i);
+      if (!inserted) {
+        ctx.error_at(path + ".name", "duplicate API key name " + in_quotes(key.name) +
+                                         " (first at api_keys[" + std::to_string(it->second) +
+                                         "])");
+      }
+    }
+    if (!digest) continue;
+    // Hex case differs, the key does not: compare digests, not text.
+    const auto same = std::find_if(digests.begin(), digests.end(),
+                                   [&](const auto& seen) { return seen.first == *digest; });
+    if (same != digests.end()) {
+      const std::string& first_name = out[same->second].name;
+      ctx.error_at(path + ".hash",
+                   "the same key as api_keys[" + std::to_string(same->second) + "]" +
+                       (first_name.empty() ? "" : " (" + in_quotes(first_name) + ")") +
+                       ": one key cannot have two names");
+    } else {
+      digests.emplace_back(*digest, i);
+    }
+  }
+}
+
+// A file the configuration names must be readable now, not at the first request.
+bool check_readable(MapReader& map, std::string_view key, const std::string& path) {
+  std::string text;
+  if (auto problem = read_file(path, text)) {
+    map.error(key, "cannot read " + in_quotes(path) + ": " + *problem);
+    return false;
+  }
+  return true;
+}
+
+void read_jwt_key(LoadContext& ctx, const ListItem& item, JwtKeyEntryConfig& out) {
+  MapReader map(ctx, item.node, item.path, item.node.Mark());
+  map.string("kid", out.kid);
+  const auto alg = map.one_of("alg", kJwtAlgs);
+  if (alg) out.alg = std::string(kJwtAlgs[*alg]);
+  // Messages about the secret never show it.
+  const std::array<std::pair<std::string_view, std::string*>, 3> sources = {
+      {{"secret", &out.secret},
+       {"public_key_pem", &out.public_key_pem},
+       {"public_key_file", &out.public_key_file}}};
+  std::vector<std::string_view> set;
+  bool sources_ok = true;
+  for (const auto& [key, value] : sources) {
+    if (!map.string(key, *value)) {
+      sources_ok = sources_ok && !ctx.was_written(map.child_path(key));
+    } else if (value->empty()) {
+      map.error(key, "must not be empty");
+      sources_ok = false;
+    } else {
+      set.push_back(key);
+    }
+  }
+  if (!sources_ok || !usable(map, "alg", alg.has_value())) return;
+  if (set.empty()) {
+    ctx.error_at(item.path, "set one of secret (HS256), public_key_pem or public_key_file (RS256)");
+    return;
+  }
+  if (set.size() > 1) {
+    map.error(set[1], "set only one of secret, public_key_pem and public_key_file (" +
+                          std::string(set[0]) + " is set too)");
+    return;
+  }
+  const std::string_view source = set[0];
+  const bool hs256 = out.alg == "HS256";
+  const std::string alg_said =
+      ctx.was_written(map.child_path("alg")) ? out.alg : out.alg + ", the default";
+  if (hs256 && source != "secret") {
+    map.error(source, "is for RS256 keys, but alg is " + alg_said + " (set alg: RS256)");
+    return;
+  }
+  if (!hs256 && source == "secret") {
+    map.error(source, "is for HS256 keys, but alg is " + alg_said);
+    return;
+  }
+  if (hs256 && out.secret.size() < auth::kMinHs256SecretBytes) {
+    map.error("secret", "must be at least " + std::to_string(auth::kMinHs256SecretBytes) +
+                            " bytes (got " + std::to_string(out.secret.size()) + ")");
+    return;
+  }
+  if (source == "public_key_file" && !check_readable(map, source, out.public_key_file)) return;
+  // Parse the key now, so that a bad one is a configuration error with its path.
+  const auth::JwtKeyConfig key{out.kid, hs256 ? auth::JwtAlg::hs256 : auth::JwtAlg::rs256,
+                               out.secret, out.public_key_pem, out.public_key_file};
+  if (auto loaded = auth::load_jwt_key(key); !loaded) map.error(source, loaded.error());
+}
+
+// Returns whether `keys` is usable: absent, or a list (its entries may have errors of their own).
+bool read_jwt_keys(MapReader& jwt, std::vector<JwtKeyEntryConfig>& out) {
+  LoadContext& ctx = jwt.context();
+  const List list = jwt.list("keys");
+  std::map<std::string, std::size_t, std::less<>> first_by_kid;
+  std::map<std::string, std::size_t, std::less<>> first_without_kid;  // by alg
+  for (std::size_t i = 0; i < list.items.size(); ++i) {
+    JwtKeyEntryConfig key;
+    read_jwt_key(ctx, list.items[i], key);
+    const std::string& path = list.items[i].path;
+    if (!key.kid.empty()) {
+      auto [it, inserted] = first_by_kid.emplace(key.kid, i);
+      if (!inserted) {
+        ctx.error_at(path + ".kid", "duplicate kid " + in_quotes(key.kid) + " (first at keys[" +
+                                        std::to_string(it->second) + "])");
+      }
+    } else {
+      // A token without a kid takes the only key of its alg: with two, it could take neither.
+      auto [it, inserted] = first_without_kid.emplace(key.alg, i);
+      if (!inserted) {
+        ctx.error_at(path, "a second " + key.alg + " key without a kid (the first is keys[" +
+                               std::to_string(it->second) +
+                               "]): tokens without a kid could use neither; give the keys kids");
+      }
+    }
+    out.push_back(std::move(key));
+  }
+  return list.present || !ctx.was_written(list.path);
+}
+
+void read_jwt(MapReader& auth_map, JwtConfig& out) {
+  MapReader map = auth_map.map("jwt");
+  if (!map.present()) return;
+  out.enabled = true;
+  map.string("issuer", out.issuer);
+  map.string("audience", out.audience);
+  map.boolean("require_exp", out.require_exp);
+  map.duration("clock_skew", out.clock_skew, ZeroDuration::allowed);
+  map.string("priority_claim", out.priority_claim);
+  map.string("models_claim", out.models_claim);
+  map.size("max_token_bytes", out.max_token_bytes, 1);
+  const bool keys_ok = read_jwt_keys(map, out.keys);
+  const bool jwks_ok = map.string("jwks_file", out.jwks_file);  // "" = none
+  if (jwks_ok && !out.jwks_file.empty() && check_readable(map, "jwks_file", out.jwks_file)) {
+    if (auto keys = auth::load_jwks_file(out.jwks_file); !keys)
+      map.error("jwks_file", keys.error());
+  }
+  if (out.keys.empty() && out.jwks_file.empty() && keys_ok && usable(map, "jwks_file", jwks_ok)) {
+    map.context().error_at(map.path(), "needs at least one key in keys, or a jwks_file");
+  }
+}
+
+void read_auth(MapReader& root, AuthConfig& out) {
+  MapReader map = root.map("auth");
+  read_realm(map, out.realm);
+  read_api_key_header(map, out.api_key_header);
+  read_api_keys(map, out.api_keys);
+  read_jwt(map, out.jwt);
+}
+
+void read_admission(MapReader& root, AdmissionConfig& out) {
+  MapReader map = root.map("admission");
+  map.integer("max_inflight", out.max_inflight, kInflight);
+  map.size("max_memory", out.max_memory, 0);
+  // Whole percents: the shedder steps in them (admission::LoadShedderOptions::step_percent).
+  std::uint32_t step = 0;
+  if (map.integer("shed_step_percent", step, kShedStepPercent)) out.shed_step_percent = step;
+  map.duration("sample_interval", out.sample_interval, ZeroDuration::rejected);
+  map.integer("max_clients", out.max_clients, kPositiveCount);
+  map.duration("client_idle_eviction", out.client_idle_eviction, ZeroDuration::rejected);
+}
+
+// `0: 16` etc.: the keys are priorities. `max_queued` is nullopt when it was itself invalid.
+void read_queue_caps(MapReader& concurrency, std::optional<std::uint32_t> max_queued,
+                     std::array<std::uint32_t, 10>& out) {
+  LoadContext& ctx = concurrency.context();
+  MapReader map = concurrency.map("max_queued_per_priority");
+  std::array<bool, 10> seen{};
+  for (const NamedEntry& entry : map.entries()) {
+    const auto level = parse_int64(entry.name);
+    if (!level || *level < 0 || *level > 9) {
+      ctx.diagnostics().error(
+          entry.key_mark, entry.path,
+          "invalid priority " + in_quotes(entry.name) + " (priorities are 0..9)");
+      continue;
+    }
+    if (seen[*level]) {
+      ctx.diagnostics().error(entry.key_mark, entry.path,
+                              "duplicate priority " + std::to_string(*level));
+      continue;
+    }
+    seen[*level] = true;
+    if (entry.value.IsNull()) {
+      ctx.diagnostics().error(entry.key_mark, entry.path, "missing value (expected an integer)");
+      continue;
+    }
+    auto scalar = detail::list_scalar(ctx, ListItem{entry.value, entry.path}, "an integer");
+    if (!scalar) continue;
+    auto count = detail::interpret_integer(ctx, *scalar, kCountOrUnlimited);
+    if (!count) continue;
+    // A cap above the whole queue's would never bind.
+    if (max_queued && *count > *max_queued) {
+      detail::value_error(ctx, *scalar,
+                          "must not exceed max_queued (" + std::to_string(*max_queued) + ")");
+      continue;
+    }
+    out[*level] = static_cast<std::uint32_t>(*count);
+  }
+}
+
+// Returns whether min_limit..max_limit is usable (for the rule on `limit`).
+bool read_adaptive_limit(MapReader& concurrency, RouteConcurrencyConfig::Adaptive& out) {
+  MapReader map = concurrency.map("adaptive");
+  if (!map.present()) return false;
+  out.enabled = true;
+  map.boolean("dry_run", out.dry_run);
+  const bool min_ok =
+      usable(map, "min_limit", map.integer("min_limit", out.min_limit, kPositiveCount));
+  const bool max_ok =
+      usable(map, "max_limit", map.integer("max_limit", out.max_limit, kPositiveCount));
+  map.duration("interval", out.interval, ZeroDuration::rejected);
+  map.number("tolerance", out.tolerance, kTolerance);
+  map.duration("min_rtt_interval", out.min_rtt_interval, ZeroDuration::rejected);
+  if (!min_ok || !max_ok) return false;
+  if (out.max_limit < out.min_limit) {
+    if (key_to_blame(map, "max_limit", "min_limit") == "max_limit") {
+      map.error("max_limit", "must be at least min_limit (" + std::to_string(out.min_limit) + ")");
+    } else {
+      map.error("min_limit", "must not exceed max_limit (" + std::to_string(out.max_limit) + ")");
+    }
+    return false;
+  }
+  return true;
+}
+
+void read_concurrency(MapReader& route, RouteConcurrencyConfig& out) {
+  MapReader map = route.map("concurrency");
+  if (!map.present()) return;
+  out.enabled = true;
+  const bool limit_ok = usable(map, "limit", map.integer("limit", out.limit, kPositiveCount));
+  const bool max_queued_ok =
+      usable(map, "max_queued", map.integer("max_queued", out.max_queued, kCountOrUnlimited));
+  read_queue_caps(map, max_queued_ok ? std::optional(out.max_queued) : std::nullopt,
+                  out.max_queued_per_priority);
+  map.duration("queue_timeout", out.queue_timeout, ZeroDuration::rejected);
+  map.duration("aging_step", out.aging_step, ZeroDuration::allowed);
+  const bool bounds_ok = read_adaptive_limit(map, out.adaptive);
+  // With an adaptive limit, `limit` is where it starts.
+  const auto& adaptive = out.adaptive;
+  if (bounds_ok && limit_ok && (out.limit < adaptive.min_limit || out.limit > adaptive.max_limit)) {
+    map.error("limit",
+              "must be within adaptive.min_limit..adaptive.max_limit (" +
+                  std::to_string(adaptive.min_limit) + ".." + std::to_string(adaptive.max_limit) +
+                  "): it is the adaptive limit's starting value, got " + std::to_string(out.limit));
+  }
+}
+
+void read_route_admission(MapReader& route, RouteAdmissionConfig& out) {
+  route.integer("priority", out.priority, kPriority);
+  if (auto policy = route.one_of("auth", kAuthPolicies))
+    out.auth = static_cast<AuthPolicyKind>(*policy);
+  read_concurrency(route, out.concurrency);
+  read_rate_limit(route, "rate_limit", out.rate_limit);
+  read_rate_limit(route, "client_rate_limit", out.client_rate_limit);
+}
+
 RouteConfig read_route(LoadContext& ctx, const ListItem& item) {
   RouteConfig out;
   MapReader map(ctx, item.node, item.path, item.node.Mark());
@@ -1242,6 +1641,7 @@ RouteConfig read_route(LoadContext& ctx, const ListItem& item) {
   }
   read_split(map, out);
   read_idempotency(map, out.idempotency);
+  read_route_admission(map, out.admission);
 
   // X-Fusebox-Timeout-Ms may shorten the deadline up to max_timeout; a cap below the
   // route's own timeout would shorten every request.
@@ -1380,6 +1780,30 @@ void check_routes(LoadContext& ctx, const Config& config) {
   }
 }
 
+// A route's auth policy needs the credentials it accepts to be configured: without them every
+// request would get 401.
+void check_route_auth(LoadContext& ctx, const Config& config) {
+  const bool api_keys = !config.auth.api_keys.empty();
+  const bool jwt = config.auth.jwt.enabled;
+  for (std::size_t i = 0; i < config.routes.size(); ++i) {
+    const std::string path = "routes[" + std::to_string(i) + "].auth";
+    switch (config.routes[i].admission.auth) {
+      case AuthPolicyKind::none:
+        break;
+      case AuthPolicyKind::api_key:
+        if (!api_keys) ctx.error_at(path, "api_key needs at least one key in auth.api_keys");
+        break;
+      case AuthPolicyKind::jwt:
+        if (!jwt) ctx.error_at(path, "jwt needs an auth.jwt section");
+        break;
+      case AuthPolicyKind::any:
+        if (!api_keys && !jwt)
+          ctx.error_at(path, "any needs auth.api_keys or auth.jwt (neither is configured)");
+        break;
+    }
+  }
+}
+
 // require_health_check holds a backend open until an active probe passes: without probes that
 // can run, the backend would stay out of rotation for good.
 void check_required_health_checks(LoadContext& ctx, const Config& config) {
@@ -1413,6 +1837,8 @@ Config read_config(LoadContext& ctx, const YAML::Node& root_node) {
     read_drain(root, config.drain);
     read_reload(root, config.reload);
     read_listeners(root, config.listeners);
+    read_auth(root, config.auth);
+    read_admission(root, config.admission);
     read_pools(ctx, root, config.pools);
     read_routes(ctx, root, config.routes);
     read_cache_store(root, config.cache);
@@ -1421,30 +1847,9 @@ Config read_config(LoadContext& ctx, const YAML::Node& root_node) {
   }  // unknown top-level keys are reported here
   check_listener_ports(ctx, config.listeners);
   check_routes(ctx, config);
+  check_route_auth(ctx, config);
   check_required_health_checks(ctx, config);
   return config;
-}
-
-// Reads the whole file; on failure returns the reason.
-std::optional<std::string> read_file(const std::string& path, std::string& out) {
-  std::FILE* file = std::fopen(path.c_str(), "rb");
-  if (file == nullptr) return std::error_code(errno, std::generic_category()).message();
-  std::optional<std::string> problem;
-  char buffer[16 * 1024];
-  while (true) {
-    const std::size_t n = std::fread(buffer, 1, sizeof buffer, file);
-    out.append(buffer, n);
-    if (out.size() > kMaxConfigFileBytes) {
-      problem = "file is larger than " + format_size(kMaxConfigFileBytes);
-      break;
-    }
-    if (n < sizeof buffer) {
-      if (std::ferror(file)) problem = std::error_code(errno, std::generic_category()).message();
-      break;
-    }
-  }
-  std::fclose(file);
-  return problem;
 }
 
 }  // namespace

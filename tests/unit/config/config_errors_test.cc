@@ -6,12 +6,16 @@
 
 #include "fusebox/config/loader.h"
 #include "test_env.h"
+#include "test_files.h"
+#include "test_keys.h"
 
 namespace fusebox::config {
 namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using testing::kHs256Secret;
+using testing::kKeyOneHash;
 using testing::ScopedTestEnv;
 using testing::test_env;
 
@@ -107,15 +111,17 @@ TEST(ConfigErrors, UnknownKeyListsTheExpectedOnes) {
   EXPECT_THAT(
       errors_with_tail("listeners:\n  admin:\n    address: 127.0.0.1\n    prot: 9901\n"),
       ElementsAre("f.yaml:4:5: listeners.admin.prot: unknown key \"prot\" (expected one of: "
-                  "address, port)"));
+                  "address, port, token_hash)"));
   EXPECT_THAT(errors_with_tail("listeners:\n  http: {prot: 1}\n"),
               ElementsAre("f.yaml:2:10: listeners.http.prot: unknown key \"prot\" (expected one "
                           "of: address, port, max_request_body, max_request_headers, "
                           "request_header_timeout, request_body_timeout, idle_timeout, "
                           "max_connections, max_requests_per_connection)"));
-  EXPECT_THAT(errors_with_tail("serve: {threads: 1}\n"),
-              ElementsAre("f.yaml:1:1: serve: unknown key \"serve\" (expected one of: server, drain, "
-                          "reload, listeners, pools, routes, cache, idempotency, logging)"));
+  EXPECT_THAT(
+      errors_with_tail("serve: {threads: 1}\n"),
+      ElementsAre("f.yaml:1:1: serve: unknown key \"serve\" (expected one of: server, drain, "
+                  "reload, listeners, auth, admission, pools, routes, cache, idempotency, "
+                  "logging)"));
 }
 
 TEST(ConfigErrors, UnknownKeysInPoolsEndpointsAndRoutes) {
@@ -579,7 +585,8 @@ routes:
                           "models, expected_version)",
                           "f.yaml:11:43: routes[0].retries: unknown key \"retries\" (expected "
                           "one of: name, match, pool, timeout, max_timeout, retry, hedge, cache, "
-                          "fallbacks, fallback_reserve, degrade_on_load, split, idempotency)"));
+                          "fallbacks, fallback_reserve, degrade_on_load, split, idempotency, "
+                          "priority, auth, concurrency, rate_limit, client_rate_limit)"));
 }
 
 TEST(ConfigErrors, ResilienceSectionsMustBeMapsAndLists) {
@@ -1344,6 +1351,327 @@ namespace fusebox::config {
 namespace {
 
 // ---- listeners.grpc.metadata ------------------------------------------------------------------
+
+// ---- admission control and authentication ---------------------------------------------------
+
+// Every message about a key hash or a JWT secret must leave the value out.
+void expect_no_secret(const std::vector<std::string>& errors, std::string_view secret) {
+  for (const std::string& error : errors)
+    EXPECT_EQ(error.find(secret), std::string::npos) << "secret echoed in: " << error;
+}
+
+TEST(ConfigErrors, AdminTokenHash) {
+  const auto errors = errors_with_tail("listeners:\n  admin: {token_hash: my-admin-token}\n");
+  EXPECT_THAT(errors, ElementsAre("f.yaml:2:23: listeners.admin.token_hash: expected \"sha256:\" "
+                                  "followed by 64 hex digits (the key itself does not belong in "
+                                  "the configuration: store `printf %s KEY | sha256sum`)"));
+  expect_no_secret(errors, "my-admin-token");
+  EXPECT_THAT(errors_with_tail("listeners:\n  admin: {token_hash: \"sha256:abc\"}\n"),
+              ElementsAre("f.yaml:2:23: listeners.admin.token_hash: expected \"sha256:\" "
+                          "followed by 64 hex digits (got 3 hex digits)"));
+}
+
+TEST(ConfigErrors, ApiKeyEntries) {
+  ScopedTestEnv env{{"ONE", std::string(kKeyOneHash)},
+                    {"ONE_UPPER", "sha256:" + std::string(64, 'F')},
+                    {"ONE_LOWER", "sha256:" + std::string(64, 'f')}};
+  const auto errors = errors_with_tail(R"(auth:
+  api_keys:
+    - {hash: "${ONE}"}
+    - {name: "", hash: sk-live-123456}
+    - {name: "team a", hash: "sha256:xyz", priority: 10}
+    - name: b
+      hash: ${ONE}
+      models: ["*", m, m, ""]
+    - {name: b, hash: "${ONE_UPPER}"}
+    - {name: c, hash: "${ONE_LOWER}"}
+    - name: d
+)");
+  EXPECT_THAT(
+      errors,
+      ElementsAre(
+          "f.yaml:3:7: auth.api_keys[0]: missing required key \"name\"",
+          "f.yaml:4:14: auth.api_keys[1].name: must not be empty",
+          "f.yaml:4:24: auth.api_keys[1].hash: expected \"sha256:\" followed by 64 hex digits "
+          "(the key itself does not belong in the configuration: store `printf %s KEY | "
+          "sha256sum`)",
+          "f.yaml:5:14: auth.api_keys[2].name: invalid API key name \"team a\" (use letters, "
+          "digits, \"_\", \"-\" and \".\")",
+          "f.yaml:5:30: auth.api_keys[2].hash: expected \"sha256:\" followed by 64 hex digits "
+          "(found a character that is not hex)",
+          "f.yaml:5:54: auth.api_keys[2].priority: must be between 0 and 9, got 10",
+          "f.yaml:7:13: auth.api_keys[3].hash: the same key as api_keys[0]: one key cannot have "
+          "two names",
+          "f.yaml:8:16: auth.api_keys[3].models[0]: an exact model name is needed (leave models "
+          "out to allow every model), got \"*\"",
+          "f.yaml:8:24: auth.api_keys[3].models[2]: duplicate model \"m\"",
+          "f.yaml:8:27: auth.api_keys[3].models[3]: must not be empty",
+          "f.yaml:9:14: auth.api_keys[4].name: duplicate API key name \"b\" (first at "
+          "api_keys[3])",
+          "f.yaml:10:23: auth.api_keys[5].hash: the same key as api_keys[4] (\"b\"): one key "
+          "cannot have two names",
+          "f.yaml:11:7: auth.api_keys[6]: missing required key \"hash\""));
+  expect_no_secret(errors, "sk-live-123456");
+}
+
+TEST(ConfigErrors, ApiKeyHeaderAndRealm) {
+  EXPECT_THAT(errors_with_tail("auth:\n  realm: 'a \"b\"'\n  api_key_header: X API Key\n"),
+              ElementsAre("f.yaml:2:10: auth.realm: must not contain '\"', '\\' or control "
+                          "characters (it is sent in WWW-Authenticate)",
+                          "f.yaml:3:19: auth.api_key_header: invalid header name \"X API Key\" "
+                          "(use letters, digits and !#$%&'*+-.^_`|~)"));
+  EXPECT_THAT(errors_with_tail("auth:\n  realm: ''\n  api_key_header: authorization\n"),
+              ElementsAre("f.yaml:2:10: auth.realm: must not be empty",
+                          "f.yaml:3:19: auth.api_key_header: cannot be Authorization (keys are "
+                          "accepted there anyway, as \"Authorization: ApiKey <key>\")"));
+  EXPECT_THAT(errors_with_tail("auth: {api_key_header: \"\", api: []}\n"),
+              ElementsAre("f.yaml:1:24: auth.api_key_header: must not be empty",
+                          "f.yaml:1:28: auth.api: unknown key \"api\" (expected one of: realm, "
+                          "api_key_header, api_keys, jwt)"));
+}
+
+TEST(ConfigErrors, RateLimits) {
+  ScopedTestEnv env{{"ONE", std::string(kKeyOneHash)}};
+  EXPECT_THAT(errors_of(R"(auth:
+  api_keys:
+    - {name: a, hash: "${ONE}", rate_limit: {burst: 2}}
+pools: {p: {endpoints: [{address: 10.0.0.1}]}}
+routes:
+  - name: r
+    match: {model: m}
+    pool: p
+    rate_limit: {requests_per_second: 0, burst: 0}
+    client_rate_limit: {requests_per_second: -1, per: 1s}
+)"),
+              ElementsAre("f.yaml:3:45: auth.api_keys[0].rate_limit: missing required key "
+                          "\"requests_per_second\"",
+                          "f.yaml:9:39: routes[0].rate_limit.requests_per_second: must be greater "
+                          "than 0",
+                          "f.yaml:9:49: routes[0].rate_limit.burst: must be between 1 and "
+                          "4294967295, got 0",
+                          "f.yaml:10:46: routes[0].client_rate_limit.requests_per_second: must be "
+                          "between 0 and 1000000, got -1",
+                          "f.yaml:10:50: routes[0].client_rate_limit.per: unknown key \"per\" "
+                          "(expected one of: requests_per_second, burst)"));
+}
+
+TEST(ConfigErrors, JwtNeedsKeys) {
+  EXPECT_THAT(errors_with_tail("auth:\n  jwt: {issuer: x}\n"),
+              ElementsAre("f.yaml:2:8: auth.jwt: needs at least one key in keys, or a "
+                          "jwks_file"));
+  EXPECT_THAT(errors_with_tail("auth:\n  jwt:\n"),
+              ElementsAre("f.yaml:2:3: auth.jwt: needs at least one key in keys, or a "
+                          "jwks_file"));
+  // One mistake, one error: a `keys` that is not a list is not also "no keys".
+  EXPECT_THAT(errors_with_tail("auth:\n  jwt: {keys: {kid: a}}\n"),
+              ElementsAre("f.yaml:2:15: auth.jwt.keys: expected a list, got a map"));
+}
+
+TEST(ConfigErrors, JwtKeySources) {
+  const std::string secret(kHs256Secret);
+  ScopedTestEnv env{{"SECRET", secret}};
+  const auto errors = errors_with_tail(R"(auth:
+  jwt:
+    keys:
+      - {kid: a}
+      - {kid: b, secret: "${SECRET}", public_key_file: /k.pem}
+      - {kid: c, public_key_pem: x}
+      - {kid: d, alg: RS256, secret: "${SECRET}"}
+      - {kid: e, secret: short-secret-123}
+      - {kid: f, alg: hs256, secret: ""}
+      - {kid: a, alg: RS256, public_key_pem: not-a-pem}
+      - {kid: g, alg: RS256, public_key_file: /nonexistent/fusebox-test.pem}
+)");
+  EXPECT_THAT(
+      errors,
+      ElementsAre(
+          "f.yaml:4:9: auth.jwt.keys[0]: set one of secret (HS256), public_key_pem or "
+          "public_key_file (RS256)",
+          "f.yaml:5:56: auth.jwt.keys[1].public_key_file: set only one of secret, "
+          "public_key_pem and public_key_file (secret is set too)",
+          "f.yaml:6:34: auth.jwt.keys[2].public_key_pem: is for RS256 keys, but alg is HS256, "
+          "the default (set alg: RS256)",
+          "f.yaml:7:38: auth.jwt.keys[3].secret: is for HS256 keys, but alg is RS256",
+          "f.yaml:8:26: auth.jwt.keys[4].secret: must be at least 32 bytes (got 16)",
+          "f.yaml:9:23: auth.jwt.keys[5].alg: invalid value \"hs256\" (expected one of: HS256, "
+          "RS256)",
+          "f.yaml:9:38: auth.jwt.keys[5].secret: must not be empty",
+          "f.yaml:10:15: auth.jwt.keys[6].kid: duplicate kid \"a\" (first at keys[0])",
+          "f.yaml:10:46: auth.jwt.keys[6].public_key_pem: expected a \"-----BEGIN PUBLIC "
+          "KEY-----\" PEM (SubjectPublicKeyInfo)",
+          "f.yaml:11:47: auth.jwt.keys[7].public_key_file: cannot read "
+          "\"/nonexistent/fusebox-test.pem\": No such file or directory"));
+  expect_no_secret(errors, secret);
+  expect_no_secret(errors, "short-secret-123");
+}
+
+TEST(ConfigErrors, JwtKeysWithoutKidAreOnePerAlg) {
+  ScopedTestEnv env{{"SECRET", std::string(kHs256Secret)}};
+  EXPECT_THAT(errors_with_tail(R"(auth:
+  jwt:
+    keys:
+      - {secret: "${SECRET}"}
+      - {kid: x, secret: "${SECRET}"}
+      - {secret: "${SECRET}"}
+)"),
+              ElementsAre("f.yaml:6:9: auth.jwt.keys[2]: a second HS256 key without a kid (the "
+                          "first is keys[0]): tokens without a kid could use neither; give the "
+                          "keys kids"));
+}
+
+class ConfigErrorsWithFiles : public testing::TempDirTest {};
+
+TEST_F(ConfigErrorsWithFiles, KeyFilesAreReadAndParsedAtLoad) {
+  const std::string pem = write("bad.pem", "-----BEGIN CERTIFICATE-----\n");
+  const std::string jwks = write("bad.json", R"({"keys": [{"kty": "EC", "kid": "e"}]})");
+  ScopedTestEnv env{{"PEM", pem}, {"JWKS", jwks}, {"DIR", dir_.string()}};
+  EXPECT_THAT(errors_with_tail(R"(auth:
+  jwt:
+    keys: [{alg: RS256, public_key_file: "${PEM}"}]
+    jwks_file: ${JWKS}
+)"),
+              ElementsAre("f.yaml:3:42: auth.jwt.keys[0].public_key_file: \"" + pem +
+                              "\": expected a \"-----BEGIN PUBLIC KEY-----\" PEM "
+                              "(SubjectPublicKeyInfo)",
+                          "f.yaml:4:16: auth.jwt.jwks_file: \"" + jwks +
+                              "\": no usable key (keys[0]: kty \"EC\" is not supported (RSA and "
+                              "oct are))"));
+  EXPECT_THAT(errors_with_tail("auth:\n  jwt: {jwks_file: \"${DIR}/absent.json\"}\n"),
+              ElementsAre("f.yaml:2:20: auth.jwt.jwks_file: cannot read \"" + dir_.string() +
+                          "/absent.json\": No such file or directory"));
+}
+
+TEST(ConfigErrors, Admission) {
+  EXPECT_THAT(
+      errors_with_tail(R"(admission:
+  max_inflight: -1
+  max_memory: 1G
+  shed_step_percent: 0
+  sample_interval: 0s
+  max_clients: 0
+  client_idle_eviction: 0
+  shed: true
+)"),
+      ElementsAre("f.yaml:2:17: admission.max_inflight: must be between 0 and "
+                  "9223372036854775807, got -1",
+                  "f.yaml:3:15: admission.max_memory: not a size: \"1G\" (expected bytes, "
+                  "or a number with B, KiB, MiB, GiB, KB, MB or GB, e.g. 64MiB)",
+                  "f.yaml:4:22: admission.shed_step_percent: must be between 1 and 100, got 0",
+                  "f.yaml:5:20: admission.sample_interval: must be greater than 0",
+                  "f.yaml:6:16: admission.max_clients: must be between 1 and 4294967295, "
+                  "got 0",
+                  "f.yaml:7:25: admission.client_idle_eviction: must be greater than 0",
+                  "f.yaml:8:3: admission.shed: unknown key \"shed\" (expected one of: "
+                  "max_inflight, max_memory, shed_step_percent, sample_interval, "
+                  "max_clients, client_idle_eviction)"));
+  EXPECT_THAT(errors_with_tail("admission: {shed_step_percent: 2.5}\n"),
+              ElementsAre("f.yaml:1:32: admission.shed_step_percent: not an integer: \"2.5\""));
+}
+
+TEST(ConfigErrors, RoutePriorityAndAuthPolicy) {
+  EXPECT_THAT(errors_of(R"(pools: {p: {endpoints: [{address: 10.0.0.1}]}}
+routes:
+  - {name: a, match: {model: a}, pool: p, priority: 10, auth: apikey}
+  - {name: b, match: {model: b}, pool: p, auth: api_key}
+  - {name: c, match: {model: c}, pool: p, auth: jwt}
+  - {name: d, match: {model: d}, pool: p, auth: any, admission: {}}
+)"),
+              ElementsAre("f.yaml:3:53: routes[0].priority: must be between 0 and 9, got 10",
+                          "f.yaml:3:63: routes[0].auth: invalid value \"apikey\" (expected one "
+                          "of: none, api_key, jwt, any)",
+                          "f.yaml:4:49: routes[1].auth: api_key needs at least one key in "
+                          "auth.api_keys",
+                          "f.yaml:5:49: routes[2].auth: jwt needs an auth.jwt section",
+                          "f.yaml:6:49: routes[3].auth: any needs auth.api_keys or auth.jwt "
+                          "(neither is configured)",
+                          "f.yaml:6:54: routes[3].admission: unknown key \"admission\" (expected "
+                          "one of: name, match, pool, timeout, max_timeout, retry, hedge, cache, "
+                          "fallbacks, fallback_reserve, degrade_on_load, split, idempotency, "
+                          "priority, auth, concurrency, rate_limit, client_rate_limit)"));
+  // api_keys written but empty satisfy nothing.
+  EXPECT_THAT(errors_of(R"(auth: {api_keys: []}
+pools: {p: {endpoints: [{address: 10.0.0.1}]}}
+routes: [{name: a, match: {model: a}, pool: p, auth: api_key}]
+)"),
+              ElementsAre("f.yaml:3:54: routes[0].auth: api_key needs at least one key in "
+                          "auth.api_keys"));
+}
+
+TEST(ConfigErrors, ConcurrencyAndQueue) {
+  EXPECT_THAT(errors_of(R"(pools: {p: {endpoints: [{address: 10.0.0.1}]}}
+routes:
+  - name: r
+    match: {model: m}
+    pool: p
+    concurrency:
+      limit: 0
+      max_queued: 10
+      max_queued_per_priority: {10: 1, x: 1, 3: 11, 4: 2, 04: 3, 5:, 6: -1}
+      queue_timeout: 0s
+      aging_step: -1s
+      wait: 1s
+)"),
+              ElementsAre("f.yaml:7:14: routes[0].concurrency.limit: must be between 1 and "
+                          "4294967295, got 0",
+                          "f.yaml:9:33: routes[0].concurrency.max_queued_per_priority.10: invalid "
+                          "priority \"10\" (priorities are 0..9)",
+                          "f.yaml:9:40: routes[0].concurrency.max_queued_per_priority.x: invalid "
+                          "priority \"x\" (priorities are 0..9)",
+                          "f.yaml:9:49: routes[0].concurrency.max_queued_per_priority.3: must not "
+                          "exceed max_queued (10)",
+                          "f.yaml:9:59: routes[0].concurrency.max_queued_per_priority.04: "
+                          "duplicate priority 4",
+                          "f.yaml:9:66: routes[0].concurrency.max_queued_per_priority.5: missing "
+                          "value (expected an integer)",
+                          "f.yaml:9:73: routes[0].concurrency.max_queued_per_priority.6: must be "
+                          "between 0 and 4294967295, got -1",
+                          "f.yaml:10:22: routes[0].concurrency.queue_timeout: must be greater "
+                          "than 0",
+                          "f.yaml:11:19: routes[0].concurrency.aging_step: not a duration: "
+                          "\"-1s\" (expected e.g. 250ms, 2s, 1m30s, 1h)",
+                          "f.yaml:12:7: routes[0].concurrency.wait: unknown key \"wait\" "
+                          "(expected one of: limit, max_queued, max_queued_per_priority, "
+                          "queue_timeout, aging_step, adaptive)"));
+}
+
+TEST(ConfigErrors, AdaptiveConcurrencyBounds) {
+  EXPECT_THAT(errors_of(R"(pools: {p: {endpoints: [{address: 10.0.0.1}]}}
+routes:
+  - name: a
+    match: {model: a}
+    pool: p
+    concurrency:
+      adaptive: {min_limit: 10, max_limit: 5, tolerance: 0.5, interval: 0s}
+  - name: b
+    match: {model: b}
+    pool: p
+    concurrency:
+      adaptive: {min_limit: 100}
+  - name: c
+    match: {model: c}
+    pool: p
+    concurrency:
+      limit: 600
+      adaptive: {min_rtt_interval: 0s, enabled: true}
+)"),
+              ElementsAre("f.yaml:7:44: routes[0].concurrency.adaptive.max_limit: must be at "
+                          "least min_limit (10)",
+                          "f.yaml:7:58: routes[0].concurrency.adaptive.tolerance: must be between "
+                          "1 and 100, got 0.5",
+                          "f.yaml:7:73: routes[0].concurrency.adaptive.interval: must be greater "
+                          "than 0",
+                          "f.yaml:12:7: routes[1].concurrency.limit: must be within "
+                          "adaptive.min_limit..adaptive.max_limit (100..500): it is the adaptive "
+                          "limit's starting value, got 64",
+                          "f.yaml:17:14: routes[2].concurrency.limit: must be within "
+                          "adaptive.min_limit..adaptive.max_limit (2..500): it is the adaptive "
+                          "limit's starting value, got 600",
+                          "f.yaml:18:36: routes[2].concurrency.adaptive.min_rtt_interval: must be "
+                          "greater than 0",
+                          "f.yaml:18:40: routes[2].concurrency.adaptive.enabled: unknown key "
+                          "\"enabled\" (expected one of: dry_run, min_limit, max_limit, interval, "
+                          "tolerance, min_rtt_interval)"));
+}
 
 TEST(ConfigErrors, GrpcMetadataPatternsAreLowercaseKeysOrPrefixes) {
   EXPECT_THAT(errors_with_tail("listeners:\n"

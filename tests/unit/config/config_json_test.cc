@@ -6,11 +6,18 @@
 
 #include "fusebox/config/loader.h"
 #include "test_env.h"
+#include "test_keys.h"
 
 namespace fusebox::config {
 namespace {
 
 using nlohmann::json;
+using testing::kAdminTokenHash;
+using testing::kHs256Secret;
+using testing::kKeyOneHash;
+using testing::kKeyTwoHash;
+using testing::kRsaPublicKeyPem;
+using testing::ScopedTestEnv;
 using testing::test_env;
 
 std::shared_ptr<const Config> load_ok(std::string_view yaml) {
@@ -40,8 +47,12 @@ routes:
                "max_request_headers": "16KiB", "request_header_timeout": "10s",
                "request_body_timeout": "30s", "idle_timeout": "1m",
                "max_connections": 10000, "max_requests_per_connection": 0},
-      "admin": {"address": "127.0.0.1", "port": 9901}
+      "admin": {"address": "127.0.0.1", "port": 9901, "token_hash": ""}
     },
+    "auth": {"realm": "fusebox", "api_key_header": "X-API-Key", "api_keys": []},
+    "admission": {"max_inflight": 0, "max_memory": "0B", "shed_step_percent": 10,
+                  "sample_interval": "250ms", "max_clients": 100000,
+                  "client_idle_eviction": "1m"},
     "pools": {
       "heavy": {
         "endpoints": [{"address": "10.0.0.1", "port": 8501, "weight": 3, "grpc_port": 0},
@@ -82,7 +93,8 @@ routes:
       "fallbacks": [],
       "fallback_reserve": "0s",
       "idempotency": {"enabled": false, "header": "idempotency-key", "ttl": "1m",
-                      "coalesce_identical": false}
+                      "coalesce_identical": false},
+      "priority": 5, "auth": "none"
     }],
     "cache": {"max_bytes": "64MiB", "shards": 16},
     "idempotency": {"max_bytes": "16MiB", "shards": 16},
@@ -364,6 +376,108 @@ routes:
     {"name": "rest", "model": "", "signature": "", "headers": {}, "when": [],
      "instance_when": [], "prediction": "none"}
   ]}])"));
+}
+
+TEST(ConfigJson, AdmissionSettingsRoundTrip) {
+  // No secrets here (JWT keys from a file are a path): the output loads back as it is.
+  auto config = load_ok(R"(admission: {max_inflight: 500, max_memory: 2GiB, shed_step_percent: 25,
+            sample_interval: 1s, max_clients: 10, client_idle_eviction: 30s}
+pools: {p: {endpoints: [{address: 10.0.0.1}]}}
+routes:
+  - name: r
+    match: {model: m}
+    pool: p
+    priority: 1
+    concurrency:
+      limit: 8
+      max_queued: 20
+      max_queued_per_priority: {0: 20, 9: 2}
+      queue_timeout: 1500ms
+      aging_step: 0s
+      adaptive: {dry_run: true, min_limit: 4, max_limit: 40, interval: 2s, tolerance: 1.25,
+                 min_rtt_interval: 5m}
+    rate_limit: {requests_per_second: 0.5}
+    client_rate_limit: {requests_per_second: 20, burst: 5}
+  - {name: plain, match: {model: n}, pool: p, concurrency: {}}
+)");
+  ASSERT_NE(config, nullptr);
+  const json first = config_to_json(*config);
+  auto reloaded = load_ok(first.dump());
+  ASSERT_NE(reloaded, nullptr);
+  EXPECT_EQ(config_to_json(*reloaded), first) << first.dump(2);
+
+  EXPECT_EQ(first["admission"], json::parse(R"({"max_inflight": 500, "max_memory": "2GiB",
+      "shed_step_percent": 25, "sample_interval": "1s", "max_clients": 10,
+      "client_idle_eviction": "30s"})"));
+  const json& route = first["routes"][0];
+  EXPECT_EQ(route["priority"], 1);
+  EXPECT_EQ(route["auth"], "none");
+  EXPECT_EQ(route["concurrency"], json::parse(R"({"limit": 8, "max_queued": 20,
+      "max_queued_per_priority": {"0": 20, "9": 2}, "queue_timeout": "1500ms",
+      "aging_step": "0s", "adaptive": {"dry_run": true, "min_limit": 4, "max_limit": 40,
+      "interval": "2s", "tolerance": 1.25, "min_rtt_interval": "5m"}})"));
+  // The default burst is written out, so the effective value is visible.
+  EXPECT_EQ(route["rate_limit"], json::parse(R"({"requests_per_second": 0.5, "burst": 1})"));
+  EXPECT_EQ(route["client_rate_limit"], json::parse(R"({"requests_per_second": 20, "burst": 5})"));
+  // Sections that are off stay out; a concurrency section without adaptive has none.
+  const json& plain = first["routes"][1];
+  EXPECT_FALSE(plain.contains("rate_limit"));
+  EXPECT_FALSE(plain.contains("client_rate_limit"));
+  EXPECT_FALSE(plain["concurrency"].contains("adaptive"));
+  EXPECT_EQ(plain["concurrency"]["max_queued_per_priority"], json::object());
+  EXPECT_FALSE(first["auth"].contains("jwt"));
+}
+
+TEST(ConfigJson, SecretsAreRedacted) {
+  ScopedTestEnv env{{"ADMIN_HASH", std::string(kAdminTokenHash)},
+                    {"ONE", std::string(kKeyOneHash)},
+                    {"TWO", std::string(kKeyTwoHash)},
+                    {"JWT_SECRET", std::string(kHs256Secret)}};
+  const std::string pem_block = testing::indented(kRsaPublicKeyPem, 10);
+  auto config = load_ok(R"(listeners:
+  admin: {token_hash: "${ADMIN_HASH}"}
+auth:
+  api_keys:
+    - {name: checkout, hash: "${ONE}", priority: 0, rate_limit: {requests_per_second: 5},
+       models: [m]}
+    - {name: batch, hash: "${TWO}"}
+  jwt:
+    issuer: iss
+    keys:
+      - {kid: hs, secret: "${JWT_SECRET}"}
+      - kid: rs
+        alg: RS256
+        public_key_pem: |
+)" + pem_block + R"(pools: {p: {endpoints: [{address: 10.0.0.1}]}}
+routes: [{name: r, match: {model: m}, pool: p, auth: any}]
+)");
+  ASSERT_NE(config, nullptr);
+  const json out = config_to_json(*config);
+  EXPECT_EQ(out["listeners"]["admin"]["token_hash"], "<redacted>");
+  EXPECT_EQ(out["auth"]["api_keys"], json::parse(R"([
+    {"name": "checkout", "hash": "<redacted>", "priority": 0,
+     "rate_limit": {"requests_per_second": 5, "burst": 5}, "models": ["m"]},
+    {"name": "batch", "hash": "<redacted>", "models": []}])"));
+  EXPECT_EQ(out["auth"]["jwt"], json::parse(R"({"issuer": "iss", "audience": "",
+    "require_exp": true, "clock_skew": "30s", "priority_claim": "", "models_claim": "",
+    "max_token_bytes": "8KiB", "jwks_file": "",
+    "keys": [{"kid": "hs", "alg": "HS256", "secret": "<redacted>"},
+             {"kid": "rs", "alg": "RS256", "public_key_pem": "<pem, 451 bytes>"}]})"));
+  EXPECT_EQ(out["routes"][0]["auth"], "any");
+
+  // Nowhere in the whole document: not the secret, not a hash (in either hex case).
+  const std::string dump = out.dump();
+  EXPECT_EQ(dump.find(kHs256Secret), std::string::npos);
+  for (std::string_view hash : {kAdminTokenHash, kKeyOneHash, kKeyTwoHash}) {
+    const std::string hex(hash.substr(7));
+    EXPECT_EQ(dump.find(hex), std::string::npos) << hex;
+    EXPECT_EQ(dump.find(hex.substr(0, 16)), std::string::npos) << "part of " << hex;
+  }
+  EXPECT_EQ(dump.find("BEGIN PUBLIC KEY"), std::string::npos);
+
+  // Redacted values do not load back: the output of such a configuration is for reading.
+  LoadResult reloaded = load_config_from_string(dump, "admin-config.json", test_env);
+  EXPECT_FALSE(reloaded.ok());
 }
 
 }  // namespace

@@ -3,12 +3,16 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 
 #include "fusebox/config/loader.h"
 #include "test_env.h"
+#include "test_files.h"
+#include "test_keys.h"
 
 namespace fusebox::config {
 namespace {
@@ -16,6 +20,12 @@ namespace {
 using namespace std::chrono_literals;
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
+using testing::kAdminTokenHash;
+using testing::kHs256Secret;
+using testing::kJwks;
+using testing::kKeyOneHash;
+using testing::kKeyTwoHash;
+using testing::kRsaPublicKeyPem;
 using testing::ScopedTestEnv;
 using testing::test_env;
 
@@ -717,23 +727,7 @@ TEST(ConfigLoader, HttpAndAdminMayShareAPortOnDistinctAddresses) {
   ASSERT_NE(config, nullptr);
 }
 
-class ConfigFileTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("fusebox_config_test_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
-  std::string write(const std::string& name, std::string_view content) {
-    const auto path = (dir_ / name).string();
-    std::ofstream(path) << content;
-    return path;
-  }
-
-  std::filesystem::path dir_;
-};
+class ConfigFileTest : public testing::TempDirTest {};
 
 TEST_F(ConfigFileTest, LoadsAFile) {
   const std::string path = write("fusebox.yaml", kMinimal);
@@ -769,6 +763,269 @@ TEST_F(ConfigFileTest, DirectoryIsUnreadable) {
   ASSERT_EQ(result.errors.size(), 1u);
   EXPECT_EQ(result.errors[0].line, 0);
   EXPECT_EQ(result.errors[0].message, "cannot read file: Is a directory");
+}
+
+// ---- admission control and authentication ---------------------------------------------------
+
+TEST(ConfigLoader, AdmissionAndAuthDefaults) {
+  auto config = load_ok(kMinimal);
+  ASSERT_NE(config, nullptr);
+  EXPECT_EQ(config->listeners.admin.token_hash, "");
+
+  const AuthConfig& auth = config->auth;
+  EXPECT_EQ(auth.realm, "fusebox");
+  EXPECT_EQ(auth.api_key_header, "X-API-Key");
+  EXPECT_THAT(auth.api_keys, IsEmpty());
+  EXPECT_FALSE(auth.jwt.enabled);
+
+  const AdmissionConfig& admission = config->admission;
+  EXPECT_EQ(admission.max_inflight, 0u);
+  EXPECT_EQ(admission.max_memory, 0u);
+  EXPECT_EQ(admission.shed_step_percent, 10);
+  EXPECT_EQ(admission.sample_interval, 250ms);
+  EXPECT_EQ(admission.max_clients, 100'000u);
+  EXPECT_EQ(admission.client_idle_eviction, 60s);
+
+  const RouteAdmissionConfig& route = config->routes[0].admission;
+  EXPECT_EQ(route.priority, 5);
+  EXPECT_EQ(route.auth, AuthPolicyKind::none);
+  EXPECT_FALSE(route.concurrency.enabled);
+  EXPECT_FALSE(route.concurrency.adaptive.enabled);
+  EXPECT_FALSE(route.rate_limit.enabled());
+  EXPECT_FALSE(route.client_rate_limit.enabled());
+}
+
+TEST(ConfigLoader, SectionDefaultsOnceTurnedOn) {
+  // Writing a section turns it on; the keys left out keep the defaults of config.h.
+  ScopedTestEnv env{{"SECRET", std::string(kHs256Secret)}};
+  auto config = load_ok(R"(pools: {p: {endpoints: [{address: 10.0.0.1}]}}
+auth:
+  jwt: {keys: [{secret: "${SECRET}"}]}
+routes:
+  - name: r
+    match: {model: m}
+    pool: p
+    concurrency: {adaptive: {}}
+    rate_limit: {requests_per_second: 0.5}
+    client_rate_limit: {requests_per_second: 2.5}
+)");
+  ASSERT_NE(config, nullptr);
+  const JwtConfig& jwt = config->auth.jwt;
+  EXPECT_TRUE(jwt.enabled);
+  EXPECT_EQ(jwt.issuer, "");
+  EXPECT_EQ(jwt.audience, "");
+  EXPECT_TRUE(jwt.require_exp);
+  EXPECT_EQ(jwt.clock_skew, 30s);
+  EXPECT_EQ(jwt.priority_claim, "");
+  EXPECT_EQ(jwt.models_claim, "");
+  EXPECT_EQ(jwt.max_token_bytes, 8u * 1024);
+  EXPECT_EQ(jwt.jwks_file, "");
+  ASSERT_EQ(jwt.keys.size(), 1u);
+  EXPECT_EQ(jwt.keys[0].kid, "");
+  EXPECT_EQ(jwt.keys[0].alg, "HS256");
+  EXPECT_EQ(jwt.keys[0].secret, kHs256Secret);
+
+  const RouteAdmissionConfig& route = config->routes[0].admission;
+  const RouteConcurrencyConfig& c = route.concurrency;
+  EXPECT_TRUE(c.enabled);
+  EXPECT_EQ(c.limit, 64u);
+  EXPECT_EQ(c.max_queued, 256u);
+  for (std::uint32_t cap : c.max_queued_per_priority) EXPECT_EQ(cap, UINT32_MAX);
+  EXPECT_EQ(c.queue_timeout, 1s);
+  EXPECT_EQ(c.aging_step, 100ms);
+  EXPECT_TRUE(c.adaptive.enabled);
+  EXPECT_FALSE(c.adaptive.dry_run);
+  EXPECT_EQ(c.adaptive.min_limit, 2u);
+  EXPECT_EQ(c.adaptive.max_limit, 500u);
+  EXPECT_EQ(c.adaptive.interval, 1s);
+  EXPECT_EQ(c.adaptive.tolerance, 1.5);
+  EXPECT_EQ(c.adaptive.min_rtt_interval, 60s);
+  // The default burst is max(1, ceil(rate)).
+  EXPECT_EQ(route.rate_limit.requests_per_second, 0.5);
+  EXPECT_EQ(route.rate_limit.burst, 1u);
+  EXPECT_EQ(route.client_rate_limit.requests_per_second, 2.5);
+  EXPECT_EQ(route.client_rate_limit.burst, 3u);
+}
+
+TEST_F(ConfigFileTest, ReadsEveryAuthAndAdmissionKey) {
+  const std::string pem_file = write("jwt.pem", kRsaPublicKeyPem);
+  const std::string jwks_file = write("jwks.json", kJwks);
+  ScopedTestEnv env{{"ADMIN_HASH", std::string(kAdminTokenHash)},
+                    {"ONE", std::string(kKeyOneHash)},
+                    {"TWO", std::string(kKeyTwoHash)},
+                    {"JWT_SECRET", std::string(kHs256Secret)},
+                    {"PEM_FILE", pem_file},
+                    {"JWKS_FILE", jwks_file}};
+  const std::string pem_block = testing::indented(kRsaPublicKeyPem, 10);
+  auto config = load_ok(R"(listeners:
+  admin: {port: 9902, token_hash: "${ADMIN_HASH}"}
+auth:
+  realm: inference
+  api_key_header: X-Fusebox-Key
+  api_keys:
+    - name: checkout
+      hash: ${ONE}
+      priority: 0
+      rate_limit: {requests_per_second: 200, burst: 400}
+      models: [resnet, bert]
+    - name: batch-jobs
+      hash: ${TWO}
+  jwt:
+    issuer: https://auth.example.com/
+    audience: fusebox
+    require_exp: false
+    clock_skew: 5s
+    priority_claim: fusebox_priority
+    models_claim: fusebox_models
+    max_token_bytes: 4KiB
+    keys:
+      - {kid: hs, alg: HS256, secret: "${JWT_SECRET}"}
+      - {kid: rs-file, alg: RS256, public_key_file: "${PEM_FILE}"}
+      - kid: rs-inline
+        alg: RS256
+        public_key_pem: |
+)" + pem_block + R"(    jwks_file: ${JWKS_FILE}
+admission:
+  max_inflight: 2000
+  max_memory: 3GiB
+  shed_step_percent: 15
+  sample_interval: 100ms
+  max_clients: 5000
+  client_idle_eviction: 5m
+pools: {p: {endpoints: [{address: 10.0.0.1}]}}
+routes:
+  - name: resnet
+    match: {model: resnet}
+    pool: p
+    priority: 2
+    auth: any
+    concurrency:
+      limit: 16
+      max_queued: 100
+      max_queued_per_priority: {0: 100, 5: 20, 9: 0}
+      queue_timeout: 750ms
+      aging_step: 0
+      adaptive: {dry_run: true, min_limit: 4, max_limit: 64, interval: 500ms, tolerance: 2,
+                 min_rtt_interval: 30s}
+    rate_limit: {requests_per_second: 1000, burst: 1500}
+    client_rate_limit: {requests_per_second: 0.25, burst: 2}
+  - {name: bert, match: {model: bert}, pool: p, auth: api_key}
+  - {name: rest, match: {model: "*"}, pool: p, auth: jwt, priority: 9}
+)");
+  ASSERT_NE(config, nullptr);
+  EXPECT_EQ(config->listeners.admin.token_hash, kAdminTokenHash);
+
+  const AuthConfig& auth = config->auth;
+  EXPECT_EQ(auth.realm, "inference");
+  EXPECT_EQ(auth.api_key_header, "X-Fusebox-Key") << "kept as written";
+  ASSERT_EQ(auth.api_keys.size(), 2u);
+  const ApiKeyConfig& checkout = auth.api_keys[0];
+  EXPECT_EQ(checkout.name, "checkout");
+  EXPECT_EQ(checkout.hash, kKeyOneHash);
+  EXPECT_EQ(checkout.priority, std::optional<std::uint8_t>(0));
+  EXPECT_EQ(checkout.rate_limit.requests_per_second, 200);
+  EXPECT_EQ(checkout.rate_limit.burst, 400u);
+  EXPECT_THAT(checkout.models, ElementsAre("resnet", "bert"));
+  const ApiKeyConfig& batch = auth.api_keys[1];
+  EXPECT_EQ(batch.name, "batch-jobs");
+  EXPECT_EQ(batch.hash, kKeyTwoHash);
+  EXPECT_EQ(batch.priority, std::nullopt) << "none: the route's priority";
+  EXPECT_FALSE(batch.rate_limit.enabled()) << "off: the route's client_rate_limit";
+  EXPECT_THAT(batch.models, IsEmpty());
+
+  const JwtConfig& jwt = auth.jwt;
+  EXPECT_TRUE(jwt.enabled);
+  EXPECT_EQ(jwt.issuer, "https://auth.example.com/");
+  EXPECT_EQ(jwt.audience, "fusebox");
+  EXPECT_FALSE(jwt.require_exp);
+  EXPECT_EQ(jwt.clock_skew, 5s);
+  EXPECT_EQ(jwt.priority_claim, "fusebox_priority");
+  EXPECT_EQ(jwt.models_claim, "fusebox_models");
+  EXPECT_EQ(jwt.max_token_bytes, 4096u);
+  ASSERT_EQ(jwt.keys.size(), 3u);
+  EXPECT_EQ(jwt.keys[0].kid, "hs");
+  EXPECT_EQ(jwt.keys[0].alg, "HS256");
+  EXPECT_EQ(jwt.keys[0].secret, kHs256Secret);
+  EXPECT_EQ(jwt.keys[1].kid, "rs-file");
+  EXPECT_EQ(jwt.keys[1].alg, "RS256");
+  EXPECT_EQ(jwt.keys[1].public_key_file, pem_file);
+  EXPECT_EQ(jwt.keys[1].secret, "");
+  EXPECT_EQ(jwt.keys[2].public_key_pem, kRsaPublicKeyPem);
+  EXPECT_EQ(jwt.keys[2].public_key_file, "");
+  EXPECT_EQ(jwt.jwks_file, jwks_file);
+
+  const AdmissionConfig& admission = config->admission;
+  EXPECT_EQ(admission.max_inflight, 2000u);
+  EXPECT_EQ(admission.max_memory, 3ull << 30);
+  EXPECT_EQ(admission.shed_step_percent, 15);
+  EXPECT_EQ(admission.sample_interval, 100ms);
+  EXPECT_EQ(admission.max_clients, 5000u);
+  EXPECT_EQ(admission.client_idle_eviction, 5min);
+
+  const RouteAdmissionConfig& resnet = config->routes[0].admission;
+  EXPECT_EQ(resnet.priority, 2);
+  EXPECT_EQ(resnet.auth, AuthPolicyKind::any);
+  const RouteConcurrencyConfig& c = resnet.concurrency;
+  EXPECT_TRUE(c.enabled);
+  EXPECT_EQ(c.limit, 16u);
+  EXPECT_EQ(c.max_queued, 100u);
+  EXPECT_THAT(c.max_queued_per_priority,
+              ElementsAre(100u, UINT32_MAX, UINT32_MAX, UINT32_MAX, UINT32_MAX, 20u, UINT32_MAX,
+                          UINT32_MAX, UINT32_MAX, 0u));
+  EXPECT_EQ(c.queue_timeout, 750ms);
+  EXPECT_EQ(c.aging_step, 0ms) << "0 = no aging";
+  EXPECT_TRUE(c.adaptive.enabled);
+  EXPECT_TRUE(c.adaptive.dry_run);
+  EXPECT_EQ(c.adaptive.min_limit, 4u);
+  EXPECT_EQ(c.adaptive.max_limit, 64u);
+  EXPECT_EQ(c.adaptive.interval, 500ms);
+  EXPECT_EQ(c.adaptive.tolerance, 2);
+  EXPECT_EQ(c.adaptive.min_rtt_interval, 30s);
+  EXPECT_EQ(resnet.rate_limit.requests_per_second, 1000);
+  EXPECT_EQ(resnet.rate_limit.burst, 1500u);
+  EXPECT_EQ(resnet.client_rate_limit.requests_per_second, 0.25);
+  EXPECT_EQ(resnet.client_rate_limit.burst, 2u);
+  EXPECT_EQ(config->routes[1].admission.auth, AuthPolicyKind::api_key);
+  EXPECT_EQ(config->routes[2].admission.auth, AuthPolicyKind::jwt);
+  EXPECT_EQ(config->routes[2].admission.priority, 9);
+}
+
+TEST(ConfigLoader, AuthPoliciesNeedOnlyTheCredentialsTheyAccept) {
+  std::string upper(kKeyOneHash);
+  std::transform(upper.begin() + 7, upper.end(), upper.begin() + 7,
+                 [](char ch) { return static_cast<char>(std::toupper(ch)); });
+  ScopedTestEnv env{{"ONE", std::string(kKeyOneHash)}, {"UPPER", upper}};
+  // `any` is satisfied by API keys alone, and `none` needs nothing.
+  auto config = load_ok(R"(auth:
+  api_keys: [{name: a, hash: "${ONE}"}]
+pools: {p: {endpoints: [{address: 10.0.0.1}]}}
+routes:
+  - {name: a, match: {model: a}, pool: p, auth: any}
+  - {name: b, match: {model: b}, pool: p, auth: none}
+)");
+  ASSERT_NE(config, nullptr);
+  EXPECT_EQ(config->routes[0].admission.auth, AuthPolicyKind::any);
+  // Hex digits may be upper case; the admin token hash may be written empty (= none).
+  config = load_ok(R"(listeners: {admin: {token_hash: ""}}
+auth: {api_keys: [{name: a, hash: "${UPPER}"}]}
+pools: {p: {endpoints: [{address: 10.0.0.1}]}}
+routes: [{name: a, match: {model: a}, pool: p, auth: api_key}]
+)");
+  ASSERT_NE(config, nullptr);
+  EXPECT_EQ(config->listeners.admin.token_hash, "");
+  EXPECT_EQ(config->auth.api_keys[0].hash, upper);
+}
+
+TEST(ConfigLoader, ConcurrencyLimitMayEqualTheAdaptiveBounds) {
+  auto config = load_ok(R"(pools: {p: {endpoints: [{address: 10.0.0.1}]}}
+routes:
+  - name: r
+    match: {model: m}
+    pool: p
+    concurrency: {limit: 8, max_queued: 0, adaptive: {min_limit: 8, max_limit: 8}}
+)");
+  ASSERT_NE(config, nullptr);
+  EXPECT_EQ(config->routes[0].admission.concurrency.max_queued, 0u) << "0 = no queue";
 }
 
 TEST(ConfigLoader, ProcessEnvLookupReadsTheEnvironment) {
