@@ -282,9 +282,14 @@ TEST_F(AdminTest, AdminConfigReflectsTheConfiguration) {
     EXPECT_EQ(route.at("idempotency").at("enabled"), false);
     EXPECT_FALSE(route.contains("split")) << "optional sections only when configured";
     EXPECT_FALSE(route.contains("degrade_on_load"));
+    EXPECT_EQ(route.at("auth"), "none") << "admission keys are always shown";
+    EXPECT_EQ(route.at("priority"), 5);
+    EXPECT_FALSE(route.contains("concurrency")) << "only when configured";
   }
   auto routes = j.at("routes");
   for (auto& route : routes) {
+    route.erase("auth");
+    route.erase("priority");
     route.erase("cache");
     route.erase("fallbacks");
     route.erase("fallback_reserve");

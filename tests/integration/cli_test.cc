@@ -20,6 +20,8 @@ const std::string kUsage =
     "       fusebox healthcheck [--url URL | --config FILE] [--timeout DURATION]\n"
     "                                         GET /readyz (default http://127.0.0.1:9901/readyz,\n"
     "                                         or the admin listener of FILE); exit 0 on 200\n"
+    "       fusebox hash-key                  read an API key (or admin token) on stdin, print the\n"
+    "                                         sha256:<hex> to put in the configuration\n"
     "       fusebox --version                 print the version\n"
     "       fusebox --help                    this text\n"
     "\n"
@@ -296,6 +298,33 @@ TEST(CliHealthcheck, ConfigWithAChosenAtStartPortIsRefusedClearly) {
   const auto run = run_fusebox({"healthcheck", "--config", config.path()});
   EXPECT_EQ(run.code, 1);
   EXPECT_NE(run.err.find("listeners.admin.port is 0"), std::string::npos) << run.err;
+}
+
+}  // namespace
+}  // namespace fusebox_it
+
+namespace fusebox_it {
+namespace {
+
+// `fusebox hash-key` prints what sha256sum prints, in the configuration's form; the key comes
+// on stdin (one trailing newline is not part of it).
+TEST(CliHashKey, PrintsTheSha256FormOfTheKeyOnStdin) {
+  for (const std::string input : {"printf %s 's3cret-token'", "echo 's3cret-token'"}) {
+    fusebox_test::SpawnOptions options;
+    options.capture_stderr = true;
+    auto child = ChildProcess::spawn("/bin/sh", {"-c", input + " | '" + fusebox_path() + "' hash-key"},
+                                     options);
+    ASSERT_EQ(child.wait_exit(Millis{10000}).value_or(-1), 0) << input;
+    ASSERT_TRUE(child.wait_for_stdout("\n", Millis{2000}));
+    EXPECT_EQ(child.stdout_text(),
+              "sha256:a81e611a041b13f078bf8ebe5dab4d4fd63fcc5594661c918bec093a2f416a7e\n")
+        << input;
+  }
+  fusebox_test::SpawnOptions options;
+  options.capture_stderr = true;
+  auto empty = ChildProcess::spawn("/bin/sh", {"-c", "printf '' | '" + fusebox_path() + "' hash-key"},
+                                   options);
+  EXPECT_EQ(empty.wait_exit(Millis{10000}).value_or(-1), 1);
 }
 
 }  // namespace

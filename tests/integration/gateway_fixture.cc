@@ -162,6 +162,7 @@ std::string to_yaml(const GatewayConfig& config) {
   y << "  admin:\n"
     << "    address: 127.0.0.1\n"
     << "    port: " << config.admin_port << "\n";
+  for (const auto& line : config.admin_lines) y << "    " << line << "\n";
   if (config.grpc) {
     y << "  grpc:\n"
       << "    address: 127.0.0.1\n"

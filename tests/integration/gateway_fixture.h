@@ -108,6 +108,7 @@ struct GatewayConfig {
   std::string drain_delay = "0s";
   std::vector<std::string> top_level;  // more top-level YAML lines (e.g. "reload: {watch: false}")
   std::vector<std::string> http;  // more "key: value" lines under listeners.http
+  std::vector<std::string> admin_lines;  // more "key: value" lines under listeners.admin
   std::uint16_t http_port = 0;
   std::uint16_t admin_port = 0;
   std::string log_level = "warn";
