@@ -228,6 +228,13 @@ struct Gateway::Impl final : AdminContext {
       watcher = std::make_unique<ConfigWatcher>(
           admin_ioc, startup_config->source_file, startup_config->reload.debounce,
           [this] { request_reload("file change", nullptr); });
+      // Rotated JWT signing keys are published in the JWKS file: a change reloads too.
+      const auto& jwks = startup_config->auth.jwt.jwks_file;
+      if (startup_config->auth.jwt.enabled && !jwks.empty()) {
+        jwks_watcher = std::make_unique<ConfigWatcher>(
+            admin_ioc, jwks, startup_config->reload.debounce,
+            [this] { request_reload("JWKS file change", nullptr); });
+      }
     }
   }
 
@@ -328,7 +335,9 @@ struct Gateway::Impl final : AdminContext {
       if (loaded.ok()) {
         auto effective = std::make_shared<config::Config>(*loaded.config);
         kept = keep_restart_only_settings(*effective, *previous->config);
-        unchanged = config::config_to_json(*effective) == config::config_to_json(*previous->config);
+        // A JWKS file's keys are not in the configuration: with one, always rebuild.
+        unchanged = effective->auth.jwt.jwks_file.empty() &&
+                    config::config_to_json(*effective) == config::config_to_json(*previous->config);
         if (!unchanged) {
           try {
             next = std::make_shared<proxy::Runtime>(effective, workers_n + 1, gauges, previous.get());
@@ -590,6 +599,7 @@ struct Gateway::Impl final : AdminContext {
         "listeners, then up to {} for {} open connections",
         signo, format_duration(drain.delay), format_duration(drain.timeout), connections.load());
     if (watcher) watcher->stop();
+    if (jwks_watcher) jwks_watcher->stop();
     for (auto& w : workers) {
       asio::post(w->ioc, [w = w.get()] { w->tracker.close_after_response(); });
     }
@@ -645,6 +655,7 @@ struct Gateway::Impl final : AdminContext {
     admission_timer.cancel();
     for (auto& r : retiring) r.checker->stop();
     if (watcher) watcher->stop();
+    if (jwks_watcher) jwks_watcher->stop();
     signals.cancel();
     reload_signal.cancel();
     boost::system::error_code ec;
@@ -680,6 +691,12 @@ struct Gateway::Impl final : AdminContext {
       if (!watcher_active) {
         logging::log().warn("not watching {} for changes ({}); SIGHUP still reloads",
                             startup_config->source_file, error);
+      }
+    }
+    if (jwks_watcher) {
+      if (auto error = jwks_watcher->start(); !error.empty()) {
+        logging::log().warn("not watching {} for changes ({}); SIGHUP still reloads",
+                            startup_config->auth.jwt.jwks_file, error);
       }
     }
     admin_ioc.run();
@@ -739,6 +756,7 @@ struct Gateway::Impl final : AdminContext {
   asio::steady_timer drain_timer;
   asio::steady_timer admission_timer;  // load shedding samples, adaptive limits
   std::unique_ptr<ConfigWatcher> watcher;
+  std::unique_ptr<ConfigWatcher> jwks_watcher;  // auth.jwt.jwks_file as configured at start
   std::vector<std::unique_ptr<Worker>> workers;
   std::unique_ptr<tcp::acceptor> http_acceptor;
   std::unique_ptr<tcp::acceptor> admin_acceptor;

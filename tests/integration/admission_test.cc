@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <random>
@@ -376,6 +377,46 @@ TEST_F(AdmissionTest, AdminEndpointsNeedTheTokenWhenOneIsConfigured) {
       << "the hash is redacted";
   EXPECT_EQ(admin.get("/metrics").status, 200) << "scrapers need no token";
   EXPECT_EQ(admin.get("/readyz").status, 200) << "probes need no token";
+}
+
+}  // namespace
+}  // namespace fusebox_it
+
+namespace fusebox_it {
+namespace {
+
+// JWKS rotation: the signing key published in the JWKS file changes, and fusebox picks it up
+// from the file change alone.
+TEST_F(AdmissionTest, JwksFileChangeRotatesTheSigningKeys) {
+  constexpr std::string_view kOld = "the-old-signing-secret-of-32-bytes!!";
+  constexpr std::string_view kNew = "the-new-signing-secret-of-32-bytes!!";
+  auto jwks = [](std::string_view secret) {
+    return nlohmann::json{{"keys", {{{"kty", "oct"}, {"alg", "HS256"}, {"k", base64url(secret)}}}}}.dump();
+  };
+  TempFile jwks_file(jwks(kOld), ".json");
+  auto config = single_route_config(start_sims(1));
+  config.routes[0].extra = {"auth: jwt"};
+  config.top_level = {"auth: {jwt: {jwks_file: \"" + jwks_file.path() + "\"}}",
+                      "reload: {watch: true, debounce: 50ms}"};
+  start_gateway(config);
+  const nlohmann::json claims = {{"sub", "svc"}, {"exp", unix_now() + 300}};
+  auto bearer = [&](std::string_view secret) {
+    return Headers{{"Authorization", "Bearer " + hs256_token(claims, secret)}};
+  };
+  EXPECT_EQ(client().post(kPredict, kThreeInstances, bearer(kOld)).status, 200);
+  EXPECT_EQ(client().post(kPredict, kThreeInstances, bearer(kNew)).status, 401);
+
+  const std::string tmp = jwks_file.path() + ".new";
+  {
+    std::ofstream out(tmp);
+    out << jwks(kNew);
+  }
+  ASSERT_EQ(std::rename(tmp.c_str(), jwks_file.path().c_str()), 0);
+  ASSERT_TRUE(wait_until([&] { return admin_json("/admin/reload").at("generation") == 2; }))
+      << admin_json("/admin/reload").dump();
+  EXPECT_EQ(admin_json("/admin/reload").at("last_attempt").at("trigger"), "JWKS file change");
+  EXPECT_EQ(client().post(kPredict, kThreeInstances, bearer(kNew)).status, 200);
+  EXPECT_EQ(client().post(kPredict, kThreeInstances, bearer(kOld)).status, 401);
 }
 
 }  // namespace
