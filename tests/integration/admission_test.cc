@@ -421,3 +421,59 @@ TEST_F(AdmissionTest, JwksFileChangeRotatesTheSigningKeys) {
 
 }  // namespace
 }  // namespace fusebox_it
+
+namespace fusebox_it {
+namespace {
+
+// The adaptive limit at work on a steady backend: it measures the baseline, then raises the
+// limit while latency stays near it; in dry-run the same computation is only reported.
+TEST_F(AdmissionTest, AdaptiveLimitGrowsOnASteadyBackendAndDryRunOnlyReports) {
+  const auto ports = start_sims(
+      1, {"--latency", "5ms", "--threads", "4", "--model", "half_plus_two", "--model", "shadow"});
+  auto config = single_route_config(ports);
+  config.pools[0].health_check = kHealthChecksOff;
+  config.threads = 2;
+  config.routes[0].extra = {
+      "concurrency: {limit: 4, max_queued: 100, queue_timeout: 2s, "
+      "adaptive: {min_limit: 2, max_limit: 40, interval: 100ms}}"};
+  config.routes.push_back({.name = "shadow", .model = "shadow", .pool = "primary"});
+  config.routes[1].extra = {
+      "concurrency: {limit: 4, max_queued: 100, queue_timeout: 2s, "
+      "adaptive: {min_limit: 2, max_limit: 40, interval: 100ms, dry_run: true}}"};
+  config.top_level = {"admission: {sample_interval: 50ms}"};
+  start_gateway(config);
+  std::atomic<bool> stop{false};
+  std::atomic<int> failures{0};
+  std::vector<std::thread> load;
+  for (int i = 0; i < 12; ++i) {
+    load.emplace_back([&, i] {
+      HttpClient c(gateway().http_port(), Millis{5000});
+      const std::string target = i % 2 ? std::string(kPredict) : "/v1/models/shadow:predict";
+      for (int n = 0; n < 5000 && !stop; ++n) {
+        auto r = c.try_request("POST", target, kThreeInstances);
+        if (!r.ok() || r.response->status >= 500) ++failures;
+        if (!r.ok()) c.close();
+      }
+    });
+  }
+  auto gauge = [&](const char* family, const char* route) {
+    return metric_value(metrics_text(), std::string(family) + "{route=\"" + route + "\"}").value_or(-1);
+  };
+  const bool grew = wait_until(
+      [&] { return gauge("fusebox_concurrency_limit", "half_plus_two") > 8; }, Millis{10000},
+      Millis{100});
+  const auto computed_shadow = gauge("fusebox_adaptive_concurrency_limit", "shadow");
+  const auto applied_shadow = gauge("fusebox_concurrency_limit", "shadow");
+  stop = true;
+  for (auto& t : load) t.join();
+  EXPECT_TRUE(grew) << "limit " << gauge("fusebox_concurrency_limit", "half_plus_two");
+  EXPECT_EQ(applied_shadow, 4) << "dry run: the configured limit stays";
+  EXPECT_NE(computed_shadow, -1) << "dry run: the computed limit is reported";
+  EXPECT_EQ(failures, 0);
+  const auto routes = admin_json("/admin/routes").at("routes");
+  EXPECT_TRUE(routes[1].at("concurrency").at("adaptive").at("dry_run").get<bool>());
+  EXPECT_FALSE(routes[0].at("concurrency").at("adaptive").at("reason").get<std::string>().empty());
+}
+
+}  // namespace
+}  // namespace fusebox_it
