@@ -236,6 +236,22 @@ struct Gateway::Impl final : AdminContext {
             [this] { request_reload("JWKS file change", nullptr); });
       }
     }
+    // Watching starts before the listening line is printed: a change made by whoever waits for
+    // that line is never missed (the events wait in the inotify queue until the loop runs).
+    if (watcher) {
+      auto error = watcher->start();
+      watcher_active = error.empty();
+      if (!watcher_active) {
+        logging::log().warn("not watching {} for changes ({}); SIGHUP still reloads",
+                            startup_config->source_file, error);
+      }
+    }
+    if (jwks_watcher) {
+      if (auto error = jwks_watcher->start(); !error.empty()) {
+        logging::log().warn("not watching {} for changes ({}); SIGHUP still reloads",
+                            startup_config->auth.jwt.jwks_file, error);
+      }
+    }
   }
 
   ~Impl() override {
@@ -685,20 +701,6 @@ struct Gateway::Impl final : AdminContext {
     admission_tick();
     wait_for_signal();
     wait_for_reload_signal();
-    if (watcher) {
-      auto error = watcher->start();
-      watcher_active = error.empty();
-      if (!watcher_active) {
-        logging::log().warn("not watching {} for changes ({}); SIGHUP still reloads",
-                            startup_config->source_file, error);
-      }
-    }
-    if (jwks_watcher) {
-      if (auto error = jwks_watcher->start(); !error.empty()) {
-        logging::log().warn("not watching {} for changes ({}); SIGHUP still reloads",
-                            startup_config->auth.jwt.jwks_file, error);
-      }
-    }
     admin_ioc.run();
     stop_all();  // in case the admin loop ended for another reason
     logging::log().info("stopped");
