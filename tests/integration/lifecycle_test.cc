@@ -327,3 +327,35 @@ TEST_F(DrainTest, ResponsesDuringTheDelayCloseTheirConnection) {
 
 }  // namespace
 }  // namespace fusebox_it
+
+namespace fusebox_it {
+namespace {
+
+// A file that is gone (an operator's `mv`, a half-applied ConfigMap) or is not YAML is a
+// rejected reload like any other: the error says so and the running configuration stays.
+TEST_F(ReloadTest, MissingOrUnparsableFileIsRejectedAndServingGoesOn) {
+  auto config = single_route_config(start_sims(1));
+  config.top_level = {"reload: {watch: false}"};
+  start_gateway(config);
+  const auto path = gateway().config_path();
+  const std::string aside = path + ".aside";
+  ASSERT_EQ(std::rename(path.c_str(), aside.c_str()), 0);
+  auto missing = post_reload();
+  EXPECT_EQ(missing.status, 422);
+  const auto missing_errors = json_of(missing).at("last_attempt").at("errors");
+  ASSERT_FALSE(missing_errors.empty());
+  EXPECT_NE(missing_errors[0].get<std::string>().find(path), std::string::npos) << missing.body;
+  EXPECT_EQ(client().post(kPredict, kThreeInstances).status, 200);
+
+  replace_file(path, "routes: [unclosed\n");
+  auto garbage = post_reload();
+  EXPECT_EQ(garbage.status, 422);
+  EXPECT_FALSE(json_of(garbage).at("last_attempt").at("errors").empty()) << garbage.body;
+  EXPECT_EQ(client().post(kPredict, kThreeInstances).status, 200);
+  EXPECT_EQ(reloads("failure"), 2);
+  EXPECT_EQ(admin_json("/admin/reload").at("generation"), 1);
+  std::remove(aside.c_str());
+}
+
+}  // namespace
+}  // namespace fusebox_it
