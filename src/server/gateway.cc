@@ -76,6 +76,9 @@ config::HttpListenerConfig admin_limits() {
 // keys that differed, for the log line.
 std::vector<std::string> keep_restart_only_settings(config::Config& next,
                                                     const config::Config& running) {
+  // The admin token is not a socket setting: it changes on reload (token rotation).
+  const auto admin_token = next.listeners.admin.token_hash;
+  next.listeners.admin.token_hash = running.listeners.admin.token_hash;
   auto next_json = config::config_to_json(next);
   auto running_json = config::config_to_json(running);
   std::vector<std::string> differing;
@@ -83,10 +86,22 @@ std::vector<std::string> keep_restart_only_settings(config::Config& next,
     if (next_json.at(key) != running_json.at(key)) differing.emplace_back(key);
   }
   next.listeners = running.listeners;
+  next.listeners.admin.token_hash = admin_token;
   next.server = running.server;
   next.logging = running.logging;
   next.reload = running.reload;
   return differing;
+}
+
+// What /admin/config redacts (key hashes, JWT secrets, the admin token), so that a reload that
+// only rotates a credential is not taken for "no change".
+std::string credentials_of(const config::Config& config) {
+  std::string out = config.listeners.admin.token_hash;
+  for (const auto& key : config.auth.api_keys) out += "\n" + key.name + "=" + key.hash;
+  for (const auto& key : config.auth.jwt.keys) {
+    out += "\n" + key.kid + "=" + key.secret + key.public_key_pem + key.public_key_file;
+  }
+  return out;
 }
 
 double unix_seconds(std::chrono::system_clock::time_point t) {
@@ -353,6 +368,7 @@ struct Gateway::Impl final : AdminContext {
         kept = keep_restart_only_settings(*effective, *previous->config);
         // A JWKS file's keys are not in the configuration: with one, always rebuild.
         unchanged = effective->auth.jwt.jwks_file.empty() &&
+                    credentials_of(*effective) == credentials_of(*previous->config) &&
                     config::config_to_json(*effective) == config::config_to_json(*previous->config);
         if (!unchanged) {
           try {

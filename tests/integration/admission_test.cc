@@ -477,3 +477,39 @@ TEST_F(AdmissionTest, AdaptiveLimitGrowsOnASteadyBackendAndDryRunOnlyReports) {
 
 }  // namespace
 }  // namespace fusebox_it
+
+namespace fusebox_it {
+namespace {
+
+// Rotating credentials is a reload: a key's new hash and a new admin token apply although
+// /admin/config shows both redacted (the same JSON before and after).
+TEST_F(AdmissionTest, ReloadRotatesAnApiKeyAndTheAdminToken) {
+  auto config = single_route_config(start_sims(1));
+  config.routes[0].extra = {"auth: api_key"};
+  config.top_level = {"auth: {api_keys: [{name: app, hash: \"" + hex_sha256("first-key-0123456789") +
+                          "\"}]}",
+                      "reload: {watch: false}"};
+  config.admin_lines = {"token_hash: \"" + hex_sha256("first-admin-token") + "\""};
+  start_gateway(config);
+  EXPECT_EQ(client().post(kPredict, kThreeInstances, {{"X-API-Key", "first-key-0123456789"}}).status, 200);
+
+  config.top_level[0] = "auth: {api_keys: [{name: app, hash: \"" + hex_sha256("second-key-0123456789") + "\"}]}";
+  config.admin_lines = {"token_hash: \"" + hex_sha256("second-admin-token") + "\""};
+  const std::string tmp = gateway().config_path() + ".new";
+  {
+    std::ofstream out(tmp);
+    out << to_yaml(config);
+  }
+  ASSERT_EQ(std::rename(tmp.c_str(), gateway().config_path().c_str()), 0);
+  HttpClient admin(gateway().admin_port(), Millis{10000});
+  auto reload = admin.post("/admin/reload", "", {{"Authorization", "Bearer first-admin-token"}});
+  ASSERT_EQ(reload.status, 200) << reload.body;
+  EXPECT_EQ(json_of(reload).at("generation"), 2) << "applied, not taken for no change";
+  EXPECT_EQ(client().post(kPredict, kThreeInstances, {{"X-API-Key", "first-key-0123456789"}}).status, 401);
+  EXPECT_EQ(client().post(kPredict, kThreeInstances, {{"X-API-Key", "second-key-0123456789"}}).status, 200);
+  EXPECT_EQ(admin.get("/admin/config", {{"Authorization", "Bearer first-admin-token"}}).status, 401);
+  EXPECT_EQ(admin.get("/admin/config", {{"Authorization", "Bearer second-admin-token"}}).status, 200);
+}
+
+}  // namespace
+}  // namespace fusebox_it
