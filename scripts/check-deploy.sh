@@ -459,7 +459,7 @@ start_fusebox() {
   rest=$(sed -n 1p "$work/sim.out")
   grpc=$(sed -n 2p "$work/sim.out")
   # Every feature that has metrics: gRPC listener, cache, fallbacks, load-aware degradation,
-  # canary split, idempotency.
+  # canary split, idempotency, a concurrency gate with an adaptive limit, load shedding.
   cat >"$work/fusebox.yaml" <<EOF
 listeners:
   http: {address: 127.0.0.1, port: 0}
@@ -477,6 +477,8 @@ routes:
     degrade_on_load: {max_inflight: 100}
     split: {canaries: [{name: canary, pool: light, model: light, weight_percent: 10}]}
     idempotency: {}
+    concurrency: {limit: 64, adaptive: {dry_run: true, min_limit: 2, max_limit: 500}}
+admission: {max_inflight: 100000}
 logging: {level: warn, access_log: false}
 EOF
   timeout 120 "$fusebox_bin" --config "$work/fusebox.yaml" >"$work/fusebox.out" 2>"$work/fusebox.log" &
