@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cctype>
 #include <cmath>
 #include <stdexcept>
 
@@ -139,6 +140,8 @@ AdmissionControl::AdmissionControl(const config::Config& config, std::size_t sha
     jwt_options_.models_claim = auth_config.jwt.models_claim;
     jwt_options_.max_token_bytes = auth_config.jwt.max_token_bytes;
   }
+  api_key_metadata_ = auth_config.api_key_header;
+  for (auto& ch : api_key_metadata_) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
   for (const auto& k : auth_config.api_keys) client_labels_.push_back(k.name);
   client_labels_.push_back("jwt");
   client_labels_.push_back("anonymous");

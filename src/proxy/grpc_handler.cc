@@ -236,11 +236,12 @@ void GrpcHandler::handle(server::GrpcCall* rpc) {
   AdmissionInput input;
   input.route = call->route;
   input.model = call->model;
-  const auto client_ip = peer_address(rpc->peer());
+  // Anonymous clients are rate-limited by address: worked out only where that applies.
+  std::string client_ip;
+  if (route_config.admission.client_rate_limit.enabled()) client_ip = peer_address(rpc->peer());
   input.client_ip = client_ip;
   input.deadline = call->deadline;
-  std::string api_key_key = runtime_.config->auth.api_key_header;
-  for (auto& ch : api_key_key) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  const std::string& api_key_key = runtime_.admission->api_key_metadata();
   for (const auto& [key, value] : rpc->client_metadata()) {
     std::string_view k(key.data(), key.size()), v(value.data(), value.size());
     if (k == api_key_key) input.api_key = v;

@@ -233,14 +233,17 @@ bool ProxyHandler::admit(const std::shared_ptr<Call>& call, const server::Connec
   AdmissionInput input;
   input.route = call->route;
   input.model = call->rest.model;
-  input.api_key = to_sv(req[runtime_.config->auth.api_key_header]);
-  input.authorization = to_sv(req[bhttp::field::authorization]);
+  const bool authenticating = route.admission.auth != config::AuthPolicyKind::none;
+  if (authenticating) {
+    input.api_key = to_sv(req[runtime_.config->auth.api_key_header]);
+    input.authorization = to_sv(req[bhttp::field::authorization]);
+  }
   input.priority = to_sv(req[admission::kPriorityHeader]);
   input.client_ip = connection.client_ip;
   input.deadline = call->deadline;
   auto decision = runtime_.admission->admit(input);
   call->priority = decision.priority;
-  if (route.admission.auth != config::AuthPolicyKind::none) {
+  if (authenticating) {
     // Credentials are fusebox's to check, not the backend's to see.
     req.erase(runtime_.config->auth.api_key_header);
     req.erase(bhttp::field::authorization);

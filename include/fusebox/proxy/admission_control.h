@@ -140,6 +140,8 @@ class AdmissionControl {
   void describe(std::size_t route, nlohmann::json& entry) const;
 
   bool shedding_enabled() const;
+  // auth.api_key_header as gRPC metadata carries it (lowercase).
+  const std::string& api_key_metadata() const { return api_key_metadata_; }
 
  private:
   struct Route;
@@ -152,6 +154,7 @@ class AdmissionControl {
   std::shared_ptr<const auth::ApiKeyStore> api_keys_;
   std::shared_ptr<const auth::JwtKeySet> jwt_keys_;
   auth::JwtValidationOptions jwt_options_;
+  std::string api_key_metadata_;
   std::vector<std::unique_ptr<Route>> routes_;
   std::unique_ptr<admission::RateLimiterTable> clients_;
   std::unique_ptr<admission::RateLimiterTable> route_limits_;
