@@ -336,15 +336,20 @@ struct Gateway::Impl final : AdminContext {
   }
 
   void request_reload(const char* trigger, ReloadDone done) override {
-    if (done) reload_waiters.push_back(std::move(done));
     if (shutting_down) {
       logging::log().warn("reload ({}) ignored: shutting down", trigger);
-      return answer_reload_waiters(false);
-    }
-    if (reload_running) {
-      reload_again = true;  // a change arrived while loading: load once more afterwards
+      if (done) done(false, reload_status());
       return;
     }
+    if (reload_running) {
+      // Asked while loading: the file may have changed since it was read, so load once more
+      // afterwards; whoever asked now hears about that load.
+      reload_again = true;
+      queued_trigger = trigger;
+      if (done) queued_waiters.push_back(std::move(done));
+      return;
+    }
+    if (done) reload_waiters.push_back(std::move(done));
     start_reload(trigger);
   }
 
@@ -427,7 +432,12 @@ struct Gateway::Impl final : AdminContext {
       }
     }
     answer_reload_waiters(applied);
-    if (reload_again && !shutting_down) start_reload("file change");
+    if (reload_again) {
+      reload_waiters = std::move(queued_waiters);
+      queued_waiters.clear();
+      if (shutting_down) return answer_reload_waiters(false);
+      start_reload(queued_trigger);
+    }
   }
 
   void answer_reload_waiters(bool applied) {
@@ -756,7 +766,9 @@ struct Gateway::Impl final : AdminContext {
   bool reload_running = false;
   bool reload_again = false;
   bool watcher_active = false;
-  std::vector<ReloadDone> reload_waiters;
+  std::vector<ReloadDone> reload_waiters;  // hear about the reload running now
+  std::vector<ReloadDone> queued_waiters;  // hear about the one queued after it
+  std::string queued_trigger;
   std::thread reload_thread;
   // Declared before admin_ioc, so that sessions still queued on it when it is destroyed find
   // their handler, tracker and limits alive.
