@@ -206,6 +206,13 @@ bool AdmissionControl::shedding_enabled() const {
 
 bool AdmissionControl::gated(std::size_t route) const { return routes_[route]->gate != nullptr; }
 
+bool AdmissionControl::open(std::size_t route) const {
+  const auto& r = *routes_[route];
+  const auto& settings = r.config->admission;
+  return r.policy == auth::AuthPolicy::none && !shedder_ && !r.gate &&
+         !settings.rate_limit.enabled() && !settings.client_rate_limit.enabled();
+}
+
 std::uint64_t AdmissionControl::make_tag(std::size_t shard, AdmissionProtocol protocol,
                                          std::uint32_t slot) {
   return (static_cast<std::uint64_t>(shard) << 33) |
@@ -254,22 +261,11 @@ AdmissionDecision AdmissionControl::admit(const AdmissionInput& in) {
                                      auth::presented_credentials(in.api_key, in.authorization),
                                      stores, wall_clock_);
     if (auto* failure = std::get_if<auth::AuthFailure>(&result)) {
-      count_auth_failure(failure->reason);
-      d.kind = AdmissionDecision::Kind::unauthenticated;
-      d.status = static_cast<unsigned>(failure->status);
-      d.message = std::move(failure->message);
-      d.www_authenticate = std::move(failure->www_authenticate);
-      return d;
+      return refused_identity(std::move(*failure));
     }
     identity = std::get<auth::Identity>(std::move(result));
     if (!auth::allowed(identity, in.model)) {
-      auto failure = auth::forbidden(identity, config_.auth.realm);
-      count_auth_failure(failure.reason);
-      d.kind = AdmissionDecision::Kind::unauthenticated;
-      d.status = static_cast<unsigned>(failure.status);
-      d.message = std::move(failure.message);
-      d.www_authenticate = std::move(failure.www_authenticate);
-      return d;
+      return refused_identity(auth::forbidden(identity, config_.auth.realm));
     }
   }
 
@@ -281,38 +277,19 @@ AdmissionDecision AdmissionControl::admit(const AdmissionInput& in) {
       in.priority.empty() ? std::nullopt : std::optional<std::string_view>(in.priority));
   d.priority = resolved.priority;
 
-  auto reject = [&](AdmissionRejection reason, unsigned status, std::string message,
-                    std::chrono::seconds retry_after) {
-    record_rejection(in.route, reason);
-    d.kind = AdmissionDecision::Kind::rejected;
-    d.rejection = reason;
-    d.status = status;
-    d.message = std::move(message);
-    d.retry_after = retry_after;
-    return d;
-  };
-
   // 3. Overload: the lowest priorities go first.
   if (shedder_ && !shedder_->admits(d.priority)) {
-    return reject(AdmissionRejection::shed, 503,
+    return refused(in.route, d.priority, AdmissionRejection::shed, 503,
                   "fusebox is overloaded: priority " + std::to_string(d.priority) +
                       " requests are shed for now",
                   std::chrono::seconds(1));
   }
 
   // 4. Rate limits: the client's own, then the route's.
-  std::size_t label = client_labels_.size() - 1;  // anonymous
   std::optional<admission::TokenBucketRule> client_rule;
-  if (identity.kind == auth::IdentityKind::api_key) {
-    for (std::size_t i = 0; i < config_.auth.api_keys.size(); ++i) {
-      if (config_.auth.api_keys[i].name == identity.name) label = i;
-    }
-    if (identity.rate_limit) {
-      client_rule = admission::TokenBucketRule{identity.rate_limit->requests_per_second,
-                                               identity.rate_limit->burst};
-    }
-  } else if (identity.kind == auth::IdentityKind::jwt) {
-    label = client_labels_.size() - 2;
+  if (identity.rate_limit) {
+    client_rule = admission::TokenBucketRule{identity.rate_limit->requests_per_second,
+                                             identity.rate_limit->burst};
   }
   if (!client_rule && settings.client_rate_limit.enabled()) {
     client_rule = rule_of(settings.client_rate_limit.requests_per_second,
@@ -328,8 +305,8 @@ AdmissionDecision AdmissionControl::admit(const AdmissionInput& in) {
     key += route.config->name;
     auto taken = clients_->try_take(key, *client_rule);
     if (!taken.allowed) {
-      rate_limited_[in.route * client_labels_.size() + label].fetch_add(1, std::memory_order_relaxed);
-      return reject(AdmissionRejection::rate_limited_client, 429,
+      count_rate_limited(in.route, identity);
+      return refused(in.route, d.priority, AdmissionRejection::rate_limited_client, 429,
                     "rate limit exceeded for this client on route \"" + route.config->name + "\"",
                     whole_seconds(taken.retry_after));
     }
@@ -339,8 +316,8 @@ AdmissionDecision AdmissionControl::admit(const AdmissionInput& in) {
         route.config->name,
         rule_of(settings.rate_limit.requests_per_second, settings.rate_limit.burst));
     if (!taken.allowed) {
-      rate_limited_[in.route * client_labels_.size() + label].fetch_add(1, std::memory_order_relaxed);
-      return reject(AdmissionRejection::rate_limited_route, 429,
+      count_rate_limited(in.route, identity);
+      return refused(in.route, d.priority, AdmissionRejection::rate_limited_route, 429,
                     "rate limit of route \"" + route.config->name + "\" exceeded",
                     whole_seconds(taken.retry_after));
     }
@@ -356,19 +333,9 @@ AdmissionDecision AdmissionControl::acquire(std::size_t route_index, admission::
   d.priority = priority;
   auto& route = *routes_[route_index];
   if (!route.gate) return d;
-  auto reject = [&](AdmissionRejection reason, std::string message) {
-    record_rejection(route_index, reason);
-    d.kind = AdmissionDecision::Kind::rejected;
-    d.rejection = reason;
-    d.status = 503;
-    d.message = std::move(message);
-    d.retry_after = whole_seconds(route.config->admission.concurrency.queue_timeout);
-    return d;
-  };
   auto admit = route.gate->try_acquire(priority, deadline, make_tag(shard, protocol, slot));
   switch (admit.outcome) {
     case admission::AdmitOutcome::admitted:
-      d.holds_slot = true;
       record_wait(shard, route_index, std::chrono::nanoseconds(0));
       return d;
     case admission::AdmitOutcome::queued:
@@ -384,21 +351,55 @@ AdmissionDecision AdmissionControl::acquire(std::size_t route_index, admission::
                 : admit.reason == admission::RejectReason::queue_full
                     ? AdmissionRejection::queue_full
                     : AdmissionRejection::queue_timeout;
-  return reject(reason, "route \"" + route.config->name + "\" is at its concurrency limit (" +
-                           admission::to_string(admit.reason) + "); retry later");
+  return refused(route_index, priority, reason, 503,
+                 "route \"" + route.config->name + "\" is at its concurrency limit (" +
+                     admission::to_string(admit.reason) + "); retry later",
+                 whole_seconds(route.config->admission.concurrency.queue_timeout));
 }
 
 AdmissionDecision AdmissionControl::queue_timed_out(std::size_t route) {
-  record_rejection(route, AdmissionRejection::queue_timeout);
   const auto& config = *routes_[route]->config;
+  return refused(route, admission::kLowestPriority, AdmissionRejection::queue_timeout, 503,
+                 "route \"" + config.name +
+                     "\" is at its concurrency limit: no slot within the queue timeout; retry later",
+                 whole_seconds(config.admission.concurrency.queue_timeout));
+}
+
+AdmissionDecision AdmissionControl::refused(std::size_t route, admission::Priority priority,
+                                            AdmissionRejection reason, unsigned status,
+                                            std::string message, std::chrono::seconds retry_after) {
+  record_rejection(route, reason);
   AdmissionDecision d;
   d.kind = AdmissionDecision::Kind::rejected;
-  d.rejection = AdmissionRejection::queue_timeout;
-  d.status = 503;
-  d.message = "route \"" + config.name +
-              "\" is at its concurrency limit: no slot within the queue timeout; retry later";
-  d.retry_after = whole_seconds(config.admission.concurrency.queue_timeout);
+  d.priority = priority;
+  d.rejection = reason;
+  d.status = status;
+  d.message = std::move(message);
+  d.retry_after = retry_after;
   return d;
+}
+
+AdmissionDecision AdmissionControl::refused_identity(auth::AuthFailure&& failure) {
+  count_auth_failure(failure.reason);
+  AdmissionDecision d;
+  d.kind = AdmissionDecision::Kind::unauthenticated;
+  d.status = static_cast<unsigned>(failure.status);
+  d.message = std::move(failure.message);
+  d.www_authenticate = std::move(failure.www_authenticate);
+  return d;
+}
+
+// The `client` label of a 429: the key's name, "jwt" or "anonymous". Only on a refusal, so no
+// request pays the lookup.
+void AdmissionControl::count_rate_limited(std::size_t route, const auth::Identity& identity) {
+  std::size_t label = client_labels_.size() - 1;  // anonymous
+  if (identity.kind == auth::IdentityKind::jwt) label = client_labels_.size() - 2;
+  if (identity.kind == auth::IdentityKind::api_key) {
+    for (std::size_t i = 0; i < config_.auth.api_keys.size(); ++i) {
+      if (config_.auth.api_keys[i].name == identity.name) label = i;
+    }
+  }
+  rate_limited_[route * client_labels_.size() + label].fetch_add(1, std::memory_order_relaxed);
 }
 
 void AdmissionControl::release(std::size_t route) {
@@ -415,11 +416,6 @@ void AdmissionControl::expire(std::size_t route) {
   std::vector<admission::Wakeup> wakeups;
   gate->expire(clock_.now(), wakeups);
   dispatch(wakeups);
-}
-
-bool AdmissionControl::cancel(std::size_t route, admission::Ticket ticket) {
-  auto& gate = routes_[route]->gate;
-  return gate && gate->cancel(ticket);
 }
 
 void AdmissionControl::record_latency(std::size_t route, std::chrono::nanoseconds latency,

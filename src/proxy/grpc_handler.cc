@@ -232,25 +232,27 @@ void GrpcHandler::handle(server::GrpcCall* rpc) {
     call->deadline = std::min(call->deadline, now + std::chrono::duration_cast<Clock::duration>(left));
   }
 
-  // Admission: authentication, priority, shedding, rate limits.
-  AdmissionInput input;
-  input.route = call->route;
-  input.model = call->model;
-  // Anonymous clients are rate-limited by address: worked out only where that applies.
-  std::string client_ip;
-  if (route_config.admission.client_rate_limit.enabled()) client_ip = peer_address(rpc->peer());
-  input.client_ip = client_ip;
-  input.deadline = call->deadline;
-  const std::string& api_key_key = runtime_.admission->api_key_metadata();
-  for (const auto& [key, value] : rpc->client_metadata()) {
-    std::string_view k(key.data(), key.size()), v(value.data(), value.size());
-    if (k == api_key_key) input.api_key = v;
-    if (k == "authorization") input.authorization = v;
-    if (k == "x-fusebox-priority") input.priority = v;
+  // Admission: authentication, priority, shedding, rate limits (when the route has any).
+  if (!runtime_.admission->open(call->route)) {
+    AdmissionInput input;
+    input.route = call->route;
+    input.model = call->model;
+    // Anonymous clients are rate-limited by address: worked out only where that applies.
+    std::string client_ip;
+    if (route_config.admission.client_rate_limit.enabled()) client_ip = peer_address(rpc->peer());
+    input.client_ip = client_ip;
+    input.deadline = call->deadline;
+    const std::string& api_key_key = runtime_.admission->api_key_metadata();
+    for (const auto& [key, value] : rpc->client_metadata()) {
+      std::string_view k(key.data(), key.size()), v(value.data(), value.size());
+      if (k == api_key_key) input.api_key = v;
+      if (k == "authorization") input.authorization = v;
+      if (k == "x-fusebox-priority") input.priority = v;
+    }
+    auto decision = runtime_.admission->admit(input);
+    call->priority = decision.priority;
+    if (decision.kind != AdmissionDecision::Kind::admitted) return refuse(call, std::move(decision));
   }
-  auto decision = runtime_.admission->admit(input);
-  call->priority = decision.priority;
-  if (decision.kind != AdmissionDecision::Kind::admitted) return refuse(call, std::move(decision));
   const bool strip_credentials = route_config.admission.auth != config::AuthPolicyKind::none;
 
   auto& request = call->request;
@@ -262,7 +264,10 @@ void GrpcHandler::handle(server::GrpcCall* rpc) {
     std::string_view k(key.data(), key.size());
     if (!rpc::forwards_metadata(listener.metadata_allow, listener.metadata_deny, k)) continue;
     // Credentials are fusebox's to check, not the backend's to see.
-    if (strip_credentials && (k == "authorization" || k == api_key_key)) continue;
+    if (strip_credentials &&
+        (k == "authorization" || k == runtime_.admission->api_key_metadata())) {
+      continue;
+    }
     request.metadata.emplace_back(std::string(k), std::string(value.data(), value.size()));
   }
   request.metadata.emplace_back("traceparent", call->traceparent);

@@ -228,6 +228,7 @@ void ProxyHandler::handle(server::Request&& request, const server::ConnectionInf
 }
 
 bool ProxyHandler::admit(const std::shared_ptr<Call>& call, const server::ConnectionInfo& connection) {
+  if (runtime_.admission->open(call->route)) return true;  // nothing configured to check
   auto& req = call->request;
   const auto& route = runtime_.config->routes[call->route];
   AdmissionInput input;

@@ -97,15 +97,11 @@ Runtime::Runtime(std::shared_ptr<const config::Config> cfg, std::size_t shards,
       pools(config->pools.size()),
       metrics(route_names(*config), pool_layouts(*config), shards, FUSEBOX_VERSION,
               std::move(gauges)),
-      grpc_metrics(route_names(*config), shards) {
-  nlohmann::json config_json, previous_json;
-  if (previous) {
-    config_json = config::config_to_json(*config);
-    previous_json = config::config_to_json(*previous->config);
-  }
+      grpc_metrics(route_names(*config), shards),
+      config_json(config::config_to_json(*config)) {
   auto unchanged = [&](const std::string& pool, const char* section) {
     return previous && pool_section(config_json, pool, section) ==
-                           pool_section(previous_json, pool, section);
+                           pool_section(previous->config_json, pool, section);
   };
   for (std::size_t p = 0; p < config->pools.size(); ++p) {
     const auto& pool_config = config->pools[p];
@@ -253,7 +249,7 @@ Runtime::Runtime(std::shared_ptr<const config::Config> cfg, std::size_t shards,
                                [](const auto& r) { return r.idempotency.enabled; });
   if (replaying) {
     if (previous && previous->idempotency &&
-        config_json.at("idempotency") == previous_json.at("idempotency")) {
+        config_json.at("idempotency") == previous->config_json.at("idempotency")) {
       idempotency = previous->idempotency;
     } else {
       idempotency = std::make_shared<replay::IdempotencyStore>(config->idempotency,
@@ -264,12 +260,10 @@ Runtime::Runtime(std::shared_ptr<const config::Config> cfg, std::size_t shards,
 }
 
 void Runtime::carry_backend_state(const Runtime& previous) {
-  auto config_json = config::config_to_json(*config);
-  auto previous_json = config::config_to_json(*previous.config);
   for (auto& pool : pools) {
     const auto& name = pool.config->name;
     if (pool_section(config_json, name, "health_check") !=
-        pool_section(previous_json, name, "health_check")) {
+        pool_section(previous.config_json, name, "health_check")) {
       continue;
     }
     for (auto& backend : pool.backends) {

@@ -225,7 +225,7 @@ void AdminHandler::handle(Request&& request, const ConnectionInfo&, Clock::time_
     return sink->send(std::move(res));
   }
   if (path == "/admin/config") {
-    auto res = json_response(200, config::config_to_json(*runtime->config), version);
+    auto res = json_response(200, runtime->config_json, version);
     // Which load this is, without changing the body (it loads back as a configuration file).
     auto status = context_.reload_status();
     res.set("X-Fusebox-Config-Generation", std::to_string(status.value("generation", 0)));

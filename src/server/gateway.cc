@@ -374,7 +374,7 @@ struct Gateway::Impl final : AdminContext {
         // A JWKS file's keys are not in the configuration: with one, always rebuild.
         unchanged = effective->auth.jwt.jwks_file.empty() &&
                     credentials_of(*effective) == credentials_of(*previous->config) &&
-                    config::config_to_json(*effective) == config::config_to_json(*previous->config);
+                    config::config_to_json(*effective) == previous->config_json;
         if (!unchanged) {
           try {
             next = std::make_shared<proxy::Runtime>(effective, workers_n + 1, gauges, previous.get());

@@ -71,14 +71,13 @@ struct AdmissionInput {
 
 struct AdmissionDecision {
   enum class Kind : std::uint8_t {
-    admitted,        // go on; `holds_slot` when a gate slot must be released afterwards
+    admitted,        // go on (from acquire() on a gated route: holding a slot to release)
     queued,          // parked until its Wakeup (ticket / expires_at)
     unauthenticated, // auth failure: status 401/403, www_authenticate, message
     rejected,        // rate limit (429), shed or queue (503): retry_after, message
   };
   Kind kind = Kind::admitted;
   admission::Priority priority = admission::kLowestPriority;
-  bool holds_slot = false;
   admission::Ticket ticket;
   TimePoint expires_at{};
   // Failures.
@@ -103,7 +102,7 @@ class AdmissionControl {
   // Authentication, priority, shedding and rate limits: admitted (with the priority) or not.
   AdmissionDecision admit(const AdmissionInput& input);
   // The route's concurrency gate, for a request about to go to the backends (cache hits and
-  // replays never take a slot): admitted (holds_slot when the route is gated), queued, or
+  // replays never take a slot): admitted (holding a slot when the route is gated), queued, or
   // rejected. `slot`: the request's place in its handler's parking table; `shard`: the calling
   // thread's metrics shard.
   AdmissionDecision acquire(std::size_t route, admission::Priority priority, TimePoint deadline,
@@ -114,8 +113,6 @@ class AdmissionControl {
   void release(std::size_t route);
   // A queued request's timeout came: expires every waiter past its time on the route's gate.
   void expire(std::size_t route);
-  // A parked request left (its client went away): true when it was still waiting.
-  bool cancel(std::size_t route, admission::Ticket ticket);
 
   // Outcome of an admitted request's primary call, for the adaptive limit.
   void record_latency(std::size_t route, std::chrono::nanoseconds latency, bool dropped);
@@ -131,20 +128,30 @@ class AdmissionControl {
   void tick(std::uint64_t inflight, std::uint64_t rss_bytes);
 
   bool gated(std::size_t route) const;
-  // The request's slot in its handler's parking table and its protocol, packed in a gate tag.
-  static std::uint64_t make_tag(std::size_t shard, AdmissionProtocol protocol, std::uint32_t slot);
+  // Nothing to check on this route (no auth, limits, gate or shedding): handlers skip admit().
+  bool open(std::size_t route) const;
+  // The parking slot a Wakeup's tag carries.
   static std::uint32_t slot_of(std::uint64_t tag) { return static_cast<std::uint32_t>(tag); }
 
   void collect(std::vector<prometheus::MetricFamily>& out) const;
   // /admin/routes: per route priority, auth, gate and adaptive limit state.
   void describe(std::size_t route, nlohmann::json& entry) const;
 
-  bool shedding_enabled() const;
   // auth.api_key_header as gRPC metadata carries it (lowercase).
   const std::string& api_key_metadata() const { return api_key_metadata_; }
 
  private:
   struct Route;
+  bool shedding_enabled() const;
+  // The request's shard, protocol and parking slot, packed in a gate tag.
+  static std::uint64_t make_tag(std::size_t shard, AdmissionProtocol protocol, std::uint32_t slot);
+  // A refusal, counted in fusebox_admission_rejected_total.
+  AdmissionDecision refused(std::size_t route, admission::Priority priority,
+                            AdmissionRejection reason, unsigned status, std::string message,
+                            std::chrono::seconds retry_after);
+  // A 401/403, counted in fusebox_auth_failures_total.
+  AdmissionDecision refused_identity(auth::AuthFailure&& failure);
+  void count_rate_limited(std::size_t route, const auth::Identity& identity);
   void dispatch(const std::vector<admission::Wakeup>& wakeups);
   void count_auth_failure(auth::AuthFailureReason reason);
 

@@ -73,6 +73,9 @@ struct Runtime {
   std::vector<std::vector<std::string>> health_models;  // per pool: models the probes check
   metrics::GatewayMetrics metrics;
   metrics::GrpcMetrics grpc_metrics;
+  // The configuration as /admin/config shows it (secrets redacted), rendered once: reloads
+  // compare sections of it to tell what changed.
+  const nlohmann::json config_json;
   std::unique_ptr<resilience::ResilienceMetrics> resilience_metrics;
   std::unique_ptr<resilience::ResilienceEvents> events;  // health events on shard `shards - 1`
   std::unique_ptr<degrade::DegradeMetrics> degrade_metrics;
