@@ -5,11 +5,13 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <new>
 #include <optional>
 
+#include "fusebox/common/lazy_deadline.h"
 #include "fusebox/http/json_error.h"
 #include "fusebox/http/wire.h"
 
@@ -58,8 +60,8 @@ std::string_view framing_problem(const Request& req) {
 // recycling would place them in whatever larger block a recent operation left (a header
 // read's is about 220 bytes), doubling their share of an idle connection; instead the wait for
 // the next request lives inside the session object (Asio's custom allocation pattern: its
-// handler owns the session, so the session outlives it), and the idle timer in a block of its
-// own size (its handler does not own the session, which may go before it).
+// handler owns the session, so the session outlives it), and the deadline timer's wait in a
+// block of its own size (io::LazyDeadline).
 //
 // Memory for one asynchronous operation at a time. A second operation while the slot is
 // taken, or a larger one, goes to the heap.
@@ -107,22 +109,6 @@ class SlotAllocator {
 
  private:
   OperationSlot* slot_;
-};
-
-// Plain operator new and delete, bypassing Asio's recycling: a block of the operation's size.
-template <class T>
-class ExactAllocator {
- public:
-  using value_type = T;
-  ExactAllocator() noexcept = default;
-  template <class U>
-  ExactAllocator(const ExactAllocator<U>&) noexcept {}
-
-  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T))); }
-  void deallocate(T* pointer, std::size_t) noexcept { ::operator delete(pointer); }
-
-  template <class U>
-  bool operator==(const ExactAllocator<U>&) const noexcept { return true; }
 };
 
 }  // namespace
@@ -173,7 +159,13 @@ class HttpSession final : public TrackedSession,
   HttpSession(io::Socket socket, const config::HttpListenerConfig& limits,
               RequestHandler& handler, SessionTracker& tracker)
       : socket_(std::move(socket)),
-        deadline_(socket_.get_executor()),
+        deadline_(socket_.get_executor(), shortest_timeout(limits),
+                  [this] {
+                    // The pending operation ends with operation_aborted; a read that timed
+                    // out is owed a 408.
+                    beast::error_code ignored;
+                    socket_.cancel(ignored);
+                  }),
         limits_(limits),
         handler_(handler),
         tracker_(tracker) {
@@ -202,7 +194,7 @@ class HttpSession final : public TrackedSession,
     draining_ = true;
     if (state_ == State::idle && served_ == 0) {
       // Not used yet: its client may be sending its first request right now. Give it a moment.
-      arm_deadline(first_request_grace(), /*idle=*/true);
+      arm_deadline(first_request_grace());
       return;
     }
     if (state_ == State::idle) {
@@ -225,6 +217,12 @@ class HttpSession final : public TrackedSession,
  private:
   enum class State { idle, reading, handling, writing, closing };
 
+  // The timer never sleeps longer than this, so a later deadline never needs it moved earlier.
+  static Clock::duration shortest_timeout(const config::HttpListenerConfig& limits) {
+    return std::min({limits.request_header_timeout, limits.request_body_timeout,
+                     limits.idle_timeout});
+  }
+
   // How long a connection that has served nothing waits for its first request once draining.
   Clock::duration first_request_grace() const {
     return std::min<Clock::duration>(limits_.idle_timeout, std::chrono::seconds(1));
@@ -237,7 +235,7 @@ class HttpSession final : public TrackedSession,
     // the header timeout starts once the client begins to send.
     tracker_.give_back(std::move(buffers_));
     state_ = State::idle;
-    arm_deadline(draining_ ? first_request_grace() : limits_.idle_timeout, /*idle=*/true);
+    arm_deadline(draining_ ? first_request_grace() : limits_.idle_timeout);
     socket_.async_wait(asio::socket_base::wait_read,
                        asio::bind_allocator(SlotAllocator<void>(idle_wait_slot_),
                                             [self = shared_from_this()](beast::error_code ec) {
@@ -267,32 +265,12 @@ class HttpSession final : public TrackedSession,
                             });
   }
 
-  // Every wait on the socket (idle, reads, writes, lingering) runs under this one timer: when
-  // it fires the socket's operations are cancelled, and a read that timed out is owed a 408.
-  // The timer does not keep the session alive: the operation it cancels does. A cancelled wait
-  // still pending when the session closes so never holds it (or its tracker) past its io_context.
-  void arm_deadline(Clock::duration timeout, bool idle = false) {
-    timed_out_ = false;
-    deadline_.expires_after(timeout);
-    auto on_expiry = [weak = weak_from_this(), generation = ++deadline_generation_](
-                         beast::error_code ec) {
-      auto self = weak.lock();
-      if (ec || !self || generation != self->deadline_generation_) return;
-      self->timed_out_ = true;
-      beast::error_code ignored;
-      self->socket_.cancel(ignored);
-    };
-    if (idle) {
-      deadline_.async_wait(asio::bind_allocator(ExactAllocator<void>(), std::move(on_expiry)));
-    } else {
-      deadline_.async_wait(std::move(on_expiry));
-    }
-  }
-
-  void disarm_deadline() {
-    ++deadline_generation_;
-    deadline_.cancel();
-  }
+  // Every wait on the socket (idle, reads, writes, lingering) runs under one deadline: when it
+  // passes the socket's operations are cancelled, and a read that timed out is owed a 408.
+  // Setting and clearing it costs no timer operation (io::LazyDeadline), and its pending wait
+  // does not keep the session alive.
+  void arm_deadline(Clock::duration timeout) { deadline_.expire_after(timeout); }
+  void disarm_deadline() { deadline_.clear(); }
 
   void on_header(beast::error_code ec) {
     if (ec) return on_read_error(ec, "request header");
@@ -341,7 +319,7 @@ class HttpSession final : public TrackedSession,
   }
 
   void on_read_error(beast::error_code ec, std::string_view what) {
-    if (timed_out_) {
+    if (deadline_.expired()) {
       return reject(408, std::string(what) + " not received within the timeout");
     }
     if (ec == http::error::header_limit) return reject(431, "request header fields too large");
@@ -430,10 +408,8 @@ class HttpSession final : public TrackedSession,
   // Declared first: destroyed last, after anything that could still hold an operation there.
   OperationSlot idle_wait_slot_;
   io::Socket socket_;
-  io::Timer deadline_;
+  io::LazyDeadline deadline_;  // after socket_: its expiry cancels the socket's operations
   RequestBuffersPtr buffers_;  // only while a request is read, handled or answered
-  std::uint64_t deadline_generation_ = 0;
-  bool timed_out_ = false;
   const config::HttpListenerConfig& limits_;
   RequestHandler& handler_;
   SessionTracker& tracker_;

@@ -9,6 +9,7 @@
 #include <array>
 #include <optional>
 
+#include "fusebox/common/lazy_deadline.h"
 #include "fusebox/http/wire.h"
 
 namespace fusebox::upstream {
@@ -23,12 +24,26 @@ using metrics::UpstreamOutcome;
 // connections are few and long-lived, so they keep a read buffer this large.
 constexpr std::size_t kUpstreamReadBuffer = 16 * 1024;
 
+// The longest the deadline timer of a busy connection sleeps before looking again: a request
+// whose deadline is nearer moves it (see io::LazyDeadline).
+constexpr auto kDeadlineCheck = std::chrono::milliseconds(250);
+
 class ConnectionPool::Connection {
  public:
-  explicit Connection(asio::io_context& ioc) : stream(ioc.get_executor()) {
+  explicit Connection(asio::io_context& ioc)
+      : socket(ioc.get_executor()), deadline(socket.get_executor(), kDeadlineCheck, [this] {
+          beast::error_code ignored;
+          socket.cancel(ignored);  // the pending operation ends with operation_aborted
+        }) {
     buffer.reserve(kUpstreamReadBuffer);
   }
-  io::Stream stream;
+  // An operation the deadline cancelled reports a timeout.
+  beast::error_code outcome(beast::error_code ec) const {
+    if (ec == asio::error::operation_aborted && deadline.expired()) return beast::error::timeout;
+    return ec;
+  }
+  io::Socket socket;
+  io::LazyDeadline deadline;  // after socket: its expiry cancels the socket's operations
   beast::flat_buffer buffer;
   Clock::time_point idle_since{};
   bool counted = false;  // included in backend.open_connections
@@ -56,7 +71,7 @@ class ConnectionPool::Exchange : public std::enable_shared_from_this<Exchange> {
     }
     if (conn_) {
       beast::error_code ec;
-      conn_->stream.socket().cancel(ec);  // the pending operation ends with operation_aborted
+      conn_->socket.cancel(ec);  // the pending operation ends with operation_aborted
     }
   }
 
@@ -73,24 +88,28 @@ class ConnectionPool::Exchange : public std::enable_shared_from_this<Exchange> {
 
   bool waiting() const { return waiting_; }
 
-  void connect_new() {
+  void stop_waiting() {
+    if (!waiting_) return;  // most exchanges never wait: no timer operation for them
     waiting_ = false;
     wait_timer_.cancel();
+  }
+
+  void connect_new() {
+    stop_waiting();
     conn_ = std::make_unique<Connection>(pool_->ioc_);
     ++pool_->open_;
     auto now = Clock::now();
     bool deadline_first = deadline_ - now <= pool_->limits_.connect_timeout;
-    conn_->stream.expires_at(deadline_first ? deadline_ : now + pool_->limits_.connect_timeout);
-    conn_->stream.async_connect(
-        pool_->backend_.resolved,
+    conn_->deadline.expire_at(deadline_first ? deadline_ : now + pool_->limits_.connect_timeout);
+    asio::async_connect(
+        conn_->socket, pool_->backend_.resolved,
         [self = shared_from_this(), deadline_first](beast::error_code ec, const auto&) {
           self->on_connect(ec, deadline_first);
         });
   }
 
   void use(std::unique_ptr<Connection> conn, bool reused) {
-    waiting_ = false;
-    wait_timer_.cancel();
+    stop_waiting();
     conn_ = std::move(conn);
     reused_ = reused;
     write();
@@ -102,6 +121,7 @@ class ConnectionPool::Exchange : public std::enable_shared_from_this<Exchange> {
   void on_connect(beast::error_code ec, bool deadline_first) {
     if (!pool_alive()) return;
     if (cancelled_) return abandon();
+    ec = conn_->outcome(ec);
     if (ec) {
       pool_->backend_.reachable.store(false, std::memory_order_relaxed);
       pool_->forget(std::move(conn_));
@@ -114,15 +134,15 @@ class ConnectionPool::Exchange : public std::enable_shared_from_this<Exchange> {
     pool_->backend_.reachable.store(true, std::memory_order_relaxed);
     pool_->backend_.open_connections.fetch_add(1, std::memory_order_relaxed);
     conn_->counted = true;
-    conn_->stream.socket().set_option(asio::ip::tcp::no_delay(true), ec);
+    conn_->socket.set_option(asio::ip::tcp::no_delay(true), ec);
     reused_ = false;
     write();
   }
 
   void write() {
     std::array<asio::const_buffer, 2> buffers{asio::buffer(head_), asio::buffer(request_.body())};
-    conn_->stream.expires_at(deadline_);
-    asio::async_write(conn_->stream, buffers,
+    conn_->deadline.expire_at(deadline_);
+    asio::async_write(conn_->socket, buffers,
                       [self = shared_from_this()](beast::error_code ec, std::size_t) {
                         self->on_write(ec);
                       });
@@ -131,14 +151,14 @@ class ConnectionPool::Exchange : public std::enable_shared_from_this<Exchange> {
   void on_write(beast::error_code ec) {
     if (!pool_alive()) return;
     if (cancelled_) return abandon();
-    if (ec) return fail(ec, /*response_started=*/false);
+    if (ec) return fail(conn_->outcome(ec), /*response_started=*/false);
     read_response();
   }
 
   void read_response() {
     parser_.emplace();
     parser_->body_limit(pool_->limits_.max_response_body);
-    http::async_read(conn_->stream, conn_->buffer, *parser_,
+    http::async_read(conn_->socket, conn_->buffer, *parser_,
                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
                        self->on_read(ec);
                      });
@@ -147,7 +167,7 @@ class ConnectionPool::Exchange : public std::enable_shared_from_this<Exchange> {
   void on_read(beast::error_code ec) {
     if (!pool_alive()) return;
     if (cancelled_) return abandon();
-    if (ec) return fail(ec, parser_->got_some());
+    if (ec) return fail(conn_->outcome(ec), parser_->got_some());
     // An interim answer (100 Continue, 103 Early Hints) precedes the real one: skip it.
     if (auto status = parser_->get().result_int(); status >= 100 && status < 200 && status != 101) {
       return read_response();
@@ -158,6 +178,7 @@ class ConnectionPool::Exchange : public std::enable_shared_from_this<Exchange> {
     result.outcome = result.response.result_int() >= 500 ? UpstreamOutcome::http_5xx
                                                           : UpstreamOutcome::success;
     bool keep = result.response.keep_alive() && conn_->buffer.size() == 0;
+    conn_->deadline.clear();
     if (keep) {
       pool_->release(std::move(conn_));
     } else {
@@ -271,7 +292,7 @@ std::unique_ptr<ConnectionPool::Connection> ConnectionPool::take_idle() {
     // A connection idle for a moment is almost surely fine (and a stale one is retried once
     // anyway); only longer-idle ones are worth a syscall to check.
     if (idle_for < limits_.idle_timeout &&
-        (idle_for < kPeekAfterIdle || !idle_connection_unusable(conn->stream.socket()))) {
+        (idle_for < kPeekAfterIdle || !idle_connection_unusable(conn->socket))) {
       return conn;
     }
     forget(std::move(conn));
@@ -299,8 +320,8 @@ void ConnectionPool::release(std::unique_ptr<Connection> conn) {
 void ConnectionPool::forget(std::unique_ptr<Connection> conn, bool free_slot) {
   if (!conn) return;
   beast::error_code ec;
-  conn->stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
-  conn->stream.socket().close(ec);
+  conn->socket.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  conn->socket.close(ec);
   if (conn->counted) backend_.open_connections.fetch_sub(1, std::memory_order_relaxed);
   --open_;
   if (free_slot && *alive_) serve_waiter();
