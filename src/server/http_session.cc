@@ -2,6 +2,7 @@
 
 #include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -23,6 +24,10 @@ namespace beast = boost::beast;
 
 constexpr std::size_t kFirstReadChunk = 4096;
 constexpr std::size_t kBodyReadChunk = 64 * 1024;  // read size for large request bodies
+// Bodies of a known length from this size on are read past the parser (read_body_directly).
+constexpr std::size_t kDirectBodyMin = 16 * 1024;
+// The most a directly read body waits to have arrived before it is read (SO_RCVLOWAT).
+constexpr std::size_t kBodyPiece = 256 * 1024;
 // After answering an error, keep reading (and discarding) what the client still sends for a
 // short while, so the error response is not destroyed by a TCP reset (nginx: lingering close).
 constexpr auto kLingerTime = std::chrono::seconds(2);
@@ -117,6 +122,7 @@ class SlotAllocator {
 struct RequestBuffers {
   beast::flat_buffer buffer;
   std::optional<http::request_parser<http::string_body>> parser;
+  Request request;  // a request whose large body is read past the parser (read_body_directly)
   Response response;
   std::string head;  // serialized status line and headers of `response`
 };
@@ -137,6 +143,7 @@ RequestBuffersPtr SessionTracker::take_buffers() {
 void SessionTracker::give_back(RequestBuffersPtr buffers) {
   if (!buffers || spare_buffers_.size() >= kSpareBuffers) return;  // freed here
   buffers->parser.reset();
+  buffers->request = {};
   buffers->response = {};
   buffers->head.clear();
   buffers->buffer.clear();
@@ -298,24 +305,78 @@ class HttpSession final : public TrackedSession,
   }
 
   void read_body() {
-    if (buffers_->parser->is_done()) return dispatch_request();
+    auto& parser = *buffers_->parser;
+    if (parser.is_done()) return dispatch_request(parser.release());
+    auto& buffer = buffers_->buffer;
+    const auto length = parser.content_length();
+    if (length && *length >= kDirectBodyMin && *length > buffer.size()) {
+      return read_body_directly(*length);
+    }
     // Beast reads at most the buffer's free capacity at a time, and the parser moves body bytes
     // out as they come, so a large body read through the small first-read buffer would take
     // thousands of reads. It gets a larger buffer (trimmed again when the buffers go back to
     // the spare pool).
-    auto& buffer = buffers_->buffer;
-    const auto length = buffers_->parser->content_length();
     if (!length || *length > buffer.capacity() - buffer.size()) {
       buffer.reserve(buffer.size() + std::min<std::uint64_t>(length.value_or(kBodyReadChunk),
                                                              kBodyReadChunk));
     }
     arm_deadline(limits_.request_body_timeout);
-    http::async_read(socket_, buffers_->buffer, *buffers_->parser,
+    http::async_read(socket_, buffers_->buffer, parser,
                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
                        self->disarm_deadline();
                        if (ec) return self->on_read_error(ec, "request body");
-                       self->dispatch_request();
+                       self->dispatch_request(self->buffers_->parser->release());
                      });
+  }
+
+  // A large body of known length (the parser already checked it against the limit) is read
+  // straight into the request's body string: its bytes are written once, where Beast's string
+  // body would zero-fill every chunk and copy it in from the read buffer. The socket's receive
+  // low-water mark makes each wake-up bring a large piece (up to kBodyPiece) rather than the
+  // tens of kilobytes that happen to have arrived, which saves most reads and wake-ups.
+  void read_body_directly(std::uint64_t length) {
+    auto& b = *buffers_;
+    b.request = b.parser->release();  // the header; the parser is done with
+    b.parser.reset();
+    auto& body = b.request.body();
+    body.resize(length);
+    body_read_ = asio::buffer_copy(asio::buffer(body), b.buffer.data());
+    b.buffer.consume(body_read_);
+    arm_deadline(limits_.request_body_timeout);
+    read_body_piece();
+  }
+
+  void read_body_piece() {
+    auto& body = buffers_->request.body();
+    if (body_read_ == body.size()) {
+      disarm_deadline();
+      set_receive_low_water(1);
+      return dispatch_request(std::move(buffers_->request));
+    }
+    set_receive_low_water(std::min(body.size() - body_read_, kBodyPiece));
+    socket_.async_wait(asio::socket_base::wait_read,
+                       [self = shared_from_this()](beast::error_code ec) {
+                         auto& body = self->buffers_->request.body();
+                         if (!ec) {
+                           self->body_read_ += self->socket_.read_some(
+                               asio::buffer(body.data() + self->body_read_,
+                                            body.size() - self->body_read_),
+                               ec);
+                         }
+                         if (ec) {
+                           self->disarm_deadline();
+                           self->set_receive_low_water(1);
+                           return self->on_read_error(ec, "request body");
+                         }
+                         self->read_body_piece();
+                       });
+  }
+
+  void set_receive_low_water(std::size_t bytes) {
+    if (bytes == receive_low_water_) return;
+    receive_low_water_ = bytes;
+    beast::error_code ignored;
+    socket_.set_option(asio::socket_base::receive_low_watermark(static_cast<int>(bytes)), ignored);
   }
 
   void on_read_error(beast::error_code ec, std::string_view what) {
@@ -332,10 +393,9 @@ class HttpSession final : public TrackedSession,
     return reject(400, "malformed request: " + ec.message());
   }
 
-  void dispatch_request() {
+  void dispatch_request(Request&& request) {
     state_ = State::handling;
     ++served_;
-    auto request = buffers_->parser->release();
     buffers_->parser.reset();
     keep_alive_ = request.keep_alive();
     version_ = request.version();
@@ -366,6 +426,9 @@ class HttpSession final : public TrackedSession,
     if (b.parser && b.parser->is_header_done()) {
       method = std::string(b.parser->get().method_string());
       target = std::string(b.parser->get().target());
+    } else if (!b.request.method_string().empty()) {  // its body was being read directly
+      method = std::string(b.request.method_string());
+      target = std::string(b.request.target());
     }
     auto response = ::fusebox::http::json_error_response(status, reason, version_);
     response.keep_alive(false);
@@ -419,6 +482,8 @@ class HttpSession final : public TrackedSession,
   std::uint32_t served_ = 0;
   unsigned version_ = 11;
   std::size_t lingered_ = 0;
+  std::size_t body_read_ = 0;           // bytes of a directly read body received so far
+  std::size_t receive_low_water_ = 1;   // the socket's SO_RCVLOWAT
   bool keep_alive_ = true;
   bool draining_ = false;
 };

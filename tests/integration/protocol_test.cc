@@ -108,6 +108,80 @@ TEST_F(ProtocolTest, SlowBodyIs408AfterTheBodyTimeout) {
   EXPECT_EQ(sim_stats(sim_port()).at("requests"), 0);
 }
 
+// A predict body of `n` instances of 0.5 (tfs-sim answers 2.25 for each), about 5 bytes each.
+std::string large_predict_body(std::size_t n) {
+  std::string body = R"({"instances": [)";
+  for (std::size_t i = 0; i < n; ++i) body += i ? ", 0.5" : "0.5";
+  return body + "]}";
+}
+
+// Bodies from 16 KiB on are read past the HTTP parser, in pieces of up to 256 KiB; these
+// cover that path: a body arriving in parts, keep-alive and pipelining after it, and a stall.
+TEST_F(ProtocolTest, LargeBodyArrivingInPartsIsForwardedWhole) {
+  start();
+  const std::size_t n = 60000;  // about 300 KiB: more than one 256 KiB piece
+  const std::string request = predict_request(large_predict_body(n));
+  ASSERT_GT(request.size(), 256u * 1024);
+  auto c = client();
+  // The header with the first bytes, then the rest in three writes.
+  std::size_t sent = 0;
+  for (std::size_t part : {std::size_t{10'000}, std::size_t{100'000}, std::size_t{150'000},
+                           request.size()}) {
+    part = std::min(part, request.size());
+    c.send_raw(std::string_view(request).substr(sent, part - sent));
+    sent = part;
+  }
+  const auto outcome = c.read_raw_response();
+  ASSERT_TRUE(outcome.ok()) << outcome.message;
+  ASSERT_EQ(outcome.response->status, 200) << outcome.response->body.substr(0, 300);
+  const auto predictions = json_of(*outcome.response).at("predictions");
+  ASSERT_EQ(predictions.size(), n);
+  EXPECT_EQ(predictions.at(0), 2.25);
+  EXPECT_EQ(predictions.at(n - 1), 2.25);
+
+  // The connection then serves a small request (it does not wait for another large piece)...
+  EXPECT_EQ(c.post(kPredict, kThreeInstances).status, 200);
+  // ...and a large request with a small one pipelined behind it in the same write.
+  c.send_raw(predict_request(large_predict_body(5000)) + predict_request(R"({"instances": [4.0]})"));
+  const auto first = c.read_raw_response();
+  ASSERT_TRUE(first.ok()) << first.message;
+  EXPECT_EQ(json_of(*first.response).at("predictions").size(), 5000u);
+  const auto second = c.read_raw_response();
+  ASSERT_TRUE(second.ok()) << second.message;
+  EXPECT_EQ(second.response->body, R"({"predictions": [4.0]})");
+  EXPECT_EQ(sim_stats(sim_port()).at("requests"), 4);
+}
+
+TEST_F(ProtocolTest, LargeBodyThatStallsIs408AfterTheBodyTimeout) {
+  start({"request_body_timeout: 300ms"});
+  auto c = client();
+  const auto begin = steady_clock::now();
+  c.send_raw("POST /v1/models/half_plus_two:predict HTTP/1.1\r\nHost: fusebox\r\n"
+             "Content-Length: 100000\r\n\r\n" + std::string(40'000, ' '));
+  const auto outcome = c.read_raw_response(Millis{3000});
+  const auto elapsed = std::chrono::duration_cast<Millis>(steady_clock::now() - begin);
+  ASSERT_TRUE(outcome.ok()) << outcome.message;
+  EXPECT_EQ(outcome.response->status, 408);
+  EXPECT_EQ(json_of(*outcome.response).at("error"), "request body not received within the timeout");
+  EXPECT_GE(elapsed.count(), 250);
+  EXPECT_LT(elapsed.count(), 900) << "not within 3x request_body_timeout";
+  EXPECT_TRUE(c.connection_closed(kCloseWait));
+  EXPECT_EQ(sim_stats(sim_port()).at("requests"), 0);
+}
+
+TEST_F(ProtocolTest, ClientGoneMidLargeBodyForwardsNothing) {
+  start();
+  {
+    auto c = client();
+    c.send_raw("POST /v1/models/half_plus_two:predict HTTP/1.1\r\nHost: fusebox\r\n"
+               "Content-Length: 100000\r\n\r\n" + std::string(40'000, ' '));
+    c.close();
+  }
+  // fusebox carries on: the next client is served, and nothing half-read went upstream.
+  EXPECT_EQ(client().post(kPredict, kThreeInstances).status, 200);
+  EXPECT_EQ(sim_stats(sim_port()).at("requests"), 1);
+}
+
 TEST_F(ProtocolTest, MalformedRequestLineIs400) {
   start();
   expect_rejected_and_closed("GARBAGE\r\n\r\n", 400, "malformed request: bad method");
