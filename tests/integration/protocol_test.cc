@@ -50,6 +50,24 @@ class ProtocolTest : public GatewayTest {
     EXPECT_EQ(json_of(r).at("error"), error);
     EXPECT_TRUE(c.connection_closed(kCloseWait)) << "fusebox must close the connection";
   }
+
+  // Sends `bytes` (an incomplete request) with a 300 ms timeout configured, and expects a 408
+  // with `error` about that long after, then the close; nothing reaches the backend.
+  void expect_timed_out(std::string_view bytes, std::string_view error) {
+    auto c = client();
+    const auto begin = steady_clock::now();
+    c.send_raw(bytes);
+    const auto outcome = c.read_raw_response(Millis{3000});
+    const auto elapsed = std::chrono::duration_cast<Millis>(steady_clock::now() - begin);
+    ASSERT_TRUE(outcome.ok()) << outcome.message;
+    EXPECT_EQ(outcome.response->status, 408);
+    EXPECT_EQ(outcome.response->header("Content-Type"), "application/json");
+    EXPECT_EQ(json_of(*outcome.response).at("error"), error);
+    EXPECT_GE(elapsed.count(), 250);
+    EXPECT_LT(elapsed.count(), 900) << "not within 3x the 300 ms timeout";
+    EXPECT_TRUE(c.connection_closed(kCloseWait));
+    EXPECT_EQ(sim_stats(sim_port()).at("requests"), 0);
+  }
 };
 
 TEST_F(ProtocolTest, BodyOverLimitIs413AndClosesTheConnection) {
@@ -75,37 +93,15 @@ TEST_F(ProtocolTest, HeaderOverLimitIs431) {
 
 TEST_F(ProtocolTest, SlowHeaderIs408AfterTheHeaderTimeout) {
   start({"request_header_timeout: 300ms"});
-  auto c = client();
-  const auto begin = steady_clock::now();
-  c.send_raw("POST /v1/models/half_plus_two:predict HTTP/1.1\r\nHost: fusebox\r\nContent-Le");
-  const auto outcome = c.read_raw_response(Millis{3000});
-  const auto elapsed = std::chrono::duration_cast<Millis>(steady_clock::now() - begin);
-  ASSERT_TRUE(outcome.ok()) << outcome.message;
-  EXPECT_EQ(outcome.response->status, 408);
-  EXPECT_EQ(outcome.response->header("Content-Type"), "application/json");
-  EXPECT_EQ(json_of(*outcome.response).at("error"),
-            "request header not received within the timeout");
-  EXPECT_GE(elapsed.count(), 250);
-  EXPECT_LT(elapsed.count(), 900) << "not within 3x request_header_timeout";
-  EXPECT_TRUE(c.connection_closed(kCloseWait));
+  expect_timed_out("POST /v1/models/half_plus_two:predict HTTP/1.1\r\nHost: fusebox\r\nContent-Le",
+                   "request header not received within the timeout");
 }
 
 TEST_F(ProtocolTest, SlowBodyIs408AfterTheBodyTimeout) {
   start({"request_body_timeout: 300ms"});
-  auto c = client();
-  const auto begin = steady_clock::now();
-  c.send_raw(
-      "POST /v1/models/half_plus_two:predict HTTP/1.1\r\nHost: fusebox\r\n"
-      "Content-Length: 30\r\n\r\n{\"instances\"");
-  const auto outcome = c.read_raw_response(Millis{3000});
-  const auto elapsed = std::chrono::duration_cast<Millis>(steady_clock::now() - begin);
-  ASSERT_TRUE(outcome.ok()) << outcome.message;
-  EXPECT_EQ(outcome.response->status, 408);
-  EXPECT_EQ(json_of(*outcome.response).at("error"), "request body not received within the timeout");
-  EXPECT_GE(elapsed.count(), 250);
-  EXPECT_LT(elapsed.count(), 900) << "not within 3x request_body_timeout";
-  EXPECT_TRUE(c.connection_closed(kCloseWait));
-  EXPECT_EQ(sim_stats(sim_port()).at("requests"), 0);
+  expect_timed_out("POST /v1/models/half_plus_two:predict HTTP/1.1\r\nHost: fusebox\r\n"
+                   "Content-Length: 30\r\n\r\n{\"instances\"",
+                   "request body not received within the timeout");
 }
 
 // A predict body of `n` instances of 0.5 (tfs-sim answers 2.25 for each), about 5 bytes each.
@@ -154,19 +150,9 @@ TEST_F(ProtocolTest, LargeBodyArrivingInPartsIsForwardedWhole) {
 
 TEST_F(ProtocolTest, LargeBodyThatStallsIs408AfterTheBodyTimeout) {
   start({"request_body_timeout: 300ms"});
-  auto c = client();
-  const auto begin = steady_clock::now();
-  c.send_raw("POST /v1/models/half_plus_two:predict HTTP/1.1\r\nHost: fusebox\r\n"
-             "Content-Length: 100000\r\n\r\n" + std::string(40'000, ' '));
-  const auto outcome = c.read_raw_response(Millis{3000});
-  const auto elapsed = std::chrono::duration_cast<Millis>(steady_clock::now() - begin);
-  ASSERT_TRUE(outcome.ok()) << outcome.message;
-  EXPECT_EQ(outcome.response->status, 408);
-  EXPECT_EQ(json_of(*outcome.response).at("error"), "request body not received within the timeout");
-  EXPECT_GE(elapsed.count(), 250);
-  EXPECT_LT(elapsed.count(), 900) << "not within 3x request_body_timeout";
-  EXPECT_TRUE(c.connection_closed(kCloseWait));
-  EXPECT_EQ(sim_stats(sim_port()).at("requests"), 0);
+  expect_timed_out("POST /v1/models/half_plus_two:predict HTTP/1.1\r\nHost: fusebox\r\n"
+                   "Content-Length: 100000\r\n\r\n" + std::string(40'000, ' '),
+                   "request body not received within the timeout");
 }
 
 TEST_F(ProtocolTest, ClientGoneMidLargeBodyForwardsNothing) {
