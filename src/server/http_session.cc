@@ -13,6 +13,7 @@
 #include <optional>
 
 #include "fusebox/common/lazy_deadline.h"
+#include "fusebox/common/uninitialized_resize.h"
 #include "fusebox/http/json_error.h"
 #include "fusebox/http/wire.h"
 
@@ -330,16 +331,17 @@ class HttpSession final : public TrackedSession,
   }
 
   // A large body of known length (the parser already checked it against the limit) is read
-  // straight into the request's body string: its bytes are written once, where Beast's string
-  // body would zero-fill every chunk and copy it in from the read buffer. The socket's receive
-  // low-water mark makes each wake-up bring a large piece (up to kBodyPiece) rather than the
-  // tens of kilobytes that happen to have arrived, which saves most reads and wake-ups.
+  // straight into the request's body string: its bytes are written once, by the kernel, where
+  // Beast's string body would zero-fill every chunk and copy it in from the read buffer. The
+  // socket's receive low-water mark makes each wake-up bring a large piece (up to kBodyPiece)
+  // rather than the tens of kilobytes that happen to have arrived, saving most reads and
+  // wake-ups.
   void read_body_directly(std::uint64_t length) {
     auto& b = *buffers_;
     b.request = b.parser->release();  // the header; the parser is done with
     b.parser.reset();
     auto& body = b.request.body();
-    body.resize(length);
+    resize_uninitialized(body, length);  // every byte is written by the reads below
     body_read_ = asio::buffer_copy(asio::buffer(body), b.buffer.data());
     b.buffer.consume(body_read_);
     arm_deadline(limits_.request_body_timeout);
