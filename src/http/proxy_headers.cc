@@ -61,9 +61,31 @@ bool is_hop_by_hop(std::string_view name) {
   return false;
 }
 
+namespace {
+// The fixed hop-by-hop set by Beast's field codes: every name in kHopByHop is a known field,
+// so a header parsed with another code (or none) is never one of them.
+bool is_hop_by_hop_field(boost::beast::http::field name) {
+  using boost::beast::http::field;
+  switch (name) {
+    case field::connection:
+    case field::keep_alive:
+    case field::proxy_connection:
+    case field::te:
+    case field::trailer:
+    case field::transfer_encoding:
+    case field::upgrade:
+    case field::proxy_authenticate:
+    case field::proxy_authorization:
+      return true;
+    default:
+      return false;
+  }
+}
+}  // namespace
+
 void strip_hop_by_hop(boost::beast::http::fields& headers) {
-  // Collect first: erasing while walking the Connection fields could free the field that ends
-  // the range. The views stay valid because the Connection fields themselves go last.
+  // One walk over the fields. The names the Connection fields nominate are views into them,
+  // so those fields go last, in a second walk.
   boost::container::small_vector<std::string_view, 8> nominated;
   const auto connection = headers.equal_range(boost::beast::http::field::connection);
   for (auto it = connection.first; it != connection.second; ++it) {
@@ -71,8 +93,23 @@ void strip_hop_by_hop(boost::beast::http::fields& headers) {
       if (!beast::iequals(token, "Connection")) nominated.push_back(token);
     });
   }
-  for (std::string_view name : nominated) headers.erase(name);
-  for (std::string_view name : kHopByHop) headers.erase(name);
+  bool has_connection = connection.first != connection.second;
+  auto is_nominated = [&](std::string_view name) {
+    for (std::string_view token : nominated) {
+      if (beast::iequals(name, token)) return true;
+    }
+    return false;
+  };
+  for (auto it = headers.begin(); it != headers.end();) {
+    const auto code = it->name();
+    if (code != boost::beast::http::field::connection &&
+        (is_hop_by_hop_field(code) || is_nominated(it->name_string()))) {
+      it = headers.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (has_connection) headers.erase(boost::beast::http::field::connection);
 }
 
 void append_forwarded_for(boost::beast::http::fields& headers, std::string_view client_ip) {

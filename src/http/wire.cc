@@ -16,6 +16,13 @@ void append_version(std::string& out, unsigned version) {
   out += static_cast<char>('0' + version % 10);
 }
 
+// The serialized size of the fields, so the head is written with one allocation at most.
+std::size_t fields_size(const bhttp::fields& fields) {
+  std::size_t size = 2;
+  for (const auto& field : fields) size += field.name_string().size() + field.value().size() + 4;
+  return size;
+}
+
 void append_fields(const bhttp::fields& fields, std::string& out) {
   for (const auto& field : fields) {
     append(out, field.name_string());
@@ -29,6 +36,8 @@ void append_fields(const bhttp::fields& fields, std::string& out) {
 }  // namespace
 
 void append_request_head(const bhttp::request<bhttp::string_body>& req, std::string& out) {
+  out.reserve(out.size() + req.method_string().size() + req.target().size() + 12 +
+              fields_size(req));
   append(out, req.method_string());
   out += ' ';
   append(out, req.target());
@@ -39,6 +48,7 @@ void append_request_head(const bhttp::request<bhttp::string_body>& req, std::str
 }
 
 void append_response_head(const bhttp::response<bhttp::string_body>& res, std::string& out) {
+  out.reserve(out.size() + 48 + fields_size(res));
   append_version(out, res.version());
   out += ' ';
   out += std::to_string(res.result_int());
