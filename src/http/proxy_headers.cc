@@ -149,21 +149,29 @@ std::string IdGenerator::request_id() {
   return id;
 }
 
-std::string IdGenerator::trace_id() {
+void IdGenerator::write_trace_id(char* out) {
   std::uint64_t high = rng_();
   std::uint64_t low = rng_();
   while ((high | low) == 0) low = rng_();  // W3C: the all-zero trace-id is invalid
+  write_hex64(out, high);
+  write_hex64(out + 16, low);
+}
+
+void IdGenerator::write_span_id(char* out) {
+  std::uint64_t value = rng_();
+  while (value == 0) value = rng_();  // W3C: the all-zero parent-id is invalid
+  write_hex64(out, value);
+}
+
+std::string IdGenerator::trace_id() {
   std::string id(32, '0');
-  write_hex64(id.data(), high);
-  write_hex64(id.data() + 16, low);
+  write_trace_id(id.data());
   return id;
 }
 
 std::string IdGenerator::span_id() {
-  std::uint64_t value = rng_();
-  while (value == 0) value = rng_();  // W3C: the all-zero parent-id is invalid
   std::string id(16, '0');
-  write_hex64(id.data(), value);
+  write_span_id(id.data());
   return id;
 }
 
@@ -193,9 +201,9 @@ std::string_view trace_id_of(std::string_view traceparent) {
 }
 
 std::string make_traceparent(IdGenerator& ids) {
-  std::string value;
-  value.reserve(55);
-  value.append("00-").append(ids.trace_id()).append("-").append(ids.span_id()).append("-01");
+  std::string value = "00-................................-................-01";  // 55
+  ids.write_trace_id(value.data() + 3);
+  ids.write_span_id(value.data() + 36);
   return value;
 }
 

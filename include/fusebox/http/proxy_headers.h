@@ -37,6 +37,8 @@ class IdGenerator {
   std::string request_id();
   std::string trace_id();   // 32 hex
   std::string span_id();    // 16 hex
+  void write_trace_id(char* out);  // the 32 hex digits of a trace id at `out`
+  void write_span_id(char* out);   // the 16 hex digits of a span id at `out`
  private:
   std::mt19937_64 rng_;
 };
