@@ -411,7 +411,7 @@ class HttpSession final : public TrackedSession,
     ::fusebox::http::append_response_head(b.response, b.head);
     std::array<asio::const_buffer, 2> buffers{asio::buffer(b.head), asio::buffer(b.response.body())};
     arm_deadline(limits_.request_body_timeout);
-    asio::async_write(socket_, buffers,
+    asio::async_write(socket_, buffers, io::TransferAllInLargeSends(),
                       [self = shared_from_this(), keep](beast::error_code ec, std::size_t) {
                         self->disarm_deadline();
                         self->buffers_->response = {};

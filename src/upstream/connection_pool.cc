@@ -142,7 +142,7 @@ class ConnectionPool::Exchange : public std::enable_shared_from_this<Exchange> {
   void write() {
     std::array<asio::const_buffer, 2> buffers{asio::buffer(head_), asio::buffer(request_.body())};
     conn_->deadline.expire_at(deadline_);
-    asio::async_write(conn_->socket, buffers,
+    asio::async_write(conn_->socket, buffers, io::TransferAllInLargeSends(),
                       [self = shared_from_this()](beast::error_code ec, std::size_t) {
                         self->on_write(ec);
                       });

@@ -6,6 +6,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <cstddef>
 
 namespace fusebox::io {
 
@@ -16,5 +17,15 @@ using Stream = boost::beast::basic_stream<boost::asio::ip::tcp, Executor,
 using Timer = boost::asio::basic_waitable_timer<std::chrono::steady_clock,
                                                 boost::asio::wait_traits<std::chrono::steady_clock>,
                                                 Executor>;
+
+// Completion condition for asio::async_write: everything, in sends of up to 256 KiB.
+// asio::transfer_all() passes at most 64 KiB per send, so a 64 KiB body and its header take two
+// system calls and a 1 MiB body sixteen. Unbounded sends measured slower for 1 MiB bodies on
+// loopback: one call then does the whole transfer's work while the receiver waits for it.
+struct TransferAllInLargeSends {
+  std::size_t operator()(const boost::system::error_code& ec, std::size_t) const {
+    return ec ? 0 : std::size_t{256 * 1024};
+  }
+};
 
 }  // namespace fusebox::io
