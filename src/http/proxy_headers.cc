@@ -197,7 +197,7 @@ bool is_valid_traceparent(std::string_view value) {
 
 std::string_view trace_id_of(std::string_view traceparent) {
   if (!is_valid_traceparent(traceparent)) return {};
-  return traceparent.substr(3, 32);
+  return trace_id_of_valid(traceparent);
 }
 
 std::string make_traceparent(IdGenerator& ids) {

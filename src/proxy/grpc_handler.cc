@@ -312,7 +312,7 @@ void GrpcHandler::refuse(const std::shared_ptr<Call>& call, AdmissionDecision&& 
 void GrpcHandler::send_primary(const std::shared_ptr<Call>& call) {
   const auto& route = runtime_.config->routes[call->route];
   resilience::GrpcPipelineRequest pipeline_request;
-  pipeline_request.trace.assign(http::trace_id_of(call->traceparent));
+  pipeline_request.trace.assign(http::trace_id_of_valid(call->traceparent));
   pipeline_request.request = &call->request;
   pipeline_request.route = &route;
   pipeline_request.pool = runtime_.route_pool[call->route];
@@ -381,7 +381,7 @@ void GrpcHandler::next_tier(const std::shared_ptr<Call>& call) {
         call->tier_request = call->request;
         call->tier_request.payload = to_buffer(std::move(rewritten.bytes));
         resilience::GrpcPipelineRequest pipeline_request;
-        pipeline_request.trace.assign(http::trace_id_of(call->traceparent));
+        pipeline_request.trace.assign(http::trace_id_of_valid(call->traceparent));
         pipeline_request.request = &call->tier_request;
         pipeline_request.route = &route;
         pipeline_request.pool = runtime_.tier_pool[call->route][call->tier - 1];
@@ -486,7 +486,7 @@ void GrpcHandler::finish(const std::shared_ptr<Call>& call, const grpc::Status& 
     logging::AccessLogEntry entry;
     entry.time = std::chrono::system_clock::now();
     entry.request_id = call->request_id;
-    entry.trace_id = http::trace_id_of(call->traceparent);
+    entry.trace_id = http::trace_id_of_valid(call->traceparent);
     auto peer = call->rpc->peer();
     entry.client = peer;
     entry.method = "GRPC";

@@ -42,9 +42,11 @@ struct ProxyHandler::Call {
   bool cache_miss = false;                 // cache mode `first` looked and missed
   std::size_t tier = 0;                    // 0 = primary, i + 1 = fallbacks[i]
   degrade::Reason reason = degrade::Reason::none;
-  std::optional<resilience::PipelineResult> primary_failure;
+  // The members below are needed by few requests, and kept off the object so that it stays
+  // small enough for the allocator's per-thread cache.
+  std::unique_ptr<resilience::PipelineResult> primary_failure;
   bool cache_hit = false;                  // answered by cache mode `first`
-  server::Request tier_request;            // the request as rewritten for a canary or model tier
+  std::unique_ptr<server::Request> tier_request;  // the request as rewritten for a canary or tier
   bool inference = false;                  // predict, classify or regress
   std::optional<std::string> canonical;    // the body in canonical JSON, when it parses
 
@@ -62,7 +64,17 @@ struct ProxyHandler::Call {
   // Admission control.
   admission::Priority priority = admission::kLowestPriority;
   AdmissionSlot slot;                           // the route's concurrency slot, while held
-  std::optional<server::Response> admission_answer;  // when the chain cannot answer instead
+  std::unique_ptr<server::Response> admission_answer;  // when the chain cannot answer instead
+
+  // A fresh copy of the client's request, to rewrite for a canary or a model tier.
+  server::Request& copy_for_tier() {
+    if (tier_request) {
+      *tier_request = request;
+    } else {
+      tier_request = std::make_unique<server::Request>(request);
+    }
+    return *tier_request;
+  }
 };
 
 
@@ -141,7 +153,7 @@ void ProxyHandler::handle(server::Request&& request, const server::ConnectionInf
     req.set("traceparent", http::make_traceparent(ids_));
     traceparent = to_sv(req["traceparent"]);
   }
-  call->trace_id = http::trace_id_of(traceparent);
+  call->trace_id = http::trace_id_of_valid(traceparent);
 
   auto parsed = http::parse_rest_path(call->method, call->target);
   if (!parsed.target) {
@@ -267,7 +279,7 @@ void ProxyHandler::refuse(const std::shared_ptr<Call>& call, AdmissionDecision&&
   // client over its rate limit or without credentials is answered as it is.
   if (decision.status == 503 && call->inference && !route.fallbacks.empty()) {
     call->reason = degrade::Reason::overload;
-    call->admission_answer = std::move(response);
+    call->admission_answer = std::make_unique<server::Response>(std::move(response));
     return next_tier(call);
   }
   finish(call, std::move(response), 0);
@@ -360,8 +372,7 @@ void ProxyHandler::send_to_primary(const std::shared_ptr<Call>& call) {
 void ProxyHandler::send_to_canary(const std::shared_ptr<Call>& call) {
   const auto& route_config = runtime_.config->routes[call->route];
   const auto& canary = route_config.split.canaries[call->split_target - 1];
-  auto& req = call->tier_request;
-  req = call->request;
+  auto& req = call->copy_for_tier();
   if (!canary.model.empty() || canary.version > 0 || !canary.label.empty()) {
     std::int64_t version = canary.version;
     std::string_view label = canary.label;
@@ -442,7 +453,7 @@ void ProxyHandler::on_pipeline_result(const std::shared_ptr<Call>& call,
   if (call->tier == 0) {
     if (route.fallbacks.empty()) return answer_failure(call, std::move(result));
     call->reason = degraded_reason(call, result);
-    call->primary_failure = std::move(result);
+    call->primary_failure = std::make_unique<resilience::PipelineResult>(std::move(result));
   }
   next_tier(call);
 }
@@ -461,8 +472,7 @@ void ProxyHandler::next_tier(const std::shared_ptr<Call>& call) {
       case config::TierKind::model: {
         auto now = Clock::now();
         if (now >= call->deadline) continue;  // no time left for a network tier
-        auto& req = call->tier_request;
-        req = call->request;
+        auto& req = call->copy_for_tier();
         req.target(degrade::rewrite_target(call->rest, call->target, tier));
         if (!tier.signature.empty()) {
           if (auto body = degrade::rewrite_signature(req.body(), tier.signature)) {
