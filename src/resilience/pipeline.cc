@@ -113,20 +113,24 @@ class Pipeline::Call : public std::enable_shared_from_this<Call<Protocol>> {
         pool_(p.pools_[req.pool]),
         done_(std::move(done)),
         tried_(pool_.backends.size(), false),
-        backoff_timer_(p.ioc_.get_executor()),
-        hedge_timer_(p.ioc_.get_executor()),
         alive_(p.calls_.enter()) {
     pool_.active_requests.fetch_add(1, std::memory_order_relaxed);
   }
 
   ~Call() { pool_.active_requests.fetch_sub(1, std::memory_order_relaxed); }
 
+  io::Timer& timer_of(std::optional<io::Timer>& timer) {
+    if (!timer) timer.emplace(p_.ioc_.get_executor());
+    return *timer;
+  }
+
   void start() {
     if (!launch(/*retry=*/false)) return;
     const auto& hedge = req_.route->hedge;
     if (req_.idempotent && hedge.delay.count() > 0 && req_.route->retry.max_attempts > 1) {
-      hedge_timer_.expires_after(hedge.delay);
-      hedge_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      auto& timer = timer_of(hedge_timer_);
+      timer.expires_after(hedge.delay);
+      timer.async_wait([self = shared_from_this()](boost::system::error_code ec) {
         if (!ec) self->on_hedge_timer();
       });
     }
@@ -355,8 +359,9 @@ class Pipeline::Call : public std::enable_shared_from_this<Call<Protocol>> {
     if (now + delay >= req_.deadline) return finish_last();
     if (!reserve_retry()) return finish_last();
     p_.metrics_.record_retry(p_.shard_, pool_.index, reason);
-    backoff_timer_.expires_after(delay);
-    backoff_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    auto& timer = timer_of(backoff_timer_);
+    timer.expires_after(delay);
+    timer.async_wait([self = shared_from_this()](boost::system::error_code ec) {
       if (ec || self->finished_) return self->release_retry();
       self->launch(/*retry=*/true);
     });
@@ -393,8 +398,8 @@ class Pipeline::Call : public std::enable_shared_from_this<Call<Protocol>> {
     if (finished_) return;
     finished_ = true;
     result.attempts = static_cast<unsigned>(attempts_.size());
-    hedge_timer_.cancel();
-    backoff_timer_.cancel();
+    if (hedge_timer_) hedge_timer_->cancel();
+    if (backoff_timer_) backoff_timer_->cancel();
     // Losers of a hedge race are abandoned; their completions only do bookkeeping.
     for (auto& a : attempts_) {
       if (a.in_flight && !a.cancelled) {
@@ -412,8 +417,10 @@ class Pipeline::Call : public std::enable_shared_from_this<Call<Protocol>> {
   Handler done_;
   std::vector<bool> tried_;
   std::vector<Attempt> attempts_;
-  io::Timer backoff_timer_;
-  io::Timer hedge_timer_;
+  // Made when first needed: most calls neither retry nor hedge, and making a timer looks its
+  // service up under the io_context's lock.
+  std::optional<io::Timer> backoff_timer_;
+  std::optional<io::Timer> hedge_timer_;
   LiveCounter::Token alive_;
   std::optional<Result> last_;
   BackendState* last_backend_ = nullptr;

@@ -56,8 +56,7 @@ class ConnectionPool::Exchange : public std::enable_shared_from_this<Exchange> {
         alive_(pool.alive_),
         request_(request),
         deadline_(deadline),
-        done_(std::move(done)),
-        wait_timer_(pool.ioc_.get_executor()) {
+        done_(std::move(done)) {
     ::fusebox::http::append_request_head(request_, head_);
   }
 
@@ -66,7 +65,7 @@ class ConnectionPool::Exchange : public std::enable_shared_from_this<Exchange> {
     cancelled_ = true;
     if (waiting_) {
       waiting_ = false;
-      wait_timer_.cancel();
+      wait_timer_->cancel();
       return finish(UpstreamOutcome::reset, "cancelled");
     }
     if (conn_) {
@@ -78,8 +77,9 @@ class ConnectionPool::Exchange : public std::enable_shared_from_this<Exchange> {
   // Waits in the pool's queue until a connection is handed over or the deadline passes.
   void wait_for_connection() {
     waiting_ = true;
-    wait_timer_.expires_at(deadline_);
-    wait_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    wait_timer_.emplace(pool_->ioc_.get_executor());
+    wait_timer_->expires_at(deadline_);
+    wait_timer_->async_wait([self = shared_from_this()](beast::error_code ec) {
       if (ec || !self->waiting_) return;
       self->waiting_ = false;
       self->finish(UpstreamOutcome::timeout, "timed out waiting for a free upstream connection");
@@ -91,7 +91,7 @@ class ConnectionPool::Exchange : public std::enable_shared_from_this<Exchange> {
   void stop_waiting() {
     if (!waiting_) return;  // most exchanges never wait: no timer operation for them
     waiting_ = false;
-    wait_timer_.cancel();
+    wait_timer_->cancel();
   }
 
   void connect_new() {
@@ -232,7 +232,7 @@ class ConnectionPool::Exchange : public std::enable_shared_from_this<Exchange> {
   Request& request_;
   Clock::time_point deadline_;
   ResultHandler done_;
-  io::Timer wait_timer_;
+  std::optional<io::Timer> wait_timer_;  // only while waiting for a connection
   std::unique_ptr<Connection> conn_;
   std::string head_;  // serialized request line and headers, kept for a retry
   std::optional<http::response_parser<http::string_body>> parser_;
