@@ -1,6 +1,7 @@
 #include "fusebox/http/wire.h"
 
 #include <boost/beast/http/status.hpp>
+#include <charconv>
 
 namespace fusebox::http {
 namespace {
@@ -33,7 +34,27 @@ void append_fields(const bhttp::fields& fields, std::string& out) {
   out += "\r\n";
 }
 
+template <bool isRequest>
+bool framed_already(const bhttp::message<isRequest, bhttp::string_body>& m) {
+  const auto size = m.body().size();
+  if (size == 0 || m.count(bhttp::field::transfer_encoding) != 0 ||
+      m.count(bhttp::field::content_length) != 1) {
+    return false;
+  }
+  char digits[24];
+  auto [end, ec] = std::to_chars(digits, digits + sizeof(digits), size);
+  return m[bhttp::field::content_length] == boost::beast::string_view(digits, end - digits);
+}
+
 }  // namespace
+
+void frame_payload(bhttp::request<bhttp::string_body>& req) {
+  if (!framed_already(req)) req.prepare_payload();
+}
+
+void frame_payload(bhttp::response<bhttp::string_body>& res) {
+  if (!framed_already(res)) res.prepare_payload();
+}
 
 void append_request_head(const bhttp::request<bhttp::string_body>& req, std::string& out) {
   out.reserve(out.size() + req.method_string().size() + req.target().size() + 12 +

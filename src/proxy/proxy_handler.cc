@@ -8,6 +8,7 @@
 
 #include "fusebox/http/json_error.h"
 #include "fusebox/http/rest_path.h"
+#include "fusebox/http/wire.h"
 #include "fusebox/health/health_checker.h"
 #include "fusebox/logging/logging.h"
 #include "fusebox/resilience/retry.h"
@@ -208,7 +209,7 @@ void ProxyHandler::handle(server::Request&& request, const server::ConnectionInf
   http::append_forwarded_for(req, connection.client_ip);
   req.version(11);
   req.keep_alive(true);
-  req.prepare_payload();
+  http::frame_payload(req);
 
   if (call->inference) {
     // Degrade before failing: under load a share of the requests skips the primary.

@@ -218,7 +218,7 @@ class HttpSession final : public TrackedSession,
                 (limits_.max_requests_per_connection == 0 ||
                  served_ < limits_.max_requests_per_connection);
     out.keep_alive(keep);
-    out.prepare_payload();
+    ::fusebox::http::frame_payload(out);
     write_response(keep);
   }
 

@@ -16,4 +16,10 @@ void append_request_head(const boost::beast::http::request<boost::beast::http::s
 void append_response_head(
     const boost::beast::http::response<boost::beast::http::string_body>& res, std::string& out);
 
+// prepare_payload() for a message with a complete string body, leaving the header alone when it
+// already has exactly the right Content-Length and no Transfer-Encoding (a message passed on as
+// it came): prepare_payload() would replace that field with an equal one.
+void frame_payload(boost::beast::http::request<boost::beast::http::string_body>& req);
+void frame_payload(boost::beast::http::response<boost::beast::http::string_body>& res);
+
 }  // namespace fusebox::http
