@@ -184,6 +184,7 @@ class HttpSession final : public TrackedSession,
       connection_.client_port = remote.port();
     }
     socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+    socket_.non_blocking(true, ec);  // the direct body reads must never block the worker
     tracker_.add(this);
   }
 
@@ -348,29 +349,29 @@ class HttpSession final : public TrackedSession,
     read_body_piece();
   }
 
+  // Takes what has arrived of the body without waiting (often all of it), then waits for the
+  // next piece. The socket is in non-blocking mode: a read finding nothing never blocks.
   void read_body_piece() {
     auto& body = buffers_->request.body();
-    if (body_read_ == body.size()) {
+    beast::error_code ec;
+    if (body_read_ < body.size()) {
+      body_read_ += socket_.read_some(
+          asio::buffer(body.data() + body_read_, body.size() - body_read_), ec);
+      if (ec == asio::error::would_block) ec = {};
+    }
+    if (ec || body_read_ == body.size()) {
       disarm_deadline();
       set_receive_low_water(1);
+      if (ec) return on_read_error(ec, "request body");
       return dispatch_request(std::move(buffers_->request));
     }
     set_receive_low_water(std::min(body.size() - body_read_, kBodyPiece));
     socket_.async_wait(asio::socket_base::wait_read,
                        [self = shared_from_this()](beast::error_code ec) {
-                         auto& body = self->buffers_->request.body();
-                         if (!ec) {
-                           self->body_read_ += self->socket_.read_some(
-                               asio::buffer(body.data() + self->body_read_,
-                                            body.size() - self->body_read_),
-                               ec);
-                         }
-                         if (ec) {
-                           self->disarm_deadline();
-                           self->set_receive_low_water(1);
-                           return self->on_read_error(ec, "request body");
-                         }
-                         self->read_body_piece();
+                         if (!ec) return self->read_body_piece();
+                         self->disarm_deadline();
+                         self->set_receive_low_water(1);
+                         self->on_read_error(ec, "request body");
                        });
   }
 
