@@ -165,10 +165,6 @@ int serve(const Options& options) {
   return code;
 }
 
-}  // namespace
-
-namespace {
-
 // glibc's allocator by default hands freed memory back to the kernel as soon as the free space
 // at the top of an arena passes 128 KiB (MADV_DONTNEED for a worker thread's arena), and
 // serves blocks above a threshold that adapts from 128 KiB with mmap. After a burst of

@@ -1,6 +1,5 @@
 #include "fusebox/http/proxy_headers.h"
 
-#include <array>
 #include <boost/beast/core/string.hpp>
 #include <boost/container/small_vector.hpp>
 
@@ -8,11 +7,6 @@ namespace fusebox::http {
 namespace {
 
 namespace beast = boost::beast;
-
-constexpr std::array<std::string_view, 9> kHopByHop = {
-    "Connection", "Keep-Alive",         "Proxy-Connection",    "TE", "Trailer", "Transfer-Encoding",
-    "Upgrade",    "Proxy-Authenticate", "Proxy-Authorization",
-};
 
 constexpr std::string_view kForwardedFor = "X-Forwarded-For";
 constexpr char kHexDigits[] = "0123456789abcdef";
@@ -52,18 +46,8 @@ bool is_lower_hex(std::string_view s) {
 
 bool is_all_zero(std::string_view s) { return s.find_first_not_of('0') == std::string_view::npos; }
 
-}  // namespace
-
-bool is_hop_by_hop(std::string_view name) {
-  for (std::string_view h : kHopByHop) {
-    if (beast::iequals(name, h)) return true;
-  }
-  return false;
-}
-
-namespace {
-// The fixed hop-by-hop set by Beast's field codes: every name in kHopByHop is a known field,
-// so a header parsed with another code (or none) is never one of them.
+// The fixed hop-by-hop set, by Beast's field codes: every name in it is a known field, so a
+// header parsed with another code (or none) is never one of them.
 bool is_hop_by_hop_field(boost::beast::http::field name) {
   using boost::beast::http::field;
   switch (name) {
@@ -81,7 +65,12 @@ bool is_hop_by_hop_field(boost::beast::http::field name) {
       return false;
   }
 }
+
 }  // namespace
+
+bool is_hop_by_hop(std::string_view name) {
+  return is_hop_by_hop_field(boost::beast::http::string_to_field(name));
+}
 
 void strip_hop_by_hop(boost::beast::http::fields& headers) {
   // One walk over the fields. The names the Connection fields nominate are views into them,

@@ -119,11 +119,6 @@ class Pipeline::Call : public std::enable_shared_from_this<Call<Protocol>> {
 
   ~Call() { pool_.active_requests.fetch_sub(1, std::memory_order_relaxed); }
 
-  io::Timer& timer_of(std::optional<io::Timer>& timer) {
-    if (!timer) timer.emplace(p_.ioc_.get_executor());
-    return *timer;
-  }
-
   void start() {
     if (!launch(/*retry=*/false)) return;
     const auto& hedge = req_.route->hedge;
@@ -350,6 +345,11 @@ class Pipeline::Call : public std::enable_shared_from_this<Call<Protocol>> {
     if (in_flight_ > 0) return;  // a hedge is still running: its answer may yet win
     if (!may_retry) return finish_last();
     schedule_retry(reason, now);
+  }
+
+  io::Timer& timer_of(std::optional<io::Timer>& timer) {
+    if (!timer) timer.emplace(p_.ioc_.get_executor());
+    return *timer;
   }
 
   void schedule_retry(RetryReason reason, TimePoint now) {
