@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
 # gRPC proxy overhead on the happy path: TF Serving's Predict straight to tfs-sim, through
-# fusebox (one worker thread) and through nginx (grpc_pass, one worker), with the same
-# closed-loop load (bench/grpc_load.cc) on each, alternating, several rounds; small (3 floats)
-# and 1 MiB (262144 floats) tensors.
+# fusebox (one worker thread), through nginx (grpc_pass, one worker) and, as the floor, through
+# a byte relay (HAProxy in mode tcp, one thread, which passes HTTP/2 untouched), with the same
+# load (bench/grpc_load.cc) on each, alternating, several rounds; small (3 floats) and 1 MiB
+# (262144 floats) tensors in a closed loop, small ones in an open loop at --rate calls/s.
 #
-#   bench/grpc_compare.sh [--seconds N] [--rounds N] [--concurrency N] [--channels N] [--out DIR]
+#   bench/grpc_compare.sh [--seconds N] [--rounds N] [--concurrency N] [--channels N] [--rate N]
+#                         [--out DIR]
 #
 # One tfs-sim (1 thread, --grpc-port 0); fusebox with listeners.grpc on port 0 and one pool
-# endpoint with grpc_port; nginx from bench/contenders/nginx-grpc.conf.in. Every contender must
+# endpoint with grpc_port; nginx from bench/contenders/nginx-grpc.conf.in; the relay from
+# bench/contenders/haproxy-relay.cfg.in (its relay_sim listener only). Every contender must
 # answer a verified Predict before anything is measured, and every measured answer is verified
-# by grpc_load (status OK, output length, first value). CPU seconds of fusebox and nginx
-# (master and worker) are read from /proc/<pid>/stat around each run.
+# by grpc_load (status OK, output length, first value). CPU seconds of fusebox, nginx (master
+# and worker) and the relay are read from /proc/<pid>/stat around each run.
 # Writes DIR/grpc.tsv (one line per run), DIR/grpc.md (medians, spread, ratios, CPU per 100k
 # requests) and the raw grpc_load JSON lines (DIR/grpc-load.jsonl), and prints the table.
 # Loopback only; every process it starts is stopped on exit.
 # Binaries come from $BENCH_BIN (default build/bin, the release preset: make build).
-# Needs nginx and python3.
+# Needs nginx, haproxy and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=10 rounds=3 concurrency=50 channels=1 rate=2000 out=""
@@ -40,7 +43,9 @@ bin=${BENCH_BIN:-build/bin}
 for b in tfs-sim fusebox grpc_load; do
   [ -x "$bin/$b" ] || fail "$bin/$b is missing: run \`make build\` first (or set BENCH_BIN to a build's bin folder)"
 done
-command -v nginx >/dev/null || fail "nginx is missing: run scripts/install-deps.sh --bench"
+for tool in nginx haproxy python3; do
+  command -v "$tool" >/dev/null || fail "$tool is missing: run scripts/install-deps.sh --bench"
+done
 
 # Scratch files (configs, port files) in $work, kept only when it is also the output folder.
 . bench/lib.sh
@@ -77,6 +82,16 @@ nginx -c "$work/nginx-grpc.conf" -p "$work" -e "$work/nginx-grpc.err" &
 nginx_pid=$!
 started+=("$nginx_pid")
 
+# The relay's listener for tfs-sim, pointed at its gRPC port; the fixed backend's listener (the
+# template's last section, for bench/proxy_compare.sh) is cut off.
+relay_port=$(free_port)
+sed -e '/^listen relay_fixed$/,$d' -e "s|@PORT_SIM@|$relay_port|g" -e "s|@SIM_PORT@|$sim_grpc|g" \
+  bench/contenders/haproxy-relay.cfg.in >"$work/haproxy-relay.cfg"
+! grep -n '@[A-Z_]*@' "$work/haproxy-relay.cfg" || fail "placeholders left in $work/haproxy-relay.cfg"
+haproxy -f "$work/haproxy-relay.cfg" -db >"$out/grpc-haproxy-relay.log" 2>&1 &
+relay_pid=$!
+started+=("$relay_pid")
+
 # A contender is up when grpc_load's warm-up call (a verified Predict) succeeds.
 wait_up() { # name port
   for _ in $(seq 100); do
@@ -89,6 +104,7 @@ wait_up() { # name port
 wait_up direct "$sim_grpc"
 wait_up fusebox "$fb_grpc"
 wait_up nginx "$ng_port"
+wait_up relay "$relay_port"
 
 # CPU seconds (user + system) used so far by PIDs and their children processes (nginx's worker).
 clk_tck=$(getconf CLK_TCK)
@@ -124,12 +140,14 @@ print("\t".join([*sys.argv[2:5], str(d["requests"]), str(d["errors"]), str(d["se
 ' "$json" "$workload" "$contender" "$r" "$cpu" | tee -a "$out/grpc.tsv"
 }
 # Alternating, and the order rotates each round so no contender always runs first.
-contenders=("direct $sim_grpc" "fusebox $fb_grpc $fusebox_pid" "nginx $ng_port $nginx_pid")
+contenders=("direct $sim_grpc" "fusebox $fb_grpc $fusebox_pid" "nginx $ng_port $nginx_pid"
+  "relay $relay_port $relay_pid")
+n=${#contenders[@]}
 for workload in "small 3" "1MiB 262144" "small-open 3"; do
   for r in $(seq "$rounds"); do
-    for i in 0 1 2; do
+    for ((i = 0; i < n; i++)); do
       # shellcheck disable=SC2086 # words: workload floats, then contender port [pid]
-      run $workload ${contenders[$(((i + r - 1) % 3))]}
+      run $workload ${contenders[$(((i + r - 1) % n))]}
     done
   done
 done

@@ -19,7 +19,9 @@ set style fill solid 0.75 border -1
 set boxwidth 0.65
 set grid ytics
 set yrange [0:*]
-set xrange [-0.6:4.6] # five contenders at x = 0..4
+stats data index 0 using 3 nooutput
+contenders = STATS_records
+set xrange [-0.6:contenders - 0.4] # contenders at x = 0, 1, ...
 set xtics rotate by -30 nomirror
 set ytics nomirror
 unset key

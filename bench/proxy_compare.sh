@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # REST proxy overhead on the happy path: direct access, fusebox (one worker thread and one per
-# core), nginx (one worker) and HAProxy (one thread) in front of the same backends, with the same
-# wrk load on each, alternating (the order rotates each round), several rounds.
+# core), nginx (one worker), HAProxy (one thread) and, as the floor, a byte relay (HAProxy in
+# mode tcp, one thread) in front of the same backends, with the same wrk load on each,
+# alternating (the order rotates each round), several rounds.
 #
 #   bench/proxy_compare.sh [--seconds N] [--rounds N] [--connections LIST] [--workloads LIST]
 #                          [--out DIR]
@@ -18,6 +19,8 @@
 # Backends: tfs-sim with one thread ("sim"), and nginx with one worker answering every POST
 # with {"predictions": [2.5, 3.0, 4.5]} ("fixed", bench/contenders/nginx-backend.conf.in), so
 # that the proxy rather than the model server sets the pace. Every proxy serves both.
+# The relay (bench/contenders/haproxy-relay.cfg.in) parses nothing: what it adds over direct is
+# the least any proxy can add here, and the report sets the others against it.
 # Bodies: a small predict call (~100 B), and 64 KiB and 1 MiB of floats as valid predict JSON,
 # generated once; every contender must answer each body it will get with a correct 200 before
 # anything is measured.
@@ -97,7 +100,7 @@ socks = [socket.socket() for _ in range(int(sys.argv[1]))]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))' "$1"
 }
-read -r fixed_port ng_sim ng_fixed ha_sim ha_fixed < <(free_ports 5)
+read -r fixed_port ng_sim ng_fixed ha_sim ha_fixed relay_sim relay_fixed < <(free_ports 7)
 
 # Request bodies, valid predict JSON: a small call of about 100 bytes, and floats filling
 # exactly 64 KiB and 1 MiB (the last bytes are blanks inside the JSON).
@@ -204,11 +207,18 @@ sed "${subst[@]}" -e "s|@ERROR_LOG@|$out/proxy-nginx.log|g" -e "s|@PORT_SIM@|$ng
 nginx -c "$work/nginx-proxy.conf" -p "$work" -e "$out/proxy-nginx.log" &
 nginx_pid=$!
 started+=("$nginx_pid")
-sed "${subst[@]}" -e "s|@PORT_SIM@|$ha_sim|g" -e "s|@PORT_FIXED@|$ha_fixed|g" \
-  bench/contenders/haproxy.cfg.in >"$work/haproxy.cfg"
-haproxy -f "$work/haproxy.cfg" -db >"$out/proxy-haproxy.log" 2>&1 &
-haproxy_pid=$!
-started+=("$haproxy_pid")
+# HAProxy twice: as an HTTP proxy, and as the relay (mode tcp). start_haproxy sets ha_pid.
+start_haproxy() { # name port-sim port-fixed
+  sed "${subst[@]}" -e "s|@PORT_SIM@|$2|g" -e "s|@PORT_FIXED@|$3|g" \
+    "bench/contenders/$1.cfg.in" >"$work/$1.cfg"
+  haproxy -f "$work/$1.cfg" -db >"$out/proxy-$1.log" 2>&1 &
+  ha_pid=$!
+  started+=("$ha_pid")
+}
+start_haproxy haproxy "$ha_sim" "$ha_fixed"
+haproxy_pid=$ha_pid
+start_haproxy haproxy-relay "$relay_sim" "$relay_fixed"
+relay_pid=$ha_pid
 
 # Contenders: name, port for the sim backend, port for the fixed one, processes to charge CPU to.
 contenders=(
@@ -217,6 +227,7 @@ contenders=(
   "fusebox-all $fusebox_all_port $fusebox_all_port $fusebox_all_pid"
   "nginx $ng_sim $ng_fixed $nginx_pid"
   "haproxy $ha_sim $ha_fixed $haproxy_pid"
+  "relay $relay_sim $relay_fixed $relay_pid"
 )
 url() { # backend port: the same path through every contender
   if [ "$1" = sim ]; then echo "http://127.0.0.1:$2/v1/models/half_plus_two:predict"
@@ -295,7 +306,8 @@ cpu_ticks() { # pid...
 # CPU on each 1 MiB body): wait until backends and proxies are idle (one clock tick at most
 # over 100 ms), at most 30 s, so that the next run does not share the machine with them.
 settle() {
-  local pids=("$sim_pid" "$fixed_pid" "$fusebox_1_pid" "$fusebox_all_pid" "$nginx_pid" "$haproxy_pid")
+  local pids=("$sim_pid" "$fixed_pid" "$fusebox_1_pid" "$fusebox_all_pid" "$nginx_pid" "$haproxy_pid"
+    "$relay_pid")
   local before after i
   before=$(cpu_ticks "${pids[@]}")
   for ((i = 0; i < 300; i++)); do

@@ -80,7 +80,7 @@ run_steps() {
   echo
   echo "## Proxy overhead"
   echo
-  echo "REST predict direct and through fusebox (one worker thread and one per core), nginx and HAProxy, on two backends (\`bench/proxy_compare.sh\`)."
+  echo "REST predict direct and through fusebox (one worker thread and one per core), nginx, HAProxy and a byte relay (HAProxy in \`mode tcp\`, the floor), on two backends (\`bench/proxy_compare.sh\`)."
   echo
   cat "$out/proxy.md"
   echo
@@ -92,7 +92,7 @@ run_steps() {
   echo
   echo "## gRPC"
   echo
-  echo "TF Serving's Predict over gRPC, direct and through fusebox and nginx (\`bench/grpc_compare.sh\`)."
+  echo "TF Serving's Predict over gRPC, direct and through fusebox, nginx and the byte relay (\`bench/grpc_compare.sh\`)."
   echo
   cat "$out/grpc.md"
   echo

@@ -5,7 +5,8 @@
 
 Reads the TSV (header, then: workload, contender, round, requests, errors, seconds, requests/s,
 p50 ms, p99 ms, p99.9 ms, CPU seconds of the proxy during the run or "-") and prints markdown
-tables and a line on noise.
+tables, what each proxy adds to p50 over direct (the relay's share being the floor) and a line
+on noise.
 """
 import collections
 import statistics
@@ -19,6 +20,7 @@ CONTENDERS = {
     "direct": "direct to tfs-sim",
     "fusebox": "fusebox (1 worker)",
     "nginx": "nginx `grpc_pass` (1 worker)",
+    "relay": "relay: HAProxy `mode tcp` (1 thread)",
 }
 
 
@@ -47,7 +49,9 @@ def main(path, seconds, concurrency, channels, rate):
           f"{seconds}s per run, {rounds} alternating round{'s' if rounds > 1 else ''}; every answer "
           "verified. tfs-sim with one thread. The open-loop rows start calls at a fixed "
           f"{rate} calls/s whatever the answers do (the same load on every path; latency from each "
-          "call's scheduled start).\n")
+          "call's scheduled start). The relay is the floor: a byte relay that parses nothing (HTTP/2 "
+          "passes through it untouched), so what it adds over direct is the least any proxy can add "
+          "on this machine.\n")
     print("| tensor | path | req/s (median) | req/s min–max | p50 ms | p99 ms | p99.9 ms | errors "
           "| proxy CPU s / 100k req |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -70,29 +74,32 @@ def main(path, seconds, concurrency, channels, rate):
     print()
     print("Ratios of the medians (throughput: higher is better for fusebox; latency: lower is better):\n")
     print("| tensor | fusebox/direct req/s | fusebox/direct p50 | fusebox/direct p99 "
-          "| fusebox/nginx req/s | fusebox/nginx p50 | fusebox/nginx p99 | fusebox/nginx CPU per req |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| fusebox/nginx req/s | fusebox/nginx p50 | fusebox/nginx p99 | fusebox/nginx CPU per req "
+          "| fusebox/relay req/s | nginx/relay req/s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for w, wlabel in WORKLOADS.items():
-        f, d, n = med[w]["fusebox"], med[w]["direct"], med[w]["nginx"]
+        f, d, n, rl = med[w]["fusebox"], med[w]["direct"], med[w]["nginx"], med[w]["relay"]
         cpu = ratio(f["cpu"], n["cpu"]) if f["cpu"] is not None and n["cpu"] is not None else "–"
         print(f"| {wlabel} | {ratio(f['rps'], d['rps'])} | {ratio(f['p50'], d['p50'])} "
               f"| {ratio(f['p99'], d['p99'])} | {ratio(f['rps'], n['rps'])} "
-              f"| {ratio(f['p50'], n['p50'])} | {ratio(f['p99'], n['p99'])} | {cpu} |")
+              f"| {ratio(f['p50'], n['p50'])} | {ratio(f['p99'], n['p99'])} | {cpu} "
+              f"| {ratio(f['rps'], rl['rps'])} | {ratio(n['rps'], rl['rps'])} |")
     print()
     for w, wlabel in WORKLOADS.items():
-        f, d, n = med[w]["fusebox"], med[w]["direct"], med[w]["nginx"]
+        d = med[w]["direct"]
         if not d["p50"]:
             continue
-        added = (f["p50"] / d["p50"] - 1) * 100
-        nginx_added = (n["p50"] / d["p50"] - 1) * 100
+        added, nginx_added, relay_added = ((med[w][c]["p50"] / d["p50"] - 1) * 100
+                                           for c in ("fusebox", "nginx", "relay"))
         if w.endswith("-open"):
             print(f"- **Equal load** ({wlabel}, {rate} calls/s): fusebox adds {added:+.0f}% to p50 "
-                  f"over direct, nginx {nginx_added:+.0f}% (target: fusebox <= +30%; "
-                  f"**{'met' if added <= 30 else 'missed'}** in this run).")
+                  f"over direct, nginx {nginx_added:+.0f}%, the relay (the floor) {relay_added:+.0f}% "
+                  f"(target: fusebox <= +30%; **{'met' if added <= 30 else 'missed'}** in this run).")
         else:
             print(f"- {wlabel}, closed loop: fusebox adds {added:+.0f}% to p50 over direct, nginx "
-                  f"{nginx_added:+.0f}%, at the same concurrency (a slower path then also runs at a "
-                  "lower rate: this compares capacity, not equal load).")
+                  f"{nginx_added:+.0f}%, the relay {relay_added:+.0f}%, at the same concurrency (a "
+                  "slower path then also runs at a lower rate: this compares capacity, not equal "
+                  "load).")
     print("- Client, tfs-sim and proxy share the machine's cores; tfs-sim answers in microseconds, "
           "so the proxy's own hop is most of what is measured.")
     print(noise_line(spreads, rounds))

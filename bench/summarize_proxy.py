@@ -6,7 +6,8 @@
 Reads the TSV (header, then one line per run: workload, backend, body, connections, contender,
 round, requests, seconds, requests/s, p50 ms, p99 ms, p99.9 ms, 4xx/5xx answers, socket errors,
 CPU seconds of the proxy during the run or "-") and prints markdown: one table per backend, the
-ratios of fusebox to the others, and the issue's targets, each marked met or missed. With
+ratios of fusebox to the others, the proxies against the byte relay (the floor), and the issue's
+targets, each marked met or missed. With
 PLOT_DATA, also writes the medians and min-max for bench/plot_proxy.gp (one block per workload,
 one row per contender).
 """
@@ -21,8 +22,11 @@ BACKENDS = {
     "fixed": "fixed answer (nginx, one worker, `{\"predictions\": [2.5, 3.0, 4.5]}` to any POST)",
 }
 BODIES = {"small": "small (~100 B)", "64k": "64 KiB", "1m": "1 MiB"}
-CONTENDERS = ["direct", "fusebox-1", "fusebox-all", "nginx", "haproxy"]
+CONTENDERS = ["direct", "fusebox-1", "fusebox-all", "nginx", "haproxy", "relay"]
 FUSEBOXES = ["fusebox-1", "fusebox-all"]
+# Set against the relay (HAProxy in mode tcp, the floor), in this order.
+OVER_RELAY = [("fusebox-1", "fusebox-1"), ("fusebox-all", "fusebox-all"), ("nginx", "nginx"),
+              ("haproxy", "HAProxy")]
 # Throughput and p99 targets for fusebox with one worker thread (the issue "Benchmarks").
 SMALL_RPS_TARGET = 1.10  # at least this times nginx's and HAProxy's requests/s
 LARGE_RPS_TARGET = 1.00  # large bodies: no worse than nginx
@@ -97,7 +101,8 @@ def main(path, seconds, all_threads, plot_data=None):
           "in each round every workload runs on every contender in turn, the order rotating. "
           f"Contenders: direct to the backend; fusebox with one worker thread (`fusebox-1`) and with "
           f"{all_threads} (`fusebox-all`, one per core); nginx with one worker (upstream keep-alive); "
-          "HAProxy with one thread (`http-reuse always`); fusebox without active health checks, as "
+          "HAProxy with one thread (`http-reuse always`); `relay`, HAProxy in `mode tcp` with one "
+          "thread, a byte relay that parses nothing; fusebox without active health checks, as "
           "the others run none. Every contender answered each body with a correct 200 before the "
           "runs.\n")
     for backend, blabel in BACKENDS.items():
@@ -131,6 +136,7 @@ def main(path, seconds, all_threads, plot_data=None):
                   f"| {fmt_ratio(ratio(m['p99'], ha['p99']))} | {fmt_ratio(ratio(m['rps'], d['rps']))} "
                   f"| {fmt_ratio(ratio(m['p99'], d['p99']))} | {fmt_ratio(cpu)} |")
     print()
+    print_floor(workloads, med)
 
     print("### Targets (fusebox with one worker thread)\n")
     print(f"Small bodies: throughput >= {SMALL_RPS_TARGET:.2f}x nginx's and HAProxy's, p99 <= nginx's. "
@@ -189,6 +195,34 @@ def main(path, seconds, all_threads, plot_data=None):
           "errors are wrk's connect, read, write and timeout errors (10 s timeout). With fewer "
           "than 1000 requests in a run (large bodies) p99.9 is the slowest request.")
     print(noise_line(med, rounds))
+
+
+def print_floor(workloads, med):
+    """The proxies' throughput against the relay's, and how near the relay itself came to nginx."""
+    print("### The floor: a byte relay\n")
+    print("The relay is the floor: it copies bytes between each client connection and the backend "
+          "and parses nothing, so what it costs over direct access is the least any proxy can add "
+          "on this machine, mostly the kernel's work for a second loopback TCP hop. It is not a "
+          "usable gateway (no routing, no HTTP, one upstream connection per client connection). "
+          "Throughput ratios: above 1 is faster than the relay.\n")
+    print("| backend | workload | relay req/s | relay/direct | "
+          + " | ".join(f"{name}/relay" for _, name in OVER_RELAY) + " |")
+    print("|---|---|---|---|" + "---|" * len(OVER_RELAY))
+    over_nginx = []
+    for n, w in workloads.items():
+        relay = med[n]["relay"]
+        cells = [fmt_ratio(ratio(med[n][c]["rps"], relay["rps"])) for c, _ in OVER_RELAY]
+        print(f"| {w['backend']} | {label(w)} | {relay['rps']:.0f} "
+              f"| {fmt_ratio(ratio(relay['rps'], med[n]['direct']['rps']))} | {' | '.join(cells)} |")
+        if w["body"] == "small" and med[n]["nginx"]["rps"]:
+            over_nginx.append(ratio(relay["rps"], med[n]["nginx"]["rps"]))
+    print()
+    if over_nginx:
+        lo, hi = min(over_nginx), max(over_nginx)
+        span = f"{lo:.2f}x" if len(over_nginx) == 1 else f"{lo:.2f}x to {hi:.2f}x"
+        print(f"On small bodies the relay itself reached {span} nginx's throughput in this run; the "
+              f"target asks {SMALL_RPS_TARGET:.2f}x of fusebox, which also parses, routes and "
+              "records every request.\n")
 
 
 def write_plot_data(path, workloads, med):
