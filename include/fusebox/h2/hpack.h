@@ -16,7 +16,7 @@
 namespace fusebox::h2 {
 
 struct HeaderField {
-  std::string name;   // lower case on the wire in HTTP/2; the decoder does not change it
+  std::string name;  // lower case on the wire in HTTP/2; the decoder does not change it
   std::string value;
 };
 using HeaderList = std::vector<HeaderField>;
@@ -43,6 +43,8 @@ class HpackTable {
   Match find(std::string_view name, std::string_view value) const;
 
  private:
+  void evict_to(std::size_t limit);  // drops the oldest entries until size() <= limit
+
   std::deque<HeaderField> entries_;  // newest first
   std::size_t size_ = 0;
   std::size_t max_size_;
@@ -77,34 +79,39 @@ class HpackDecoder {
 
 class HpackEncoder {
  public:
-  // Appends the block for `fields` to `out`. Fields named in `never_index` style (authorization,
-  // cookie, proxy-authorization) and values above 256 bytes are sent as literals without
-  // indexing; others are added to the dynamic table. Strings are Huffman-coded when shorter.
+  // Appends the block for `fields` to `out`. Sensitive fields (authorization, cookie,
+  // proxy-authorization, set-cookie) are sent as never-indexed literals, fields whose name + value
+  // exceed 256 bytes as literals without indexing; others are added to the dynamic table. Strings
+  // are Huffman-coded when shorter.
   void encode(const HeaderList& fields, std::string& out);
+  // One field of a block; the first call of a block writes any pending table size update.
   void encode(std::string_view name, std::string_view value, std::string& out);
 
-  // The peer's SETTINGS_HEADER_TABLE_SIZE. The next encoded block starts with a dynamic table
-  // size update when the table had to shrink (RFC 7541 section 4.2).
+  // The peer's SETTINGS_HEADER_TABLE_SIZE; the encoder's table uses min(size, 4096). When that
+  // changes, the next block starts with dynamic table size updates: the smallest size since the
+  // last block, then the current one (RFC 7541 section 4.2).
   void set_peer_max_table_size(std::size_t size);
 
   const HpackTable& table() const { return table_; }
 
  private:
+  void write_pending_update(std::string& out);
+
   HpackTable table_{4096};
-  std::size_t pending_update_ = SIZE_MAX;  // a size update to send first, SIZE_MAX when none
+  std::size_t pending_update_ = SIZE_MAX;  // the smallest size since the last block, or SIZE_MAX
 };
 
 // Primitives, exposed for tests (RFC 7541 sections 5.1 and 5.2).
 // Appends an integer with an N-bit prefix; `first_byte_flags` are the bits above the prefix.
 void hpack_encode_integer(std::uint64_t value, int prefix_bits, std::uint8_t first_byte_flags,
                           std::string& out);
-// Appends a string literal (Huffman when that is shorter, or `huffman` forced false).
+// Appends a string literal (Huffman when that is shorter, unless `allow_huffman` is false).
 void hpack_encode_string(std::string_view value, std::string& out, bool allow_huffman = true);
 // Huffman code of `in` (RFC 7541 appendix B), padded with EOS bits.
 void huffman_encode(std::string_view in, std::string& out);
 std::size_t huffman_encoded_size(std::string_view in);
-// Decodes a Huffman string; false when it is malformed (an EOS symbol, padding longer than 7
-// bits or not all ones).
+// Appends the decoded Huffman string; false, with `out` unchanged, when it is malformed (an EOS
+// symbol, padding longer than 7 bits or not all ones).
 bool huffman_decode(std::string_view in, std::string& out);
 
 }  // namespace fusebox::h2
