@@ -2,20 +2,9 @@
 
 #include <utility>
 
-#include "fusebox/common/utf8.h"
-
 namespace fusebox::rpc {
 
 namespace {
-
-enum WireType : std::uint32_t {
-  kVarint = 0,
-  kFixed64 = 1,
-  kLengthDelimited = 2,
-  kStartGroup = 3,
-  kEndGroup = 4,
-  kFixed32 = 5,
-};
 
 // Field numbers.
 constexpr std::uint32_t kRequestModelSpec = 1;  // in every routed request, and in InferenceTask
@@ -26,123 +15,6 @@ constexpr std::uint32_t kSpecSignatureName = 3;
 constexpr std::uint32_t kSpecVersionLabel = 4;
 constexpr std::uint32_t kInt64ValueValue = 1;
 
-struct Tag {
-  std::uint32_t field = 0;
-  std::uint32_t wire_type = 0;
-};
-
-// A cursor over one serialized message. Every read either succeeds and advances or returns an
-// error and leaves the cursor where it was not worth keeping (callers stop at the first error).
-class WireReader {
- public:
-  explicit WireReader(std::string_view bytes) : data_(bytes) {}
-
-  bool done() const { return pos_ == data_.size(); }
-  std::size_t position() const { return pos_; }
-
-  WireError read_varint(std::uint64_t& out) { return read_varint_of_at_most(10, out); }
-
-  // Tags are 32-bit varints of at most 5 bytes (libprotobuf's limit; bits beyond 32 dropped).
-  WireError read_tag(Tag& tag) {
-    std::uint64_t value = 0;
-    if (const auto e = read_varint_of_at_most(5, value); e != WireError::none) {
-      return e == WireError::bad_varint ? WireError::bad_tag : e;
-    }
-    tag.field = static_cast<std::uint32_t>(value) >> 3;
-    tag.wire_type = static_cast<std::uint32_t>(value) & 7;
-    if (tag.field == 0 || tag.wire_type > kFixed32) return WireError::bad_tag;
-    return WireError::none;
-  }
-
-  WireError read_length_delimited(std::string_view& payload) {
-    std::uint64_t length = 0;
-    if (const auto e = read_varint(length); e != WireError::none) return e;
-    if (length > data_.size() - pos_) return WireError::bad_length;
-    payload = data_.substr(pos_, static_cast<std::size_t>(length));
-    pos_ += static_cast<std::size_t>(length);
-    return WireError::none;
-  }
-
-  // Skips the value of a field whose tag was just read; groups are skipped to their end tag.
-  WireError skip(const Tag& tag) { return skip(tag, 0); }
-
- private:
-  // Bits beyond 64 (in a tenth byte) are dropped, as libprotobuf does.
-  WireError read_varint_of_at_most(int max_bytes, std::uint64_t& out) {
-    std::uint64_t value = 0;
-    for (int i = 0; i < max_bytes; ++i) {
-      if (pos_ == data_.size()) return WireError::truncated;
-      const auto byte = static_cast<unsigned char>(data_[pos_++]);
-      value |= static_cast<std::uint64_t>(byte & 0x7F) << (7 * i);
-      if ((byte & 0x80) == 0) {
-        out = value;
-        return WireError::none;
-      }
-    }
-    return WireError::bad_varint;
-  }
-
-  WireError skip_bytes(std::size_t n) {
-    if (n > data_.size() - pos_) return WireError::truncated;
-    pos_ += n;
-    return WireError::none;
-  }
-
-  WireError skip(const Tag& tag, int depth) {
-    switch (tag.wire_type) {
-      case kVarint: {
-        std::uint64_t ignored = 0;
-        return read_varint(ignored);
-      }
-      case kFixed64:
-        return skip_bytes(8);
-      case kLengthDelimited: {
-        std::string_view ignored;
-        return read_length_delimited(ignored);
-      }
-      case kStartGroup: {
-        if (depth >= kMaxGroupDepth) return WireError::too_deep;
-        for (;;) {
-          if (done()) return WireError::unbalanced_group;
-          Tag inner;
-          if (const auto e = read_tag(inner); e != WireError::none) return e;
-          if (inner.wire_type == kEndGroup) {
-            return inner.field == tag.field ? WireError::none : WireError::unbalanced_group;
-          }
-          if (const auto e = skip(inner, depth + 1); e != WireError::none) return e;
-        }
-      }
-      case kEndGroup:
-        return WireError::unbalanced_group;  // an end without its start
-      case kFixed32:
-        return skip_bytes(4);
-      default:
-        return WireError::bad_tag;
-    }
-  }
-
-  std::string_view data_;
-  std::size_t pos_ = 0;
-};
-
-void append_varint(std::string& out, std::uint64_t value) {
-  while (value >= 0x80) {
-    out.push_back(static_cast<char>((value & 0x7F) | 0x80));
-    value >>= 7;
-  }
-  out.push_back(static_cast<char>(value));
-}
-
-void append_tag(std::string& out, std::uint32_t field, std::uint32_t wire_type) {
-  append_varint(out, (static_cast<std::uint64_t>(field) << 3) | wire_type);
-}
-
-void append_length_delimited(std::string& out, std::uint32_t field, std::string_view payload) {
-  append_tag(out, field, kLengthDelimited);
-  append_varint(out, payload.size());
-  out.append(payload);
-}
-
 // A ModelSpec being merged from one or more serialized occurrences, with the bytes of the
 // fields it does not know (kept for rewriting).
 struct SpecState {
@@ -151,10 +23,9 @@ struct SpecState {
 };
 
 WireError read_string(WireReader& reader, std::string& out) {
-  std::string_view payload;
-  if (const auto e = reader.read_length_delimited(payload); e != WireError::none) return e;
-  if (!is_valid_utf8(payload)) return WireError::invalid_utf8;
-  out.assign(payload);
+  std::string_view text;
+  if (const auto e = reader.read_string(text); e != WireError::none) return e;
+  out.assign(text);
   return WireError::none;
 }
 
@@ -163,8 +34,7 @@ WireError merge_int64_value(std::string_view bytes, std::int64_t& value) {
   WireReader reader(bytes);
   while (!reader.done()) {
     Tag tag;
-    if (const auto e = reader.read_tag(tag); e != WireError::none) return e;
-    if (tag.wire_type == kEndGroup) return WireError::unbalanced_group;
+    if (const auto e = reader.read_field_tag(tag); e != WireError::none) return e;
     if (tag.field == kInt64ValueValue && tag.wire_type == kVarint) {
       std::uint64_t raw = 0;
       if (const auto e = reader.read_varint(raw); e != WireError::none) return e;
@@ -184,8 +54,7 @@ WireError merge_spec(std::string_view bytes, SpecState& state) {
   while (!reader.done()) {
     const std::size_t field_start = reader.position();
     Tag tag;
-    if (const auto e = reader.read_tag(tag); e != WireError::none) return e;
-    if (tag.wire_type == kEndGroup) return WireError::unbalanced_group;
+    if (const auto e = reader.read_field_tag(tag); e != WireError::none) return e;
     WireError e = WireError::none;
     const bool length_delimited = tag.wire_type == kLengthDelimited;
     if (tag.field == kSpecName && length_delimited) {
@@ -227,8 +96,7 @@ WireError scan_fields(std::string_view message, std::uint32_t field, OnField&& o
   while (!reader.done()) {
     const std::size_t start = reader.position();
     Tag tag;
-    if (const auto e = reader.read_tag(tag); e != WireError::none) return e;
-    if (tag.wire_type == kEndGroup) return WireError::unbalanced_group;
+    if (const auto e = reader.read_field_tag(tag); e != WireError::none) return e;
     if (tag.field == field && tag.wire_type == kLengthDelimited) {
       std::string_view payload;
       if (const auto e = reader.read_length_delimited(payload); e != WireError::none) return e;
@@ -307,28 +175,6 @@ RewriteResult rewrite_request(std::string_view request, const ModelSpecRewrite& 
 }
 
 }  // namespace
-
-const char* to_string(WireError error) {
-  switch (error) {
-    case WireError::none:
-      return "none";
-    case WireError::truncated:
-      return "truncated";
-    case WireError::bad_varint:
-      return "bad_varint";
-    case WireError::bad_tag:
-      return "bad_tag";
-    case WireError::bad_length:
-      return "bad_length";
-    case WireError::unbalanced_group:
-      return "unbalanced_group";
-    case WireError::too_deep:
-      return "too_deep";
-    case WireError::invalid_utf8:
-      return "invalid_utf8";
-  }
-  return "unknown";
-}
 
 ModelSpecResult parse_model_spec(std::string_view request) {
   MergedSpec merged = merge_request_spec(request);

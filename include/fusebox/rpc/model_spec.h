@@ -29,6 +29,8 @@
 #include <variant>
 #include <vector>
 
+#include "fusebox/rpc/protobuf_wire.h"  // WireError, to_string(WireError), kMaxGroupDepth
+
 namespace fusebox::rpc {
 
 struct ModelSpec {
@@ -39,24 +41,6 @@ struct ModelSpec {
 
   friend bool operator==(const ModelSpec&, const ModelSpec&) = default;
 };
-
-enum class WireError {
-  none,
-  truncated,         // the input ends inside a tag, a varint or a fixed-size value
-  bad_varint,        // a varint longer than 10 bytes
-  bad_tag,           // field number 0 or above 2^29 - 1, or wire type 6 or 7
-  bad_length,        // a length prefix that runs past the end of its message (overlong)
-  unbalanced_group,  // an end-group tag without its start, or a group never closed
-  too_deep,          // groups nested deeper than kMaxGroupDepth
-  invalid_utf8,      // a ModelSpec string that is not valid UTF-8
-};
-
-// "truncated", "bad_varint", ... ("none" for none).
-const char* to_string(WireError error);
-
-// Groups (wire types 3/4) inside unknown fields nested deeper than this are rejected, like
-// libprotobuf's default recursion limit.
-inline constexpr int kMaxGroupDepth = 100;
 
 struct ModelSpecResult {
   WireError error = WireError::none;
