@@ -18,6 +18,7 @@ namespace fusebox::h2 {
 struct HeaderField {
   std::string name;  // lower case on the wire in HTTP/2; the decoder does not change it
   std::string value;
+  bool operator==(const HeaderField&) const = default;
 };
 using HeaderList = std::vector<HeaderField>;
 

@@ -1,0 +1,154 @@
+#include "fusebox/h2/grpc_framing.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "fusebox/h2/connection.h"
+#include <array>
+
+namespace fusebox::h2 {
+
+void append_grpc_message(std::string& out, std::string_view message) {
+  const auto n = static_cast<std::uint32_t>(message.size());
+  const char prefix[kMessagePrefix] = {0, static_cast<char>(n >> 24), static_cast<char>(n >> 16),
+                                       static_cast<char>(n >> 8), static_cast<char>(n)};
+  out.append(prefix, kMessagePrefix);
+  out.append(message);
+}
+
+GrpcMessage read_grpc_message(std::string_view data, std::uint64_t max_bytes) {
+  GrpcMessage m;
+  if (data.size() < kMessagePrefix) return m;
+  auto byte = [&](std::size_t i) { return static_cast<std::uint64_t>(static_cast<unsigned char>(data[i])); };
+  m.length = byte(1) << 24 | byte(2) << 16 | byte(3) << 8 | byte(4);
+  if (byte(0) != 0) {
+    m.status = GrpcMessage::Status::compressed;
+    return m;
+  }
+  if (m.length > max_bytes) {
+    m.status = GrpcMessage::Status::too_large;
+    return m;
+  }
+  if (data.size() - kMessagePrefix < m.length) return m;
+  m.status = GrpcMessage::Status::complete;
+  m.message = data.substr(kMessagePrefix, m.length);
+  m.consumed = kMessagePrefix + m.length;
+  return m;
+}
+
+grpc::ByteBuffer adopt_bytes(std::string&& bytes, std::size_t offset, std::size_t length) {
+  auto* owner = new std::string(std::move(bytes));
+  grpc::Slice slice(owner->data() + offset, length,
+                    [](void* p) { delete static_cast<std::string*>(p); }, owner);
+  return grpc::ByteBuffer(&slice, 1);
+}
+
+void send_grpc_message(Connection& conn, std::uint32_t stream_id, const grpc::ByteBuffer& message,
+                       bool end_stream) {
+  std::vector<grpc::Slice> slices;
+  (void)message.Dump(&slices);
+  std::size_t n = 0;
+  for (const auto& s : slices) n += s.size();
+  const auto len = static_cast<std::uint32_t>(n);
+  const char prefix[kMessagePrefix] = {0, static_cast<char>(len >> 24), static_cast<char>(len >> 16),
+                                       static_cast<char>(len >> 8), static_cast<char>(len)};
+  auto view = [](const grpc::Slice& s) {
+    return std::string_view(reinterpret_cast<const char*>(s.begin()), s.size());
+  };
+  if (slices.size() <= 1) {
+    conn.send_data(stream_id, std::string_view(prefix, kMessagePrefix),
+                   slices.empty() ? std::string_view() : view(slices[0]), end_stream);
+    return;
+  }
+  std::string joined;
+  joined.reserve(n);
+  for (const auto& s : slices) joined.append(view(s));
+  conn.send_data(stream_id, std::string_view(prefix, kMessagePrefix), joined, end_stream);
+}
+
+void append_message_data(std::string& buffer, std::string_view data, std::uint64_t max_bytes) {
+  const bool had_prefix = buffer.size() >= kMessagePrefix;
+  buffer.append(data);
+  if (had_prefix || buffer.size() < kMessagePrefix) return;
+  auto m = read_grpc_message(buffer, max_bytes);
+  if (m.status == GrpcMessage::Status::incomplete) buffer.reserve(kMessagePrefix + m.length);
+}
+
+std::optional<std::chrono::nanoseconds> parse_grpc_timeout(std::string_view value) {
+  if (value.size() < 2 || value.size() > 9) return std::nullopt;
+  std::int64_t n = 0;
+  for (char c : value.substr(0, value.size() - 1)) {
+    if (c < '0' || c > '9') return std::nullopt;
+    n = n * 10 + (c - '0');
+  }
+  using namespace std::chrono;
+  switch (value.back()) {
+    case 'H': return duration_cast<nanoseconds>(hours(n));
+    case 'M': return duration_cast<nanoseconds>(minutes(n));
+    case 'S': return duration_cast<nanoseconds>(seconds(n));
+    case 'm': return duration_cast<nanoseconds>(milliseconds(n));
+    case 'u': return duration_cast<nanoseconds>(microseconds(n));
+    case 'n': return nanoseconds(n);
+    default: return std::nullopt;
+  }
+}
+
+std::string format_grpc_timeout(std::chrono::nanoseconds timeout) {
+  constexpr std::int64_t kMax = 99'999'999;
+  auto ns = std::max<std::int64_t>(timeout.count(), 1);
+  struct Unit {
+    std::int64_t ns;
+    char name;
+  };
+  static constexpr std::array<Unit, 6> kUnits{{{1, 'n'},
+                                               {1'000, 'u'},
+                                               {1'000'000, 'm'},
+                                               {1'000'000'000, 'S'},
+                                               {60'000'000'000, 'M'},
+                                               {3'600'000'000'000, 'H'}}};
+  for (const auto& unit : kUnits) {
+    auto count = (ns + unit.ns - 1) / unit.ns;  // rounded up
+    if (count <= kMax) return std::to_string(count) + unit.name;
+  }
+  return std::to_string(kMax) + "H";
+}
+
+std::string percent_encode(std::string_view text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    auto u = static_cast<unsigned char>(c);
+    if (u >= 0x20 && u <= 0x7e && c != '%') {
+      out.push_back(c);
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[u >> 4]);
+      out.push_back(kHex[u & 0xf]);
+    }
+  }
+  return out;
+}
+
+std::string percent_decode(std::string_view text) {
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '%' && i + 2 < text.size() && hex(text[i + 1]) >= 0 &&
+        hex(text[i + 2]) >= 0) {
+      out.push_back(static_cast<char>(hex(text[i + 1]) << 4 | hex(text[i + 2])));
+      i += 2;
+    } else {
+      out.push_back(text[i]);
+    }
+  }
+  return out;
+}
+
+}  // namespace fusebox::h2

@@ -1,0 +1,364 @@
+#include "fusebox/h2/connection.h"
+
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace fusebox::h2 {
+namespace {
+
+// What one side's handler heard, per stream.
+struct Recorder : Connection::Handler {
+  struct StreamLog {
+    std::vector<HeaderList> blocks;
+    std::string data;
+    bool ended = false;
+    bool reset = false;
+    ErrorCode reset_code = ErrorCode::no_error;
+  };
+  std::map<std::uint32_t, StreamLog> streams;
+  std::vector<std::uint32_t> too_large;
+  std::vector<std::uint64_t> ping_acks;
+  std::uint32_t goaway_last = 0;
+  bool goaway = false;
+  // Optional reaction to a finished request (server side tests).
+  std::function<void(std::uint32_t)> on_end;
+
+  void on_headers(std::uint32_t id, HeaderList& headers, bool end) override {
+    streams[id].blocks.push_back(headers);
+    if (end) ended(id);
+  }
+  void on_data(std::uint32_t id, std::string_view data, bool end) override {
+    streams[id].data.append(data);
+    if (end) ended(id);
+  }
+  void on_stream_reset(std::uint32_t id, ErrorCode code) override {
+    streams[id].reset = true;
+    streams[id].reset_code = code;
+  }
+  void on_headers_too_large(std::uint32_t id) override { too_large.push_back(id); }
+  void on_goaway(std::uint32_t last, ErrorCode) override {
+    goaway = true;
+    goaway_last = last;
+  }
+  void on_ping_ack(std::uint64_t opaque) override { ping_acks.push_back(opaque); }
+  void ended(std::uint32_t id) {
+    streams[id].ended = true;
+    if (on_end) on_end(id);
+  }
+};
+
+HeaderList request_headers(std::string path = "/pkg.Service/Method") {
+  return {{":method", "POST"},
+          {":scheme", "http"},
+          {":path", std::move(path)},
+          {":authority", "localhost"},
+          {"content-type", "application/grpc"},
+          {"te", "trailers"}};
+}
+
+// A client and a server connection joined by an in-memory pipe.
+struct Pair {
+  Recorder client_log, server_log;
+  Connection client;
+  Connection server;
+  bool client_ok = true, server_ok = true;
+
+  explicit Pair(Connection::Options client_options = {}, Connection::Options server_options = {})
+      : client(Connection::Role::client, client_log, client_options),
+        server(Connection::Role::server, server_log, server_options) {
+    client.start();
+    server.start();
+    pump();
+  }
+
+  // Moves bytes both ways until neither side has anything to send (bounded).
+  void pump() {
+    for (int i = 0; i < 1000 && (client.has_output() || server.has_output()); ++i) {
+      std::string c2s, s2c;
+      c2s.swap(client.output());
+      s2c.swap(server.output());
+      if (!c2s.empty() && server_ok) server_ok = server.receive(c2s);
+      if (!s2c.empty() && client_ok) client_ok = client.receive(s2c);
+    }
+  }
+};
+
+TEST(H2Connection, RequestAndResponseWithTrailers) {
+  Pair p;
+  p.server_log.on_end = [&](std::uint32_t id) {
+    p.server.send_headers(id, {{":status", "200"}, {"content-type", "application/grpc"}}, false);
+    p.server.send_data(id, "answer:" + p.server_log.streams[id].data, false);
+    p.server.send_headers(id, {{"grpc-status", "0"}}, true);
+  };
+  auto id = p.client.open_stream(request_headers(), false);
+  ASSERT_EQ(id, 1u);
+  p.client.send_data(id, "question", true);
+  p.pump();
+  ASSERT_TRUE(p.client_ok && p.server_ok) << p.client.error() << p.server.error();
+  const auto& at_server = p.server_log.streams[1];
+  ASSERT_EQ(at_server.blocks.size(), 1u);
+  EXPECT_EQ(at_server.blocks[0], request_headers());
+  EXPECT_EQ(at_server.data, "question");
+  const auto& at_client = p.client_log.streams[1];
+  ASSERT_EQ(at_client.blocks.size(), 2u);
+  EXPECT_EQ(at_client.blocks[0][0].value, "200");
+  EXPECT_EQ(at_client.blocks[1], (HeaderList{{"grpc-status", "0"}}));
+  EXPECT_EQ(at_client.data, "answer:question");
+  EXPECT_TRUE(at_client.ended);
+  EXPECT_EQ(p.client.open_streams(), 0u);
+  EXPECT_EQ(p.server.open_streams(), 0u);
+}
+
+TEST(H2Connection, ManyStreamsInterleaved) {
+  Pair p;
+  p.server_log.on_end = [&](std::uint32_t id) {
+    p.server.send_headers(id, {{":status", "200"}}, false);
+    p.server.send_data(id, p.server_log.streams[id].data, true);
+  };
+  std::vector<std::uint32_t> ids;
+  for (int i = 0; i < 50; ++i) ids.push_back(p.client.open_stream(request_headers(), false));
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    p.client.send_data(ids[i], "body-" + std::to_string(i), true);
+  }
+  p.pump();
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    EXPECT_EQ(p.client_log.streams[ids[i]].data, "body-" + std::to_string(i));
+    EXPECT_TRUE(p.client_log.streams[ids[i]].ended);
+  }
+  EXPECT_EQ(p.client.open_streams(), 0u);
+  EXPECT_EQ(p.server.open_streams(), 0u);
+}
+
+// 1 MiB each way with the protocol's default windows (64 KiB): data waits for WINDOW_UPDATE
+// and the trailers wait behind it.
+TEST(H2Connection, FlowControlHoldsDataAndTrailersUntilWindowOpens) {
+  Connection::Options small;
+  small.connection_window = kDefaultWindow;
+  Pair p(small, small);
+  const std::string big(1 << 20, 'x');
+  p.server_log.on_end = [&](std::uint32_t id) {
+    p.server.send_headers(id, {{":status", "200"}}, false);
+    p.server.send_data(id, big, false);
+    p.server.send_headers(id, {{"grpc-status", "0"}}, true);
+    EXPECT_GT(p.server.pending_data(), 0u) << "the window cannot hold 1 MiB";
+  };
+  auto id = p.client.open_stream(request_headers(), false);
+  p.client.send_data(id, big, true);
+  EXPECT_GT(p.client.pending_data(), 0u);
+  p.pump();
+  ASSERT_TRUE(p.client_ok && p.server_ok) << p.client.error() << p.server.error();
+  EXPECT_EQ(p.server_log.streams[id].data.size(), big.size());
+  const auto& at_client = p.client_log.streams[id];
+  EXPECT_EQ(at_client.data.size(), big.size());
+  ASSERT_EQ(at_client.blocks.size(), 2u);
+  EXPECT_EQ(at_client.blocks[1], (HeaderList{{"grpc-status", "0"}}));
+  EXPECT_EQ(p.server.pending_data(), 0u);
+  EXPECT_EQ(p.server.open_streams(), 0u);
+}
+
+TEST(H2Connection, HeaderBlockLargerThanAFrameGoesInContinuations) {
+  Pair p;
+  auto headers = request_headers();
+  headers.push_back({"x-big", std::string(40000, 'v')});  // above 16 KiB frames, not indexed
+  p.client.open_stream(headers, true);
+  p.pump();
+  ASSERT_TRUE(p.server_ok) << p.server.error();
+  ASSERT_EQ(p.server_log.streams[1].blocks.size(), 1u);
+  EXPECT_EQ(p.server_log.streams[1].blocks[0], headers);
+}
+
+TEST(H2Connection, ClientResetReachesTheServerHandler) {
+  Pair p;
+  auto id = p.client.open_stream(request_headers(), false);
+  p.client.send_data(id, "part", false);
+  p.pump();
+  p.client.reset_stream(id, ErrorCode::cancel);
+  p.pump();
+  EXPECT_TRUE(p.server_log.streams[id].reset);
+  EXPECT_EQ(p.server_log.streams[id].reset_code, ErrorCode::cancel);
+  EXPECT_EQ(p.server.open_streams(), 0u);
+  EXPECT_FALSE(p.client_log.streams[id].reset) << "no callback for a stream reset locally";
+}
+
+TEST(H2Connection, ServerStreamLimitRefusesTheExtraStream) {
+  Connection::Options server;
+  server.settings.max_concurrent_streams = 1;
+  Pair p({}, server);
+  auto first = p.client.open_stream(request_headers(), false);
+  EXPECT_FALSE(p.client.can_open_stream()) << "the client honours the announced limit";
+  EXPECT_NE(first, 0u);
+  EXPECT_EQ(p.client.open_stream(request_headers(), false), 0u);
+}
+
+TEST(H2Connection, GoawayRefusesStreamsTheServerNeverSaw) {
+  Pair p;
+  auto a = p.client.open_stream(request_headers(), false);
+  p.pump();
+  auto b = p.client.open_stream(request_headers(), false);
+  p.server.goaway(ErrorCode::no_error);  // before b's headers arrive: the last stream is a
+  std::string s2c;
+  s2c.swap(p.server.output());
+  ASSERT_TRUE(p.client.receive(s2c));
+  EXPECT_TRUE(p.client_log.goaway);
+  EXPECT_EQ(p.client_log.goaway_last, a);
+  EXPECT_TRUE(p.client_log.streams[b].reset);
+  EXPECT_EQ(p.client_log.streams[b].reset_code, ErrorCode::refused_stream);
+  EXPECT_FALSE(p.client_log.streams[a].reset);
+  EXPECT_FALSE(p.client.can_open_stream());
+  // Stream a still completes.
+  p.pump();
+  p.server.send_headers(a, {{":status", "200"}}, true);
+  p.pump();
+  EXPECT_TRUE(p.client_log.streams[a].ended);
+}
+
+TEST(H2Connection, PingIsAnsweredAndAckReported) {
+  Pair p;
+  p.client.ping(0x0102030405060708ull);
+  p.pump();
+  ASSERT_EQ(p.client_log.ping_acks.size(), 1u);
+  EXPECT_EQ(p.client_log.ping_acks[0], 0x0102030405060708ull);
+}
+
+TEST(H2Connection, HeaderListAboveTheLimitIsReportedAndTheStreamReset) {
+  Connection::Options server;
+  server.settings.max_header_list_size = 1024;
+  Pair p({}, server);
+  auto headers = request_headers();
+  headers.push_back({"x-big", std::string(2000, 'v')});
+  auto id = p.client.open_stream(headers, true);
+  p.pump();
+  ASSERT_TRUE(p.server_ok) << "a stream error, not a connection error";
+  EXPECT_EQ(p.server_log.too_large, std::vector<std::uint32_t>{id});
+  EXPECT_TRUE(p.server_log.streams[id].blocks.empty());
+  EXPECT_TRUE(p.client_log.streams[id].reset);
+  // The connection still serves.
+  p.server_log.on_end = [&](std::uint32_t sid) { p.server.send_headers(sid, {{":status", "200"}}, true); };
+  auto next = p.client.open_stream(request_headers(), true);
+  p.pump();
+  EXPECT_TRUE(p.client_log.streams[next].ended);
+}
+
+std::string frame(FrameType type, std::uint8_t flags, std::uint32_t stream,
+                  std::string_view payload) {
+  std::string out;
+  append_frame_header(out, static_cast<std::uint32_t>(payload.size()), type, flags, stream);
+  out.append(payload);
+  return out;
+}
+
+// A server after the client preface and an empty SETTINGS.
+struct RawServer {
+  Recorder log;
+  Connection server{Connection::Role::server, log, {}};
+  RawServer() {
+    server.start();
+    EXPECT_TRUE(server.receive(std::string(kClientPreface) + frame(FrameType::settings, 0, 0, "")));
+    server.output().clear();
+  }
+  // The GOAWAY error code the server queued.
+  std::uint32_t goaway_code() {
+    const auto& out = server.output();
+    for (std::size_t i = 0; i + kFrameHeaderSize <= out.size();) {
+      auto len = static_cast<std::size_t>(static_cast<unsigned char>(out[i])) << 16 |
+                 static_cast<std::size_t>(static_cast<unsigned char>(out[i + 1])) << 8 |
+                 static_cast<unsigned char>(out[i + 2]);
+      if (static_cast<FrameType>(out[i + 3]) == FrameType::goaway) {
+        auto p = out.substr(i + kFrameHeaderSize + 4, 4);
+        return static_cast<std::uint32_t>(static_cast<unsigned char>(p[3]));
+      }
+      i += kFrameHeaderSize + len;
+    }
+    return 0xffffffff;
+  }
+};
+
+TEST(H2ConnectionErrors, WrongPrefaceFails) {
+  Recorder log;
+  Connection server(Connection::Role::server, log, {});
+  server.start();
+  EXPECT_FALSE(server.receive("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+  EXPECT_EQ(server.error(), "not an HTTP/2 connection preface");
+}
+
+TEST(H2ConnectionErrors, PrefaceInPiecesIsAccepted) {
+  Recorder log;
+  Connection server(Connection::Role::server, log, {});
+  server.start();
+  auto bytes = std::string(kClientPreface) + frame(FrameType::settings, 0, 0, "");
+  for (char c : bytes) ASSERT_TRUE(server.receive(std::string_view(&c, 1)));
+  EXPECT_FALSE(server.failed());
+}
+
+TEST(H2ConnectionErrors, FirstFrameMustBeSettings) {
+  Recorder log;
+  Connection server(Connection::Role::server, log, {});
+  server.start();
+  EXPECT_FALSE(server.receive(std::string(kClientPreface) + frame(FrameType::ping, 0, 0, "12345678")));
+}
+
+TEST(H2ConnectionErrors, OversizedFrameIsAFrameSizeError) {
+  RawServer s;
+  std::string header;
+  append_frame_header(header, 20000, FrameType::data, 0, 1);
+  EXPECT_FALSE(s.server.receive(header));
+  EXPECT_EQ(s.goaway_code(), static_cast<std::uint32_t>(ErrorCode::frame_size_error));
+}
+
+TEST(H2ConnectionErrors, DataOnAnIdleStreamIsAProtocolError) {
+  RawServer s;
+  EXPECT_FALSE(s.server.receive(frame(FrameType::data, 0, 1, "x")));
+  EXPECT_EQ(s.goaway_code(), static_cast<std::uint32_t>(ErrorCode::protocol_error));
+}
+
+TEST(H2ConnectionErrors, EvenStreamFromAClientIsAProtocolError) {
+  RawServer s;
+  EXPECT_FALSE(s.server.receive(frame(FrameType::headers, 0x5, 2, "\x82")));  // :method GET
+}
+
+TEST(H2ConnectionErrors, InterruptedHeaderBlockIsAProtocolError) {
+  RawServer s;
+  EXPECT_FALSE(s.server.receive(frame(FrameType::headers, 0x0, 1, "\x82") +
+                                frame(FrameType::ping, 0, 0, "12345678")));
+}
+
+TEST(H2ConnectionErrors, BadHpackIsACompressionError) {
+  RawServer s;
+  EXPECT_FALSE(s.server.receive(frame(FrameType::headers, 0x5, 1, "\xff\xff\xff\xff\xff\xff")));
+  EXPECT_EQ(s.goaway_code(), static_cast<std::uint32_t>(ErrorCode::compression_error));
+}
+
+TEST(H2ConnectionErrors, ZeroWindowUpdateOnTheConnectionIsAProtocolError) {
+  RawServer s;
+  EXPECT_FALSE(s.server.receive(frame(FrameType::window_update, 0, 0, std::string(4, '\0'))));
+}
+
+TEST(H2ConnectionErrors, DataBeyondTheConnectionWindowIsAFlowControlError) {
+  Recorder log;
+  Connection::Options options;
+  options.connection_window = kDefaultWindow;
+  options.settings.max_frame_size = 1 << 20;
+  Connection server(Connection::Role::server, log, options);
+  server.start();
+  ASSERT_TRUE(server.receive(std::string(kClientPreface) + frame(FrameType::settings, 0, 0, "") +
+                             frame(FrameType::headers, 0x4, 1, "\x83\x86\x84")));  // POST http /
+  EXPECT_FALSE(server.receive(frame(FrameType::data, 0, 1, std::string(70000, 'x'))));
+}
+
+TEST(H2ConnectionErrors, AbortStreamsEndsEveryOpenStream) {
+  Pair p;
+  auto a = p.client.open_stream(request_headers(), false);
+  auto b = p.client.open_stream(request_headers(), false);
+  p.pump();
+  p.client.abort_streams(ErrorCode::cancel);
+  EXPECT_TRUE(p.client_log.streams[a].reset);
+  EXPECT_TRUE(p.client_log.streams[b].reset);
+  EXPECT_EQ(p.client.open_streams(), 0u);
+}
+
+}  // namespace
+}  // namespace fusebox::h2
