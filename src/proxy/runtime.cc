@@ -120,15 +120,6 @@ Runtime::Runtime(std::shared_ptr<const config::Config> cfg, std::size_t shards,
       if (backend->has_rest_port()) {
         backend->resolved = before ? before->resolved : resolve(backend->endpoint);
       }
-      if (backend->endpoint.grpc_port != 0) {
-        if (before && before->grpc && unchanged(pool_config.name, "grpc")) {
-          backend->grpc = before->grpc;
-          ++carried.channels;
-        } else {
-          backend->grpc = std::make_shared<upstream::GrpcChannel>(
-              upstream::grpc_target(backend->endpoint), pool_config);
-        }
-      }
       if (before && unchanged(pool_config.name, "circuit_breaker")) {
         backend->breaker = before->breaker;
         ++carried.breakers;
@@ -285,7 +276,7 @@ degrade::Reason primary_failure_reason(const upstream::PoolState& pool,
   switch (kind) {
     case Kind::no_backend:
       for (const auto& b : pool.backends) {
-        if (grpc && !b->grpc) continue;
+        if (grpc && b->endpoint.grpc_port == 0) continue;
         auto health = static_cast<health::HealthStatus>(b->health.load(std::memory_order_relaxed));
         auto state = b->breaker->state();
         bool kept_out = state == resilience::BreakerState::open ||

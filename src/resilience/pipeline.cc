@@ -66,15 +66,12 @@ struct HttpProtocol {
   static bool reaches(const BackendState& backend) { return backend.has_rest_port(); }
   static constexpr const char* kMissingPort = "a REST port";
 
-  static Handle send(Pipeline& p, std::vector<std::vector<std::unique_ptr<upstream::ConnectionPool>>>& connections,
-                     BackendState& backend, Request& request, TimePoint now, TimePoint attempt_end,
-                     std::function<void(Result&&)> done) {
-    (void)p;
+  static Handle send(Pipeline& p, BackendState& backend, Request& request, TimePoint now,
+                     TimePoint attempt_end, std::function<void(Result&&)> done) {
     auto remaining_ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(attempt_end - now).count();
     request.set("X-Fusebox-Timeout-Ms", std::to_string(std::max<std::int64_t>(1, remaining_ms)));
-    return connections[backend.pool_index][backend.backend_index]->send(request, attempt_end,
-                                                                         std::move(done));
+    return p.rest_upstream(backend).send(request, attempt_end, std::move(done));
   }
   static void cancel(const Handle& handle) { upstream::ConnectionPool::cancel(handle); }
   static unsigned status(const Result& result) { return result.response.result_int(); }
@@ -83,14 +80,15 @@ struct HttpProtocol {
 struct GrpcProtocol {
   using Request = upstream::GrpcRequest;
   using Result = upstream::GrpcResult;
-  using Handle = upstream::GrpcChannel::ExchangeHandle;
-  static bool reaches(const BackendState& backend) { return backend.grpc != nullptr; }
+  using Handle = upstream::GrpcClient::ExchangeHandle;
+  static bool reaches(const BackendState& backend) { return backend.endpoint.grpc_port != 0; }
   static constexpr const char* kMissingPort = "a grpc_port";
 
-  static Handle send(Pipeline& p, std::vector<std::vector<std::unique_ptr<upstream::ConnectionPool>>>&,
-                     BackendState& backend, Request& request, TimePoint, TimePoint attempt_end,
-                     std::function<void(Result&&)> done);
-  static void cancel(const Handle& handle) { upstream::GrpcChannel::cancel(handle); }
+  static Handle send(Pipeline& p, BackendState& backend, Request& request, TimePoint,
+                     TimePoint attempt_end, std::function<void(Result&&)> done) {
+    return p.grpc_upstream(backend).send(request, attempt_end, std::move(done));
+  }
+  static void cancel(const Handle& handle) { upstream::GrpcClient::cancel(handle); }
   static unsigned status(const Result& result) {
     return upstream::http_status_for(result.status.error_code());
   }
@@ -195,7 +193,7 @@ class Pipeline::Call : public std::enable_shared_from_this<Call<Protocol>> {
 
     auto attempt_end = attempt_deadline(req_.route->retry, now, req_.deadline);
     attempt.exchange = Protocol::send(
-        p_, p_.connections_, *backend, *req_.request, now, attempt_end,
+        p_, *backend, *req_.request, now, attempt_end,
         [self = shared_from_this(), index](Result&& result) {
           self->on_attempt_done(index, std::move(result));
         });
@@ -450,39 +448,18 @@ Pipeline::Pipeline(asio::io_context& ioc, std::vector<upstream::PoolState>& pool
     for (std::size_t i = 0; i < shard % std::max<std::size_t>(1, n); ++i) balancers_.back()->pick(all);
     auto limits = pool_limits(*pool.config, workers);
     auto& conns = connections_.emplace_back();
+    auto& grpc = grpc_clients_.emplace_back();
     for (auto& backend : pool.backends) {
       conns.push_back(std::make_unique<upstream::ConnectionPool>(ioc, *backend, limits));
+      grpc.push_back(backend->endpoint.grpc_port == 0
+                         ? nullptr
+                         : std::make_unique<upstream::GrpcClient>(ioc, *backend, *pool.config));
     }
   }
   scratch_.reserve(most);
 }
 
-Pipeline::~Pipeline() {
-  for (const auto& handle : grpc_exchanges_) upstream::GrpcChannel::abandon(handle);
-}
-
-void Pipeline::track_grpc_exchange(const upstream::GrpcChannel::ExchangeHandle& handle) {
-  // Drop finished calls when the list has doubled since the last sweep: amortized O(1), and
-  // the list stays within twice the calls in flight.
-  if (grpc_exchanges_.size() >= grpc_sweep_at_) {
-    std::erase_if(grpc_exchanges_, [](const auto& h) { return h.expired(); });
-    grpc_sweep_at_ = std::max<std::size_t>(64, 2 * grpc_exchanges_.size());
-  }
-  grpc_exchanges_.push_back(handle);
-}
-
-namespace {
-
-GrpcProtocol::Handle GrpcProtocol::send(
-    Pipeline& p, std::vector<std::vector<std::unique_ptr<upstream::ConnectionPool>>>&,
-    BackendState& backend, Request& request, TimePoint, TimePoint attempt_end,
-    std::function<void(Result&&)> done) {
-  auto handle = backend.grpc->send(request, attempt_end, p.io_context(), std::move(done));
-  p.track_grpc_exchange(handle);
-  return handle;
-}
-
-}  // namespace
+Pipeline::~Pipeline() = default;
 
 void Pipeline::execute(const PipelineRequest& request, PipelineHandler done) {
   std::make_shared<Call<HttpProtocol>>(*this, request, std::move(done))->start();
@@ -495,6 +472,9 @@ void Pipeline::execute(const GrpcPipelineRequest& request, GrpcPipelineHandler d
 void Pipeline::close_idle_upstreams() {
   for (auto& pool : connections_)
     for (auto& c : pool) c->close_idle();
+  for (auto& pool : grpc_clients_)
+    for (auto& c : pool)
+      if (c) c->close_idle();
 }
 
 }  // namespace fusebox::resilience

@@ -22,6 +22,7 @@
 #include "fusebox/proxy/proxy_handler.h"
 #include "fusebox/server/admin_handler.h"
 #include "fusebox/server/config_watcher.h"
+#include "fusebox/rpc/reflection.h"
 #include "fusebox/server/grpc_listener.h"
 #include "fusebox/server/http_session.h"
 
@@ -189,6 +190,7 @@ struct Worker final : RequestHandler {
   // with any handlers still queued in it (whose sessions unregister from the tracker), then
   // the tracker.
   SessionTracker tracker;
+  GrpcServices grpc_services;  // what this worker's gRPC sessions call
   asio::io_context ioc{1};
   std::size_t shard;
   std::size_t workers;
@@ -229,15 +231,20 @@ struct Gateway::Impl final : AdminContext {
     http_acceptor = bind_listener(workers[0]->ioc, listeners.http.address, listeners.http.port, "http");
     admin_acceptor = bind_listener(admin_ioc, listeners.admin.address, listeners.admin.port, "admin");
     if (listeners.grpc.enabled) {
-      grpc_listener = std::make_unique<GrpcListener>(
-          listeners.grpc,
-          [this](GrpcCall* call) {
-            auto& w = *workers[next_grpc_worker.fetch_add(1, std::memory_order_relaxed) %
-                               workers.size()];
-            asio::post(w.ioc, [&w, call] { w.current->grpc_handler->handle(call); });
-          },
-          [this](std::string_view service) { return grpc_health(service); });
-      grpc_listener->start();
+      grpc_acceptor = bind_listener(workers[0]->ioc, listeners.grpc.address, listeners.grpc.port,
+                                    "gRPC");
+      if (listeners.grpc.reflection) {
+        reflection = std::make_unique<rpc::ReflectionService>(std::vector<std::string>{
+            "tensorflow.serving.PredictionService", "tensorflow.serving.ModelService"});
+      }
+      for (auto& w : workers) {
+        w->grpc_services.config = &startup_config->listeners.grpc;
+        w->grpc_services.dispatch = [w = w.get()](GrpcCall* call) {
+          w->current->grpc_handler->handle(call);
+        };
+        w->grpc_services.health = [this](std::string_view service) { return grpc_health(service); };
+        w->grpc_services.reflection = reflection.get();
+      }
     }
     if (startup_config->reload.watch && !startup_config->source_file.empty()) {
       watcher = std::make_unique<ConfigWatcher>(
@@ -270,10 +277,7 @@ struct Gateway::Impl final : AdminContext {
   }
 
   ~Impl() override {
-    // A listener still running (the gateway never ran) stops before the workers go.
-    if (grpc_shutdown.joinable()) grpc_shutdown.join();
     if (reload_thread.joinable()) reload_thread.join();
-    grpc_listener.reset();
   }
 
   std::unique_ptr<health::HealthChecker> make_health_checker(proxy::Runtime& rt) {
@@ -464,10 +468,8 @@ struct Gateway::Impl final : AdminContext {
     }
     const auto& config = *next->config;
     logging::log().info(
-        "config reloaded: generation {} with {} routes, {} pools; {} breakers and {} gRPC "
-        "channels carried over",
-        generation, config.routes.size(), config.pools.size(), next->carried.breakers,
-        next->carried.channels);
+        "config reloaded: generation {} with {} routes, {} pools; {} breakers carried over",
+        generation, config.routes.size(), config.pools.size(), next->carried.breakers);
   }
 
   // Admin thread: a worker destroyed its generation of `released`. When every worker has, the
@@ -512,7 +514,10 @@ struct Gateway::Impl final : AdminContext {
     if (stopped.load()) return;  // tearing down: the other threads and loops are gone
     const auto max_connections = startup_config->listeners.http.max_connections;
     if (now < max_connections && accept_paused.exchange(false)) {
-      asio::post(workers[0]->ioc, [this] { accept_next(); });
+      asio::post(workers[0]->ioc, [this] {
+      accept_next();
+      accept_grpc();
+    });
     }
     if (accepting_stopped.load(std::memory_order_relaxed) && now == 0) {
       asio::post(admin_ioc, [this] { check_drained(); });
@@ -551,13 +556,38 @@ struct Gateway::Impl final : AdminContext {
 
   // Counts an accepted connection and starts its session on its worker; returns the number of
   // connections now open.
-  std::uint32_t hand_over(std::unique_ptr<io::Socket> socket, Worker& target) {
+  std::uint32_t hand_over(std::unique_ptr<io::Socket> socket, Worker& target, bool grpc = false) {
     auto open = connections.fetch_add(1, std::memory_order_relaxed) + 1;
     gauges->downstream_connections.fetch_add(1, std::memory_order_relaxed);
-    asio::post(target.ioc, [this, &target, s = std::move(socket)]() mutable {
-      start_http_session(std::move(*s), startup_config->listeners.http, target, target.tracker);
+    asio::post(target.ioc, [this, &target, grpc, s = std::move(socket)]() mutable {
+      if (grpc) {
+        start_grpc_session(std::move(*s), target.grpc_services, target.tracker);
+      } else {
+        start_http_session(std::move(*s), startup_config->listeners.http, target, target.tracker);
+      }
     });
     return open;
+  }
+
+  // gRPC connections are few and long-lived (clients multiplex calls over them): they count
+  // as connections but never pause accepting.
+  void accept_grpc() {
+    if (!grpc_acceptor || !grpc_acceptor->is_open()) return;
+    auto& target = *workers[next_worker++ % workers.size()];
+    auto socket = std::make_unique<io::Socket>(target.ioc.get_executor());
+    auto& peer = *socket;
+    grpc_acceptor->async_accept(peer, [this, &target, socket = std::move(socket)](
+                                          boost::system::error_code ec) mutable {
+      if (ec == asio::error::operation_aborted) return;
+      if (ec) {
+        logging::log().error("gRPC accept failed: {}", ec.message());
+        auto timer = std::make_shared<asio::steady_timer>(workers[0]->ioc, std::chrono::milliseconds(100));
+        timer->async_wait([this, timer](boost::system::error_code) { accept_grpc(); });
+        return;
+      }
+      hand_over(std::move(socket), target, /*grpc=*/true);
+      accept_grpc();
+    });
   }
 
   // On worker 0 (the acceptor's thread). Closing a listener resets the connections the kernel
@@ -659,21 +689,21 @@ struct Gateway::Impl final : AdminContext {
                         format_duration(timeout), connections.load());
     asio::post(workers[0]->ioc, [this] {
       close_http_listener();
+      if (grpc_acceptor) {
+        boost::system::error_code ec;
+        grpc_acceptor->close(ec);
+      }
       // Set after the last hand_over(): check_drained() must not see 0 connections before it.
       accepting_stopped.store(true);
       asio::post(admin_ioc, [this] { check_drained(); });
     });
+    // HTTP sessions close once idle; gRPC sessions send GOAWAY and close once their calls are
+    // answered.
     for (auto& w : workers) {
       asio::post(w->ioc, [w = w.get()] {
         w->tracker.drain_all();
         w->close_idle_upstreams();
       });
-    }
-    if (grpc_listener) {
-      // Sends GOAWAY and lets calls in flight finish within the timeout (their workers keep
-      // running).
-      auto deadline = std::chrono::system_clock::now() + timeout;
-      grpc_shutdown = std::thread([this, deadline] { grpc_listener->shutdown(deadline); });
     }
     drain_timer.expires_after(timeout);
     drain_timer.async_wait([this](boost::system::error_code ec) {
@@ -703,9 +733,6 @@ struct Gateway::Impl final : AdminContext {
     boost::system::error_code ec;
     admin_acceptor->close(ec);
     admin_tracker.drain_all();
-    // gRPC calls still in flight finish (or are cancelled at the deadline) before the workers
-    // that serve them stop.
-    if (grpc_shutdown.joinable()) grpc_shutdown.join();
     for (auto& w : workers) {
       w->work.reset();
       w->ioc.stop();
@@ -721,7 +748,10 @@ struct Gateway::Impl final : AdminContext {
       w->work.emplace(w->ioc.get_executor());
       w->thread = std::thread([w = w.get()] { w->ioc.run(); });
     }
-    asio::post(workers[0]->ioc, [this] { accept_next(); });
+    asio::post(workers[0]->ioc, [this] {
+      accept_next();
+      accept_grpc();
+    });
     accept_admin();
     health_checker->start();
     admission_tick();
@@ -787,13 +817,11 @@ struct Gateway::Impl final : AdminContext {
   asio::steady_timer admission_timer;  // load shedding samples, adaptive limits
   std::unique_ptr<ConfigWatcher> watcher;
   std::unique_ptr<ConfigWatcher> jwks_watcher;  // auth.jwt.jwks_file as configured at start
+  std::unique_ptr<rpc::ReflectionService> reflection;  // gRPC reflection; null when off
   std::vector<std::unique_ptr<Worker>> workers;
   std::unique_ptr<tcp::acceptor> http_acceptor;
   std::unique_ptr<tcp::acceptor> admin_acceptor;
-  // Destroyed before the workers: its calls are dispatched to them.
-  std::unique_ptr<GrpcListener> grpc_listener;
-  std::thread grpc_shutdown;  // GrpcListener::shutdown() blocks; it runs here during a drain
-  std::atomic<std::size_t> next_grpc_worker{0};
+  std::unique_ptr<tcp::acceptor> grpc_acceptor;  // null when listeners.grpc is off
   std::size_t next_worker = 0;
   bool shutting_down = false;
 };
@@ -807,7 +835,7 @@ tcp::endpoint Gateway::http_endpoint() const { return impl_->http_acceptor->loca
 tcp::endpoint Gateway::admin_endpoint() const { return impl_->admin_acceptor->local_endpoint(); }
 std::size_t Gateway::worker_count() const { return impl_->workers.size(); }
 std::uint16_t Gateway::grpc_port() const {
-  return impl_->grpc_listener ? impl_->grpc_listener->port() : 0;
+  return impl_->grpc_acceptor ? impl_->grpc_acceptor->local_endpoint().port() : 0;
 }
 int Gateway::run() { return impl_->run(); }
 

@@ -1,36 +1,35 @@
 #include "fusebox/server/grpc_listener.h"
 
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
-#include <grpcpp/generic/async_generic_service.h>
-#include <grpcpp/impl/server_builder_option.h>
-#include <grpcpp/impl/server_builder_plugin.h>
-#include <grpcpp/security/server_credentials.h>
-#include <grpcpp/server.h>
-#include <grpcpp/server_builder.h>
-
-#include <atomic>
-#include <climits>
-#include <condition_variable>
-#include <mutex>
+#include <boost/asio/write.hpp>
 #include <optional>
-#include <stdexcept>
+#include <set>
+#include <unordered_map>
 
-#include "fusebox/common/address.h"
+#include "fusebox/common/lazy_deadline.h"
+#include "fusebox/h2/connection.h"
+#include "fusebox/h2/grpc_framing.h"
+#include "fusebox/logging/logging.h"
+#include "fusebox/rpc/reflection.h"
 #include "fusebox/rpc/tensor_answers.h"
-#include "tensorflow_serving/apis/model_service.grpc.pb.h"
+#include "fusebox/server/http_session.h"
 #include "tensorflow_serving/apis/model_service.pb.h"
-#include "tensorflow_serving/apis/prediction_service.grpc.pb.h"
 #include "tensorflow_serving/apis/prediction_service.pb.h"
 
 namespace fusebox::server {
 namespace {
 
+namespace asio = boost::asio;
+
 constexpr std::string_view kHealthCheck = "/grpc.health.v1.Health/Check";
 constexpr std::string_view kHealthWatch = "/grpc.health.v1.Health/Watch";
 
+// A connection must have sent its preface and SETTINGS by then.
+constexpr auto kHandshakeTimeout = std::chrono::seconds(10);
+constexpr std::size_t kReadBuffer = 64 * 1024;
+
 // grpc.health.v1.HealthCheckRequest is one string field (service = 1). Hand-read: the listener
 // needs nothing else from protobuf. nullopt when the bytes are not such a message.
-std::optional<std::string> health_service(const std::string& bytes) {
+std::optional<std::string> health_service(std::string_view bytes) {
   std::string service;
   std::size_t i = 0;
   auto varint = [&](std::uint64_t& out) {
@@ -51,7 +50,7 @@ std::optional<std::string> health_service(const std::string& bytes) {
       if (!varint(n)) return std::nullopt;
     } else if (wire == 2) {
       if (!varint(n) || n > bytes.size() - i) return std::nullopt;
-      if ((tag >> 3) == 1) service.assign(bytes, i, n);
+      if ((tag >> 3) == 1) service.assign(bytes.substr(i, n));
       i += n;
     } else if (wire == 1 || wire == 5) {
       std::size_t skip = wire == 1 ? 8 : 4;
@@ -64,242 +63,483 @@ std::optional<std::string> health_service(const std::string& bytes) {
   return service;
 }
 
-int clamp_int(std::uint64_t v) { return v > INT_MAX ? INT_MAX : static_cast<int>(v); }
+// The TF Serving methods fusebox proxies, as the data path names them (static storage: calls
+// refer to them).
+const std::string kProxied[] = {
+    std::string(rpc::kPredictMethod),          std::string(rpc::kClassifyMethod),
+    std::string(rpc::kRegressMethod),          std::string(rpc::kMultiInferenceMethod),
+    std::string(rpc::kGetModelMetadataMethod), std::string(rpc::kGetModelStatusMethod)};
 
-}  // namespace
-
-std::string flatten(const grpc::ByteBuffer& buffer) {
-  std::vector<grpc::Slice> slices;
-  std::string out;
-  if (!buffer.Dump(&slices).ok()) return out;
-  for (const auto& s : slices) out.append(reinterpret_cast<const char*>(s.begin()), s.size());
-  return out;
+const std::string* proxied_method(std::string_view path) {
+  for (const auto& m : kProxied) {
+    if (m == path) return &m;
+  }
+  return nullptr;
 }
 
-namespace {
+std::string peer_name(const io::Socket& socket) {
+  boost::system::error_code ec;
+  auto ep = socket.remote_endpoint(ec);
+  if (ec) return "unknown";
+  auto address = ep.address();
+  if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+    address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
+  }
+  if (address.is_v4()) return "ipv4:" + address.to_string() + ":" + std::to_string(ep.port());
+  return "ipv6:[" + address.to_string() + "]:" + std::to_string(ep.port());
+}
 
-namespace tfs = tensorflow::serving;
+class GrpcSession;
 
-// Calls between creation and OnDone, for the drain. The mutex is taken only when the count
-// drops to zero, so a waiter between its check and its wait cannot miss the notification.
-class CallCounter {
+// What a stream is for, decided by its headers.
+enum class StreamKind : std::uint8_t { proxied, health, reflection };
+
+// One stream of a session. A proxied stream becomes a GrpcCall once its request message is
+// whole; it stays alive (owned by the session's map) until the data path calls finish().
+class StreamCall final : public GrpcCall {
  public:
-  void add() { active_.fetch_add(1, std::memory_order_relaxed); }
-  void remove() {
-    if (active_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-      std::lock_guard lock(mutex_);
-      idle_.notify_all();
-    }
-  }
-  bool wait_idle(std::chrono::system_clock::time_point deadline) {
-    std::unique_lock lock(mutex_);
-    return idle_.wait_until(lock, deadline, [this] { return active_.load() == 0; });
-  }
+  StreamCall(std::shared_ptr<GrpcSession> session, std::uint32_t id, StreamKind kind,
+             const std::string* method, h2::HeaderList&& headers);
 
- private:
-  std::atomic<std::size_t> active_{0};
-  std::mutex mutex_;
-  std::condition_variable idle_;
-};
-
-// Linking gRPC's reflection library registers its plugin with every ServerBuilder (a static
-// initializer does it); this option takes it out again when reflection is turned off.
-class WithoutReflection final : public grpc::ServerBuilderOption {
- public:
-  void UpdateArguments(grpc::ChannelArguments*) override {}
-  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
-    std::erase_if(*plugins, [](const auto& plugin) {
-      return dynamic_cast<grpc::reflection::ProtoServerReflectionPlugin*>(plugin.get()) != nullptr;
-    });
-  }
-};
-
-struct ListenerCore {
-  GrpcListener::Dispatch dispatch;
-  GrpcListener::Health health;
-  CallCounter calls;
-};
-
-// One proxied unary call: gRPC has read the request before the reactor exists, so the call
-// goes to a worker at once and the reactor only has to finish it.
-class UnaryCall final : public grpc::ServerUnaryReactor, public GrpcCall {
- public:
-  UnaryCall(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
-            grpc::ByteBuffer* response, const std::string& method, ListenerCore& core)
-      : ctx_(ctx), request_(*request), response_(response), method_(method), core_(core) {
-    core_.calls.add();
-  }
-
-  // Hands the call to a worker. Operations the worker starts before gRPC has bound this
-  // reactor to the call are queued by gRPC and run once it is.
-  UnaryCall* start() {
-    core_.dispatch(this);
-    return this;
-  }
-
-  void OnCancel() override { cancelled_.store(true, std::memory_order_relaxed); }
-  void OnDone() override {
-    auto& core = core_;
-    delete this;
-    core.calls.remove();
-  }
-
-  const std::string& method() const override { return method_; }
+  const std::string& method() const override { return *method_; }
   grpc::ByteBuffer& request() override { return request_; }
-  std::chrono::system_clock::time_point deadline() const override { return ctx_->deadline(); }
+  std::chrono::system_clock::time_point deadline() const override { return deadline_; }
   const std::multimap<grpc::string_ref, grpc::string_ref>& client_metadata() const override {
-    return ctx_->client_metadata();
+    return metadata_;
   }
-  std::string peer() const override { return ctx_->peer(); }
-  bool cancelled() const override { return cancelled_.load(std::memory_order_relaxed); }
-
+  std::string peer() const override;
+  bool cancelled() const override { return cancelled_; }
   void finish(const grpc::Status& status, grpc::ByteBuffer* response,
-              const Metadata& trailing) override {
-    for (const auto& [key, value] : trailing) ctx_->AddTrailingMetadata(key, value);
-    if (status.ok() && response != nullptr) *response_ = std::move(*response);
-    Finish(status);
+              const Metadata& trailing) override;
+
+  std::uint32_t id() const { return id_; }
+  StreamKind kind() const { return kind_; }
+  bool dispatched() const { return dispatched_; }
+  // The request message is bytes [kMessagePrefix, kMessagePrefix + length) of body().
+  void set_dispatched(std::size_t length) {
+    request_ = h2::adopt_bytes(std::move(body_), h2::kMessagePrefix, length);
+    body_.clear();
+    dispatched_ = true;
   }
+  void cancel() { cancelled_ = true; }
+  std::string& body() { return body_; }
+  std::set<std::string>& sent_files() { return sent_files_; }
 
  private:
-  grpc::CallbackServerContext* ctx_;
-  grpc::ByteBuffer request_;   // shares the slices of gRPC's copy
-  grpc::ByteBuffer* response_;  // gRPC's, sent by Finish
-  const std::string& method_;
-  ListenerCore& core_;
-  std::atomic<bool> cancelled_{false};
+  std::shared_ptr<GrpcSession> session_;
+  std::uint32_t id_;
+  StreamKind kind_;
+  const std::string* method_;
+  h2::HeaderList headers_;  // the metadata's storage
+  std::multimap<grpc::string_ref, grpc::string_ref> metadata_;
+  std::chrono::system_clock::time_point deadline_ = std::chrono::system_clock::time_point::max();
+  std::string body_;        // request data received so far
+  grpc::ByteBuffer request_;
+  std::set<std::string> sent_files_;  // reflection: files already sent on this stream
+  bool dispatched_ = false;
+  bool cancelled_ = false;
 };
 
-// The method names, as the data path sees them (static storage: calls refer to them).
-const std::string kPredict{rpc::kPredictMethod};
-const std::string kClassify{rpc::kClassifyMethod};
-const std::string kRegress{rpc::kRegressMethod};
-const std::string kMultiInference{rpc::kMultiInferenceMethod};
-const std::string kGetModelMetadata{rpc::kGetModelMetadataMethod};
-const std::string kGetModelStatus{rpc::kGetModelStatusMethod};
-
-// TF Serving's services with every method taken as raw bytes ("raw callback" methods): the
-// services are registered by name, so server reflection lists them, and nothing is parsed.
-using PredictionBase = tfs::PredictionService::WithRawCallbackMethod_Classify<
-    tfs::PredictionService::WithRawCallbackMethod_Regress<
-        tfs::PredictionService::WithRawCallbackMethod_Predict<
-            tfs::PredictionService::WithRawCallbackMethod_MultiInference<
-                tfs::PredictionService::WithRawCallbackMethod_GetModelMetadata<
-                    tfs::PredictionService::Service>>>>>;
-
-class PredictionService final : public PredictionBase {
+class GrpcSession final : public std::enable_shared_from_this<GrpcSession>,
+                          public TrackedSession,
+                          private h2::Connection::Handler {
  public:
-  explicit PredictionService(ListenerCore& core) : core_(core) {}
-
-  grpc::ServerUnaryReactor* Classify(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req,
-                                     grpc::ByteBuffer* resp) override {
-    return (new UnaryCall(ctx, req, resp, kClassify, core_))->start();
-  }
-  grpc::ServerUnaryReactor* Regress(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req,
-                                    grpc::ByteBuffer* resp) override {
-    return (new UnaryCall(ctx, req, resp, kRegress, core_))->start();
-  }
-  grpc::ServerUnaryReactor* Predict(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req,
-                                    grpc::ByteBuffer* resp) override {
-    return (new UnaryCall(ctx, req, resp, kPredict, core_))->start();
-  }
-  grpc::ServerUnaryReactor* MultiInference(grpc::CallbackServerContext* ctx,
-                                           const grpc::ByteBuffer* req,
-                                           grpc::ByteBuffer* resp) override {
-    return (new UnaryCall(ctx, req, resp, kMultiInference, core_))->start();
-  }
-  grpc::ServerUnaryReactor* GetModelMetadata(grpc::CallbackServerContext* ctx,
-                                             const grpc::ByteBuffer* req,
-                                             grpc::ByteBuffer* resp) override {
-    return (new UnaryCall(ctx, req, resp, kGetModelMetadata, core_))->start();
+  GrpcSession(io::Socket socket, const GrpcServices& services, SessionTracker& tracker)
+      : socket_(std::move(socket)),
+        services_(services),
+        tracker_(tracker),
+        conn_(h2::Connection::Role::server, *this, connection_options(*services.config)),
+        deadline_(socket_.get_executor(), kHandshakeTimeout, [this] { on_deadline(); }),
+        peer_(peer_name(socket_)) {
+    tracker_.add(this);
   }
 
- private:
-  ListenerCore& core_;
-};
+  ~GrpcSession() override { tracker_.remove(this); }
 
-class ModelService final
-    : public tfs::ModelService::WithRawCallbackMethod_GetModelStatus<tfs::ModelService::Service> {
- public:
-  explicit ModelService(ListenerCore& core) : core_(core) {}
-
-  grpc::ServerUnaryReactor* GetModelStatus(grpc::CallbackServerContext* ctx,
-                                           const grpc::ByteBuffer* req,
-                                           grpc::ByteBuffer* resp) override {
-    return (new UnaryCall(ctx, req, resp, kGetModelStatus, core_))->start();
+  void start() {
+    boost::system::error_code ec;
+    socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+    socket_.non_blocking(true, ec);
+    deadline_.expire_after(kHandshakeTimeout);
+    conn_.start();
+    if (tracker_.draining()) drain();
+    flush();
+    read();
   }
 
- private:
-  ListenerCore& core_;
-};
-
-// Everything else: grpc.health.v1.Health/Check, answered here, and UNIMPLEMENTED with the
-// method's name for any other method.
-class FallbackService final : public grpc::CallbackGenericService {
- public:
-  explicit FallbackService(ListenerCore& core) : core_(core) {}
-
-  grpc::ServerGenericBidiReactor* CreateReactor(grpc::GenericCallbackServerContext* ctx) override {
-    return new Reactor(ctx, core_);
+  void drain() override {
+    if (draining_) return;
+    draining_ = true;
+    conn_.goaway(h2::ErrorCode::no_error);
+    flush();
+    maybe_close();
   }
 
- private:
-  class Reactor final : public grpc::ServerGenericBidiReactor {
-   public:
-    Reactor(grpc::GenericCallbackServerContext* ctx, ListenerCore& core) : ctx_(ctx), core_(core) {
-      core_.calls.add();
-      const auto& method = ctx_->method();
-      // Anything but Check is refused at once, without waiting for (streamed) requests.
-      if (method == kHealthWatch) {
-        Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                            "fusebox answers grpc.health.v1.Health/Check only"));
-      } else if (method != kHealthCheck) {
-        Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "fusebox does not serve " + method));
+  const std::string& peer() const { return peer_; }
+
+  // A proxied call's answer, from StreamCall::finish() on this thread.
+  void answer(StreamCall& call, const grpc::Status& status, grpc::ByteBuffer* response,
+              const Metadata& trailing) {
+    const auto id = call.id();
+    if (!closed_ && conn_.is_open(id)) {
+      if (status.ok() && response != nullptr) {
+        const auto size = response->Length();
+        if (size > services_.config->max_message_bytes) {
+          send_status(id, grpc::StatusCode::RESOURCE_EXHAUSTED,
+                      "the answer is larger than the gateway's max_message_bytes (" +
+                          std::to_string(size) + " vs. " +
+                          std::to_string(services_.config->max_message_bytes) + ")",
+                      trailing);
+        } else {
+          send_response_headers(id);
+          h2::send_grpc_message(conn_, id, *response, false);
+          h2::HeaderList trailers{{"grpc-status", "0"}};
+          add_metadata(trailers, trailing);
+          conn_.send_headers(id, trailers, true);
+        }
       } else {
-        StartRead(&request_);
+        send_status(id, status.error_code(), status.error_message(), trailing);
+      }
+      finish_stream(id);
+    }
+    calls_.erase(id);  // destroys `call`
+    flush();
+    maybe_close();
+  }
+
+ private:
+  static h2::Connection::Options connection_options(const config::GrpcListenerConfig&) {
+    h2::Connection::Options options;
+    options.settings.max_concurrent_streams = 1024;
+    options.settings.initial_window_size = 4u << 20;
+    options.settings.max_header_list_size = 64u << 10;
+    options.connection_window = 16u << 20;
+    return options;
+  }
+
+  // ---- socket ------------------------------------------------------------------------------
+
+  void read() {
+    if (closed_ || reading_) return;
+    if (read_buf_.size() != kReadBuffer) read_buf_.resize(kReadBuffer);
+    reading_ = true;
+    socket_.async_read_some(asio::buffer(read_buf_),
+                            [self = shared_from_this()](boost::system::error_code ec,
+                                                        std::size_t n) {
+                              self->reading_ = false;
+                              self->on_read(ec, n);
+                            });
+  }
+
+  void on_read(boost::system::error_code ec, std::size_t n) {
+    if (closed_) return;
+    if (ec) return close();
+    if (!conn_.receive(std::string_view(read_buf_.data(), n))) {
+      logging::log().debug("gRPC connection from {}: {}", peer_, conn_.error());
+      conn_.abort_streams(h2::ErrorCode::cancel);
+      close_after_write_ = true;
+      flush();
+      return;
+    }
+    if (!handshake_done_ && !conn_.failed()) {
+      handshake_done_ = true;
+      deadline_.clear();
+    }
+    flush();
+    read();
+  }
+
+  void flush() {
+    if (closed_ || writing_ || !conn_.has_output()) {
+      if (!writing_ && close_after_write_) close();
+      return;
+    }
+    out_.swap(conn_.output());
+    conn_.output().clear();
+    writing_ = true;
+    asio::async_write(socket_, asio::buffer(out_), io::TransferAllInLargeSends{},
+                      [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+                        self->writing_ = false;
+                        self->out_.clear();
+                        if (ec) return self->close();
+                        self->flush();
+                        self->maybe_close();
+                      });
+  }
+
+  // A draining session closes once its streams are answered and the last bytes written.
+  void maybe_close() {
+    if (closed_ || !draining_ || !calls_.empty() || conn_.open_streams() != 0) return;
+    close_after_write_ = true;
+    flush();
+  }
+
+  void close() {
+    if (closed_) return;
+    closed_ = true;
+    deadline_.clear();
+    boost::system::error_code ec;
+    socket_.shutdown(asio::socket_base::shutdown_both, ec);
+    socket_.close(ec);
+    conn_.abort_streams(h2::ErrorCode::cancel);
+    // Calls being served keep the session alive until they finish; the others go now.
+    for (auto it = calls_.begin(); it != calls_.end();) {
+      if (it->second->dispatched()) {
+        it->second->cancel();
+        ++it;
+      } else {
+        it = calls_.erase(it);
       }
     }
+  }
 
-    void OnReadDone(bool ok) override {
-      if (!ok) {
-        // The client half-closed without a message, or went away.
-        return Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "no request message"));
-      }
-      answer_health();
+  void on_deadline() {
+    logging::log().debug("gRPC connection from {}: no HTTP/2 preface within {} s", peer_,
+                         std::chrono::duration_cast<std::chrono::seconds>(kHandshakeTimeout).count());
+    close();
+  }
+
+  // ---- h2::Connection::Handler ---------------------------------------------------------
+
+  void on_headers(std::uint32_t id, h2::HeaderList& headers, bool end_stream) override {
+    if (calls_.count(id) != 0) {
+      // Request trailers: the request is complete.
+      if (end_stream) on_request_end(id);
+      return;
     }
-
-    void OnDone() override {
-      auto& core = core_;
-      delete this;
-      core.calls.remove();
+    std::string_view method, path, content_type;
+    for (const auto& h : headers) {
+      if (h.name == ":method") method = h.value;
+      else if (h.name == ":path") path = h.value;
+      else if (h.name == "content-type") content_type = h.value;
     }
-
-   private:
-    void answer_health() {
-      auto service = health_service(flatten(request_));
-      if (!service) {
-        return Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                   "not a grpc.health.v1.HealthCheckRequest"));
+    if (method != "POST") return refuse_http(id, "405");
+    if (!content_type.starts_with("application/grpc")) return refuse_http(id, "415");
+    for (const auto& h : headers) {
+      if (h.name == "grpc-encoding" && h.value != "identity") {
+        return refuse(id, grpc::StatusCode::UNIMPLEMENTED,
+                      "grpc-encoding " + h.value + " is not supported; send uncompressed messages");
       }
-      auto status = core_.health(*service);
-      if (status == GrpcServingStatus::unknown) {
-        return Finish(grpc::Status(grpc::StatusCode::NOT_FOUND,
-                                   "unknown service \"" + *service + "\""));
-      }
-      // HealthCheckResponse { ServingStatus status = 1; }
-      const char bytes[2] = {0x08, static_cast<char>(status)};
-      grpc::Slice slice(bytes, sizeof bytes);
-      response_ = grpc::ByteBuffer(&slice, 1);
-      StartWriteAndFinish(&response_, grpc::WriteOptions(), grpc::Status::OK);
     }
+    StreamKind kind;
+    const std::string* name = proxied_method(path);
+    if (name != nullptr) {
+      kind = StreamKind::proxied;
+    } else if (path == kHealthCheck) {
+      kind = StreamKind::health;
+    } else if (services_.reflection != nullptr &&
+               (path == rpc::kReflectionV1alphaMethod || path == rpc::kReflectionV1Method)) {
+      kind = StreamKind::reflection;
+    } else if (path == kHealthWatch) {
+      return refuse(id, grpc::StatusCode::UNIMPLEMENTED,
+                    "fusebox answers grpc.health.v1.Health/Check only");
+    } else {
+      return refuse(id, grpc::StatusCode::UNIMPLEMENTED,
+                    "fusebox does not serve " + std::string(path));
+    }
+    static const std::string kLocal = "local";
+    auto call = std::make_unique<StreamCall>(shared_from_this(), id, kind,
+                                             name != nullptr ? name : &kLocal, std::move(headers));
+    calls_.emplace(id, std::move(call));
+    if (end_stream) on_request_end(id);
+  }
 
-    grpc::GenericCallbackServerContext* ctx_;
-    ListenerCore& core_;
-    grpc::ByteBuffer request_;
-    grpc::ByteBuffer response_;
-  };
+  void on_data(std::uint32_t id, std::string_view data, bool end_stream) override {
+    auto it = calls_.find(id);
+    if (it == calls_.end() || it->second->dispatched()) return;
+    auto& call = *it->second;
+    auto& body = call.body();
+    const auto limit = services_.config->max_message_bytes;
+    h2::append_message_data(body, data, limit);
+    if (call.kind() == StreamKind::reflection) {
+      if (!answer_reflection(call)) return;
+    } else if (body.size() > h2::kMessagePrefix + limit) {
+      auto m = h2::read_grpc_message(body, limit);
+      return refuse(id, grpc::StatusCode::RESOURCE_EXHAUSTED,
+                    "Received message larger than max (" + std::to_string(m.length) + " vs. " +
+                        std::to_string(limit) + ")");
+    }
+    if (end_stream) on_request_end(id);
+  }
 
-  ListenerCore& core_;
+  void on_stream_reset(std::uint32_t id, h2::ErrorCode) override {
+    auto it = calls_.find(id);
+    if (it == calls_.end()) return;
+    if (it->second->dispatched()) {
+      it->second->cancel();  // the data path still calls finish()
+    } else {
+      calls_.erase(it);
+    }
+  }
+
+  void on_headers_too_large(std::uint32_t id) override {
+    send_status(id, grpc::StatusCode::RESOURCE_EXHAUSTED, "the request's metadata is too large",
+                {});
+  }
+
+  // ---- calls -------------------------------------------------------------------------------
+
+  void on_request_end(std::uint32_t id) {
+    auto it = calls_.find(id);
+    if (it == calls_.end() || it->second->dispatched()) return;
+    auto& call = *it->second;
+    if (call.kind() == StreamKind::reflection) {
+      send_status(id, grpc::StatusCode::OK, "", {});
+      finish_stream(id);
+      calls_.erase(it);
+      return;
+    }
+    auto m = h2::read_grpc_message(call.body(), services_.config->max_message_bytes);
+    using S = h2::GrpcMessage::Status;
+    if (m.status == S::compressed) {
+      return refuse(id, grpc::StatusCode::UNIMPLEMENTED,
+                    "compressed messages are not supported; send uncompressed messages");
+    }
+    if (m.status != S::complete || m.consumed != call.body().size()) {
+      return refuse(id, grpc::StatusCode::INTERNAL,
+                    m.status == S::incomplete && call.body().empty()
+                        ? "the call has no request message"
+                        : "a unary call takes exactly one whole request message");
+    }
+    if (call.kind() == StreamKind::health) return answer_health(id, m.message);
+    call.set_dispatched(m.message.size());
+    services_.dispatch(&call);  // may answer (and erase the call) before returning
+  }
+
+  void answer_health(std::uint32_t id, std::string_view message) {
+    auto service = health_service(message);
+    if (!service) {
+      return refuse(id, grpc::StatusCode::INVALID_ARGUMENT,
+                    "not a grpc.health.v1.HealthCheckRequest");
+    }
+    auto status = services_.health(*service);
+    if (status == GrpcServingStatus::unknown) {
+      return refuse(id, grpc::StatusCode::NOT_FOUND, "unknown service \"" + *service + "\"");
+    }
+    // HealthCheckResponse { ServingStatus status = 1; }
+    const char bytes[2] = {0x08, static_cast<char>(status)};
+    std::string data;
+    h2::append_grpc_message(data, std::string_view(bytes, sizeof bytes));
+    send_response_headers(id);
+    conn_.send_data(id, data, false);
+    conn_.send_headers(id, {{"grpc-status", "0"}}, true);
+    finish_stream(id);
+    calls_.erase(id);
+  }
+
+  // Answers every whole message received so far; false when the stream ended with an error.
+  bool answer_reflection(StreamCall& call) {
+    auto& body = call.body();
+    std::size_t used = 0;
+    const auto id = call.id();
+    while (true) {
+      auto m = h2::read_grpc_message(std::string_view(body).substr(used),
+                                     services_.config->max_message_bytes);
+      if (m.status == h2::GrpcMessage::Status::incomplete) break;
+      if (m.status != h2::GrpcMessage::Status::complete) {
+        refuse(id, grpc::StatusCode::INVALID_ARGUMENT, "unreadable reflection request");
+        return false;
+      }
+      auto response = services_.reflection->answer(m.message, call.sent_files());
+      if (!response) {
+        refuse(id, grpc::StatusCode::INVALID_ARGUMENT, "not a ServerReflectionRequest");
+        return false;
+      }
+      if (headers_sent_.count(id) == 0) send_response_headers(id);
+      std::string data;
+      h2::append_grpc_message(data, *response);
+      conn_.send_data(id, data, false);
+      used += m.consumed;
+    }
+    body.erase(0, used);
+    return true;
+  }
+
+  void send_response_headers(std::uint32_t id) {
+    headers_sent_.insert(id);
+    conn_.send_headers(id, {{":status", "200"}, {"content-type", "application/grpc"}}, false);
+  }
+
+  // Ends a stream with a status: trailers after a response, or a trailers-only response.
+  void send_status(std::uint32_t id, grpc::StatusCode code, const std::string& message,
+                   const Metadata& trailing) {
+    h2::HeaderList fields;
+    if (!headers_sent_.count(id)) {
+      fields.push_back({":status", "200"});
+      fields.push_back({"content-type", "application/grpc"});
+    }
+    fields.push_back({"grpc-status", std::to_string(static_cast<int>(code))});
+    if (!message.empty()) fields.push_back({"grpc-message", h2::percent_encode(message)});
+    add_metadata(fields, trailing);
+    conn_.send_headers(id, fields, true);
+  }
+
+  static void add_metadata(h2::HeaderList& fields, const Metadata& metadata) {
+    for (const auto& [key, value] : metadata) fields.push_back({key, value});
+  }
+
+  // The stream is answered: a client still sending is told to stop (RFC 9113 section 8.1).
+  // The answer is then complete: only refusals end a stream early, and they send no data.
+  void finish_stream(std::uint32_t id) {
+    headers_sent_.erase(id);
+    if (conn_.peer_sending(id)) conn_.reset_stream(id, h2::ErrorCode::no_error);
+  }
+
+  // Ends a stream that will not be served, with a status.
+  void refuse(std::uint32_t id, grpc::StatusCode code, const std::string& message) {
+    send_status(id, code, message, {});
+    finish_stream(id);
+    calls_.erase(id);
+  }
+
+  // Not a gRPC request at all: an HTTP status, as gRPC servers answer.
+  void refuse_http(std::uint32_t id, const char* status) {
+    conn_.send_headers(id, {{":status", status}}, true);
+    finish_stream(id);
+  }
+
+  io::Socket socket_;
+  const GrpcServices& services_;
+  SessionTracker& tracker_;
+  h2::Connection conn_;
+  io::LazyDeadline deadline_;
+  std::string peer_;
+  std::string read_buf_;
+  std::string out_;  // being written
+  std::unordered_map<std::uint32_t, std::unique_ptr<StreamCall>> calls_;
+  std::set<std::uint32_t> headers_sent_;  // streams whose response headers went out
+  bool reading_ = false;
+  bool writing_ = false;
+  bool closed_ = false;
+  bool close_after_write_ = false;
+  bool draining_ = false;
+  bool handshake_done_ = false;
 };
+
+StreamCall::StreamCall(std::shared_ptr<GrpcSession> session, std::uint32_t id, StreamKind kind,
+                       const std::string* method, h2::HeaderList&& headers)
+    : session_(std::move(session)), id_(id), kind_(kind), method_(method),
+      headers_(std::move(headers)) {
+  for (const auto& h : headers_) {
+    if (h.name.empty() || h.name.front() == ':') continue;
+    if (h.name == "grpc-timeout") {
+      if (auto timeout = h2::parse_grpc_timeout(h.value)) {
+        deadline_ = std::chrono::system_clock::now() +
+                    std::chrono::duration_cast<std::chrono::system_clock::duration>(*timeout);
+      }
+    }
+    metadata_.emplace(grpc::string_ref(h.name.data(), h.name.size()),
+                      grpc::string_ref(h.value.data(), h.value.size()));
+  }
+}
+
+std::string StreamCall::peer() const { return session_->peer(); }
+
+void StreamCall::finish(const grpc::Status& status, grpc::ByteBuffer* response,
+                        const Metadata& trailing) {
+  auto session = session_;  // `this` is destroyed inside answer()
+  session->answer(*this, status, response, trailing);
+}
 
 }  // namespace
 
@@ -312,52 +552,17 @@ const void* const kReflectedServiceFiles[] = {
     &descriptor_table_tensorflow_5fserving_2fapis_2fprediction_5fservice_2eproto,
     &descriptor_table_tensorflow_5fserving_2fapis_2fmodel_5fservice_2eproto};
 
-struct GrpcListener::Services {
-  explicit Services(Dispatch dispatch, Health health)
-      : core{std::move(dispatch), std::move(health), {}}, prediction(core), model(core),
-        fallback(core) {}
-  ListenerCore core;
-  PredictionService prediction;
-  ModelService model;
-  FallbackService fallback;
-};
-
-GrpcListener::GrpcListener(const config::GrpcListenerConfig& config, Dispatch dispatch,
-                           Health health)
-    : config_(config),
-      services_(std::make_unique<Services>(std::move(dispatch), std::move(health))) {}
-
-GrpcListener::~GrpcListener() {
-  if (server_) server_->Shutdown(std::chrono::system_clock::now());
+std::string flatten(const grpc::ByteBuffer& buffer) {
+  std::vector<grpc::Slice> slices;
+  std::string out;
+  if (!buffer.Dump(&slices).ok()) return out;
+  for (const auto& s : slices) out.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  return out;
 }
 
-void GrpcListener::start() {
-  grpc::ServerBuilder builder;
-  if (!config_.reflection) builder.SetOption(std::make_unique<WithoutReflection>());
-  const auto address = host_port(config_.address, config_.port);
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &port_);
-  builder.RegisterService(&services_->prediction);
-  builder.RegisterService(&services_->model);
-  builder.RegisterCallbackGenericService(&services_->fallback);
-  builder.SetMaxReceiveMessageSize(clamp_int(config_.max_message_bytes));
-  builder.SetMaxSendMessageSize(clamp_int(config_.max_message_bytes));
-  // A port already in use is an error, not a second listener sharing it.
-  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  server_ = builder.BuildAndStart();
-  if (!server_ || port_ == 0) {
-    server_.reset();
-    throw std::runtime_error("cannot listen for gRPC on " + address);
-  }
-}
-
-void GrpcListener::shutdown(std::chrono::system_clock::time_point deadline) {
-  if (!server_) return;
-  // grpc::Server::Shutdown(deadline) also waits for idle client connections to go away, which
-  // keeps a drain waiting for nothing: wait for the calls in flight here, then shut down at once
-  // (cancelling whatever is still running at the deadline).
-  services_->core.calls.wait_idle(deadline);
-  server_->Shutdown(std::chrono::system_clock::now());
-  server_.reset();
+void start_grpc_session(io::Socket socket, const GrpcServices& services,
+                        SessionTracker& tracker) {
+  std::make_shared<GrpcSession>(std::move(socket), services, tracker)->start();
 }
 
 }  // namespace fusebox::server

@@ -59,7 +59,6 @@ struct Runtime {
   // Backends of this configuration that continue one of `previous`, and how much of each.
   struct Carried {
     std::size_t breakers = 0;
-    std::size_t channels = 0;
   };
   Carried carried;
   cache::MemoryCacheConfig cache_settings;      // what `cache` was built with

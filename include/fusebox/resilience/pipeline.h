@@ -23,6 +23,7 @@
 #include "fusebox/metrics/gateway_metrics.h"
 #include "fusebox/resilience/resilience_metrics.h"
 #include "fusebox/upstream/connection_pool.h"
+#include "fusebox/upstream/grpc_client.h"
 #include "fusebox/upstream/grpc_upstream.h"
 
 namespace fusebox::resilience {
@@ -101,9 +102,15 @@ class Pipeline {
   void execute(const GrpcPipelineRequest& request, GrpcPipelineHandler done);
   void close_idle_upstreams();
   boost::asio::io_context& io_context() { return ioc_; }
+  // This worker's connections to `backend` (the gRPC one only when it has a grpc_port).
+  upstream::ConnectionPool& rest_upstream(const upstream::BackendState& backend) {
+    return *connections_[backend.pool_index][backend.backend_index];
+  }
+  upstream::GrpcClient& grpc_upstream(const upstream::BackendState& backend) {
+    return *grpc_clients_[backend.pool_index][backend.backend_index];
+  }
   // Calls (REST and gRPC) still running: retries, hedges and timers included.
   std::size_t calls_alive() const { return calls_.count(); }
-  void track_grpc_exchange(const upstream::GrpcChannel::ExchangeHandle& handle);
 
   template <class Protocol>
   class Call;
@@ -120,11 +127,9 @@ class Pipeline {
   FastRandom random_;
   std::vector<std::unique_ptr<balancer::LoadBalancer>> balancers_;                  // per pool
   std::vector<std::vector<std::unique_ptr<upstream::ConnectionPool>>> connections_;  // [pool][backend]
+  // gRPC connections to the backends with a grpc_port (null for the others): [pool][backend].
+  std::vector<std::vector<std::unique_ptr<upstream::GrpcClient>>> grpc_clients_;
   std::vector<balancer::Candidate> scratch_;
-  // gRPC calls this worker started: abandoned on destruction, so that no completion is posted
-  // to this worker's io_context after it is gone. Pruned as they finish.
-  std::vector<upstream::GrpcChannel::ExchangeHandle> grpc_exchanges_;
-  std::size_t grpc_sweep_at_ = 64;
   LiveCounter calls_;
 };
 

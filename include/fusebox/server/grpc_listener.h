@@ -1,13 +1,13 @@
 #pragma once
-// The gRPC listener: TF Serving's PredictionService and ModelService (every method proxied as
-// bytes: "raw" callback methods), grpc.health.v1.Health/Check, and server reflection, on gRPC's
-// callback API with one reactor per call.
+// The gRPC listener: TF Serving's PredictionService and ModelService, grpc.health.v1.Health/Check
+// and server reflection, served over fusebox's own HTTP/2 (h2::Connection) on the worker that
+// accepted the connection. A call goes from the socket to the worker's GrpcHandler and back
+// without leaving the worker's thread, as a REST request does.
 //
-//   gRPC thread: request message read --dispatch--> a worker's io_context:
-//   proxy::GrpcHandler runs the pipeline --GrpcCall::finish()--> the reactor finishes the call.
+//   socket --frames--> GrpcSession (h2::Connection) --GrpcCall--> proxy::GrpcHandler
+//   --GrpcCall::finish()--> response frames --> socket
 //
-// gRPC owns its threads; nothing here blocks them. The data path runs on the workers, like
-// REST requests, so both protocols share the workers' pipelines and upstream state.
+// Every TF Serving method is proxied as bytes; nothing is parsed here but the gRPC framing.
 
 #include <grpcpp/support/byte_buffer.h>
 #include <grpcpp/support/status.h>
@@ -23,10 +23,11 @@
 #include <utility>
 #include <vector>
 
+#include "fusebox/common/io.h"
 #include "fusebox/config/config.h"
 
-namespace grpc {
-class Server;
+namespace fusebox::rpc {
+class ReflectionService;
 }
 
 namespace fusebox::server {
@@ -34,7 +35,7 @@ namespace fusebox::server {
 using Metadata = std::vector<std::pair<std::string, std::string>>;
 
 // One client call as the data path sees it. Valid until finish() is called; finish() must be
-// called exactly once (from any thread), also when the client has gone away.
+// called exactly once, on the session's worker thread, also when the client has gone away.
 class GrpcCall {
  public:
   virtual ~GrpcCall() = default;
@@ -55,28 +56,22 @@ std::string flatten(const grpc::ByteBuffer& buffer);
 // grpc.health.v1 answers for a service name: SERVING, NOT_SERVING, or unknown (NOT_FOUND).
 enum class GrpcServingStatus : std::uint8_t { serving = 1, not_serving = 2, unknown = 3 };
 
-class GrpcListener {
- public:
-  using Dispatch = std::function<void(GrpcCall*)>;  // hands a call to a worker; must not block
-  using Health = std::function<GrpcServingStatus(std::string_view service)>;  // any thread
+class SessionTracker;
 
-  GrpcListener(const config::GrpcListenerConfig& config, Dispatch dispatch, Health health);
-  ~GrpcListener();
-
-  // Binds and starts serving. Throws std::runtime_error when the port cannot be bound.
-  void start();
-  std::uint16_t port() const { return port_; }
-  // Stops accepting calls, lets calls in flight finish until `deadline`, then cancels the rest.
-  // Blocks until every call has finished (their handlers must keep running meanwhile).
-  void shutdown(std::chrono::system_clock::time_point deadline);
-
-  struct Services;  // the registered services and what their calls share
-
- private:
-  config::GrpcListenerConfig config_;
-  std::unique_ptr<Services> services_;
-  std::unique_ptr<grpc::Server> server_;
-  int port_ = 0;
+// What the gRPC sessions of one worker share. Outlives them.
+struct GrpcServices {
+  const config::GrpcListenerConfig* config = nullptr;
+  // Serves a TF Serving call on the session's thread (the worker's GrpcHandler); must not block.
+  std::function<void(GrpcCall*)> dispatch;
+  // grpc.health.v1 answers for a service name; any thread.
+  std::function<GrpcServingStatus(std::string_view service)> health;
+  const rpc::ReflectionService* reflection = nullptr;  // null: reflection turned off
 };
+
+// Starts serving an accepted gRPC connection (already bound to its worker's executor), on that
+// worker's thread. The session registers with `tracker`, which can drain it: GOAWAY, then
+// closing once the calls in flight are answered.
+void start_grpc_session(io::Socket socket, const GrpcServices& services,
+                        SessionTracker& tracker);
 
 }  // namespace fusebox::server

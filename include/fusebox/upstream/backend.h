@@ -18,8 +18,6 @@
 
 namespace fusebox::upstream {
 
-class GrpcChannel;
-
 struct BackendState {
   // Identity (immutable after start-up).
   std::size_t pool_index = 0;
@@ -45,8 +43,6 @@ struct BackendState {
   // next configuration when a reload leaves the backend and its pool's circuit_breaker
   // settings unchanged, so its state survives the reload.
   std::shared_ptr<resilience::SharedBreaker> breaker;
-  std::shared_ptr<GrpcChannel> grpc;  // null when the endpoint has no grpc_port; thread-safe;
-                                      // shared across a reload like the breaker
 
   // The last health check round, for /admin: written by the checker's thread once a round,
   // read by the admin handler. Result "" = never probed.

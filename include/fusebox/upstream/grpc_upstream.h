@@ -2,10 +2,10 @@
 // gRPC calls from fusebox to one backend (a TF Serving process's gRPC port), forwarding the
 // client's serialized request unchanged (generic ByteBuffer calls: nothing is parsed here).
 //
-// One GrpcChannel per backend, shared by every worker thread: a grpc::Channel multiplexes
-// calls over its HTTP/2 connection(s) and is thread-safe. Completions arrive on gRPC's threads
-// and are posted to the calling worker's io_context, so the caller sees them on its own thread
-// like the HTTP ConnectionPool's.
+// GrpcChannel runs on gRPC's own library and threads: the health checker probes a backend's
+// gRPC port with it (ModelService/GetModelStatus). Completions arrive on gRPC's threads and are
+// posted to the caller's io_context. The data path uses GrpcClient (grpc_client.h) instead, which
+// keeps each call on its worker's thread. The status mappings below serve both.
 
 #include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
