@@ -169,6 +169,13 @@ bool is_sensitive(std::string_view name) {
   return false;
 }
 
+// Fields whose value is new on every message (a deadline, a request or trace id): indexing them
+// would only push the fields that do repeat out of both tables. Names as fusebox sends them.
+bool is_volatile(std::string_view name) {
+  return name == "grpc-timeout" || name == "x-request-id" || name == "traceparent" ||
+         name == "grpc-trace-bin";
+}
+
 // The unread part of a header block. The readers return nullptr, or why the block is malformed.
 struct Cursor {
   const unsigned char* at;
@@ -449,7 +456,8 @@ void HpackEncoder::encode(std::string_view name, std::string_view value, std::st
   bool add_to_table = false;
   if (sensitive) {
     flags = 0x10;  // never indexed: intermediaries must not index it either (RFC 7541 7.1.3)
-  } else if (name.size() + value.size() <= kMaxIndexedField && entry_size <= table_.max_size()) {
+  } else if (name.size() + value.size() <= kMaxIndexedField && entry_size <= table_.max_size() &&
+             !is_volatile(name)) {
     flags = 0x40;
     prefix_bits = 6;
     add_to_table = true;

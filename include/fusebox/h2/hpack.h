@@ -82,8 +82,9 @@ class HpackEncoder {
  public:
   // Appends the block for `fields` to `out`. Sensitive fields (authorization, cookie,
   // proxy-authorization, set-cookie) are sent as never-indexed literals, fields whose name + value
-  // exceed 256 bytes as literals without indexing; others are added to the dynamic table. Strings
-  // are Huffman-coded when shorter.
+  // exceed 256 bytes, and fields whose value is new on every message (grpc-timeout,
+  // x-request-id, traceparent, grpc-trace-bin), as literals without indexing; others are added
+  // to the dynamic table. Strings are Huffman-coded when shorter.
   void encode(const HeaderList& fields, std::string& out);
   // One field of a block; the first call of a block writes any pending table size update.
   void encode(std::string_view name, std::string_view value, std::string& out);

@@ -607,7 +607,7 @@ const Fields kGrpcRequest = {{":method", "POST"},
                              {":authority", "models.internal:8443"},
                              {"content-type", "application/grpc"},
                              {"te", "trailers"},
-                             {"grpc-timeout", "250m"},
+                             {"grpc-accept-encoding", "identity,deflate,gzip"},
                              {"user-agent", "grpc-c++/1.51.1 grpc-c/29.0.0 (linux; chttp2)"}};
 
 TEST(HpackEncoder, RoundTripsSuccessiveListsAndIndexesRepeats) {
@@ -663,6 +663,22 @@ TEST(HpackEncoder, LongFieldsAreNotIndexed) {
   encoder.encode("x-fits", std::string(250, 'y'), exact);  // 6 + 250 = 256: indexed
   EXPECT_EQ(exact[0], 0x40);
   EXPECT_EQ(encoder.table().dynamic_count(), 1u);
+}
+
+// Per-message values would only churn the table: they go out as literals, the name indexed.
+TEST(HpackEncoder, PerMessageValuesAreNotIndexed) {
+  HpackEncoder encoder;
+  HpackDecoder decoder;
+  for (int i = 0; i < 3; ++i) {
+    const Fields fields{{"content-type", "application/grpc"},
+                            {"grpc-timeout", std::to_string(100 + i) + "m"},
+                            {"x-request-id", "id-" + std::to_string(i)},
+                            {"traceparent", "00-" + std::to_string(i)}};
+    round_trip(encoder, decoder, fields);
+  }
+  // Only content-type was indexed (once); the per-message values never were.
+  EXPECT_EQ(encoder.table().dynamic_count(), 1u);
+  EXPECT_EQ(decoder.table().dynamic_count(), 1u);
 }
 
 TEST(HpackEncoder, TableSizeZeroSendsAnUpdateAndStopsIndexing) {
