@@ -552,6 +552,37 @@ TEST_F(GrpcProxyTest, LargeMessagesPassAndTheLimitIsExplicit) {
   EXPECT_EQ(r.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
 }
 
+// SIGTERM with calls in flight on one connection: they are all answered, and fusebox exits 0
+// once they are (the connection gets a GOAWAY and closes after its last answer).
+TEST_F(GrpcProxyTest, DrainAnswersCallsInFlightThenExits) {
+  auto sims = start_grpc_sims(1);
+  GatewayConfig config;
+  config.pools.push_back(grpc_pool("primary", sims));
+  config.routes.push_back({});
+  config.drain_timeout = "10s";
+  start_grpc_gateway(config);
+  ASSERT_TRUE(wait_all_backends_health("healthy"));
+  ASSERT_TRUE(predict("half_plus_two", {1.0f}).status.ok());  // the connection is up
+  const auto before = grpc_predicts(sim(sims[0]).port);
+  set_sim_faults(sim(sims[0]).port, {{"latency_ms", 1000}});
+  std::vector<std::future<Predicted>> calls;
+  for (int i = 0; i < 4; ++i) {
+    calls.push_back(std::async(std::launch::async, [this] {
+      return predict("half_plus_two", {1.0f, 2.0f});
+    }));
+  }
+  ASSERT_TRUE(wait_until([&] { return grpc_predicts(sim(sims[0]).port) >= before + 4; }));
+  for (auto& c : calls) {
+    ASSERT_NE(c.wait_for(std::chrono::seconds(0)), std::future_status::ready) << "in flight";
+  }
+  EXPECT_EQ(gateway().stop(Millis{15000}), 0);
+  for (auto& c : calls) {
+    auto r = c.get();
+    EXPECT_TRUE(r.status.ok()) << r.status.error_message();
+    EXPECT_EQ(r.y, (std::vector<float>{2.5f, 3.0f}));
+  }
+}
+
 TEST_F(GrpcProxyTest, HealthServiceFollowsReadiness) {
   auto sims = start_single_grpc_route();
 
