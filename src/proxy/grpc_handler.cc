@@ -1,6 +1,7 @@
 #include "fusebox/proxy/grpc_handler.h"
 
 #include <map>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -69,8 +70,17 @@ std::string default_message(const config::FallbackTier& tier) {
 }  // namespace
 
 struct GrpcHandler::Call {
+  // A call dropped unanswered (its worker torn down at the end of a drain that timed out) still
+  // ends its client call, as the GrpcCall contract asks.
+  ~Call() {
+    if (rpc != nullptr) {
+      rpc->finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "fusebox is shutting down"),
+                  nullptr, {});
+    }
+  }
+
   LiveCounter::Token alive;
-  server::GrpcCall* rpc = nullptr;
+  server::GrpcCall* rpc = nullptr;  // null once finished
   Clock::time_point start;
   std::string request_id;
   std::string traceparent;
@@ -501,7 +511,7 @@ void GrpcHandler::finish(const std::shared_ptr<Call>& call, const grpc::Status& 
     entry.attempts = call->attempts;
     logging::access(entry);
   }
-  call->rpc->finish(status, response, trailing);
+  std::exchange(call->rpc, nullptr)->finish(status, response, trailing);
 }
 
 }  // namespace fusebox::proxy

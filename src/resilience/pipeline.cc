@@ -469,6 +469,11 @@ void Pipeline::execute(const GrpcPipelineRequest& request, GrpcPipelineHandler d
   std::make_shared<Call<GrpcProtocol>>(*this, request, std::move(done))->start();
 }
 
+void Pipeline::abandon_grpc_calls() {
+  for (auto& pool : grpc_clients_)
+    for (auto& c : pool) c.reset();
+}
+
 void Pipeline::close_idle_upstreams() {
   for (auto& pool : connections_)
     for (auto& c : pool) c->close_idle();

@@ -119,6 +119,10 @@ struct Generation {
         handler(std::make_unique<proxy::ProxyHandler>(ioc, rt, shard, workers)),
         grpc_handler(std::make_unique<proxy::GrpcHandler>(rt, handler->pipeline(), shard)) {}
 
+  // gRPC calls still in flight (a drain that timed out) hold callbacks into grpc_handler: they
+  // are dropped while it still exists.
+  ~Generation() { handler->pipeline().abandon_grpc_calls(); }
+
   bool idle() const {
     return handler->calls_alive() == 0 && grpc_handler->calls_alive() == 0 &&
            handler->pipeline().calls_alive() == 0;

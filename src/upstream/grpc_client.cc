@@ -443,7 +443,12 @@ GrpcClient::GrpcClient(boost::asio::io_context& ioc, BackendState& backend,
       alive_(std::make_shared<bool>(true)) {}
 
 GrpcClient::~GrpcClient() {
-  // Calls in flight are dropped without their callbacks: the worker is going away.
+  // Calls in flight are dropped without their callbacks: the worker is going away. They forget
+  // this client first, so that a callback destroyed on the way (a pipeline call cancelling its
+  // other attempts) finds nothing to cancel here.
+  for (auto& [at, weak] : deadlines_) {
+    if (auto ex = weak.lock()) ex->client = nullptr;
+  }
   auto drop = [](const std::shared_ptr<Link>& link) {
     if (!link) return;
     link->detach();
@@ -451,9 +456,6 @@ GrpcClient::~GrpcClient() {
   };
   drop(link_);
   for (auto& l : retiring_) drop(l);
-  for (auto& [at, weak] : deadlines_) {
-    if (auto ex = weak.lock()) ex->client = nullptr;
-  }
   if (deadline_timer_) deadline_timer_->cancel();
 }
 

@@ -583,6 +583,30 @@ TEST_F(GrpcProxyTest, DrainAnswersCallsInFlightThenExits) {
   }
 }
 
+// A call still running when drain.timeout ends is cut off: the client gets an error at once,
+// and fusebox exits cleanly (the call's state is torn down with the worker, in order).
+TEST_F(GrpcProxyTest, DrainTimeoutCutsOffAStuckCallAndExitsCleanly) {
+  auto sims = start_grpc_sims(1);
+  GatewayConfig config;
+  config.pools.push_back(grpc_pool("primary", sims));
+  RouteSpec route;
+  route.timeout = "30s";
+  config.routes.push_back(route);
+  config.drain_timeout = "300ms";
+  start_grpc_gateway(config);
+  ASSERT_TRUE(wait_all_backends_health("healthy"));
+  const auto before = grpc_predicts(sim(sims[0]).port);
+  set_sim_faults(sim(sims[0]).port, {{"latency_ms", 20000}});
+  auto call = std::async(std::launch::async, [this] {
+    return predict("half_plus_two", {1.0f}, std::chrono::seconds(30));
+  });
+  ASSERT_TRUE(wait_until([&] { return grpc_predicts(sim(sims[0]).port) >= before + 1; }));
+  EXPECT_EQ(gateway().stop(Millis{15000}), 0) << gateway().stderr_text();
+  // Answered by the cut, not by the backend 20 s later.
+  ASSERT_EQ(call.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_FALSE(call.get().status.ok());
+}
+
 TEST_F(GrpcProxyTest, HealthServiceFollowsReadiness) {
   auto sims = start_single_grpc_route();
 

@@ -101,6 +101,9 @@ class Pipeline {
   void execute(const PipelineRequest& request, PipelineHandler done);
   void execute(const GrpcPipelineRequest& request, GrpcPipelineHandler done);
   void close_idle_upstreams();
+  // Drops the gRPC calls still in flight, without their callbacks (a worker going away while
+  // calls run, at the end of a drain): done before the handlers their callbacks point into go.
+  void abandon_grpc_calls();
   boost::asio::io_context& io_context() { return ioc_; }
   // This worker's connections to `backend` (the gRPC one only when it has a grpc_port).
   upstream::ConnectionPool& rest_upstream(const upstream::BackendState& backend) {
@@ -126,11 +129,12 @@ class Pipeline {
   std::size_t shard_;
   FastRandom random_;
   std::vector<std::unique_ptr<balancer::LoadBalancer>> balancers_;                  // per pool
+  // Declared before the upstreams: calls they drop on destruction still hold tokens of it.
+  LiveCounter calls_;
   std::vector<std::vector<std::unique_ptr<upstream::ConnectionPool>>> connections_;  // [pool][backend]
   // gRPC connections to the backends with a grpc_port (null for the others): [pool][backend].
   std::vector<std::vector<std::unique_ptr<upstream::GrpcClient>>> grpc_clients_;
   std::vector<balancer::Candidate> scratch_;
-  LiveCounter calls_;
 };
 
 }  // namespace fusebox::resilience
