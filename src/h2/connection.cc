@@ -540,13 +540,16 @@ void Connection::send_headers(std::uint32_t stream_id, const HeaderList& headers
 }
 
 void Connection::send_data(std::uint32_t stream_id, std::string_view head, std::string_view body,
-                           bool end_stream) {
+                           bool end_stream, std::shared_ptr<const void> body_owner) {
   auto it = streams_.find(stream_id);
   if (failed_ || it == streams_.end() || it->second.local_closed) return;
   auto& stream = it->second;
   if (end_stream) stream.local_closed = true;
   if (stream.blocked) {
-    stream.pending.append(head).append(body);
+    // Rare (gRPC sends one message per stream): everything queued becomes a copy.
+    stream.pending.append(stream.borrowed).append(head).append(body);
+    stream.borrowed = {};
+    stream.borrowed_owner.reset();
     pending_bytes_ += head.size() + body.size();
     stream.pending_end = end_stream;
     return;
@@ -555,13 +558,19 @@ void Connection::send_data(std::uint32_t stream_id, std::string_view head, std::
   const auto total = head.size() + body.size();
   if (sent < total) {
     stream.pending.clear();
-    if (sent < head.size()) {
-      stream.pending.append(head.substr(sent)).append(body);
-    } else {
-      stream.pending.append(body.substr(sent - head.size()));
-    }
     stream.pending_off = 0;
-    pending_bytes_ += stream.pending.size();
+    if (sent < head.size()) {
+      stream.pending.append(head.substr(sent));
+      sent = head.size();
+    }
+    auto rest = body.substr(sent - head.size());
+    if (body_owner) {
+      stream.borrowed = rest;
+      stream.borrowed_owner = std::move(body_owner);
+    } else {
+      stream.pending.append(rest);
+    }
+    pending_bytes_ += stream.pending.size() + stream.borrowed.size();
     stream.pending_end = end_stream;
     stream.blocked = true;
     blocked_.push_back(stream_id);
@@ -606,17 +615,29 @@ std::size_t Connection::write_data_frames(std::uint32_t stream_id, Stream& strea
 
 void Connection::flush_stream(std::uint32_t stream_id, Stream& stream) {
   if (!stream.blocked) return;
-  std::string_view rest(stream.pending);
-  rest.remove_prefix(stream.pending_off);
+  std::string_view copied(stream.pending);
+  copied.remove_prefix(stream.pending_off);
+  const auto rest = copied.size() + stream.borrowed.size();
   const bool end_with_data = stream.pending_end && !stream.has_trailers;
-  if (rest.empty() && !end_with_data && !stream.has_trailers) return;
-  auto sent = rest.empty() ? 0 : write_data_frames(stream_id, stream, {}, rest, end_with_data);
-  stream.pending_off += sent;
+  if (rest == 0 && !end_with_data && !stream.has_trailers) return;
+  auto sent = rest == 0 ? 0
+                        : write_data_frames(stream_id, stream, copied, stream.borrowed,
+                                            end_with_data);
   pending_bytes_ -= sent;
-  if (sent < rest.size()) return;
-  if (rest.empty() && end_with_data) write_data_frames(stream_id, stream, {}, {}, true);
+  if (sent < rest) {
+    if (sent <= copied.size()) {
+      stream.pending_off += sent;
+    } else {
+      stream.pending_off = stream.pending.size();
+      stream.borrowed.remove_prefix(sent - copied.size());
+    }
+    return;
+  }
+  if (rest == 0 && end_with_data) write_data_frames(stream_id, stream, {}, {}, true);
   stream.pending.clear();
   stream.pending_off = 0;
+  stream.borrowed = {};
+  stream.borrowed_owner.reset();
   stream.blocked = false;
   if (stream.has_trailers) {
     stream.has_trailers = false;
@@ -722,7 +743,7 @@ void Connection::maybe_forget(std::uint32_t stream_id) {
 }
 
 void Connection::forget(std::unordered_map<std::uint32_t, Stream>::iterator it) {
-  pending_bytes_ -= it->second.pending.size() - it->second.pending_off;
+  pending_bytes_ -= it->second.pending.size() - it->second.pending_off + it->second.borrowed.size();
   streams_.erase(it);  // a stale id left in blocked_ is skipped there
 }
 

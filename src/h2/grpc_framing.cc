@@ -56,8 +56,17 @@ void send_grpc_message(Connection& conn, std::uint32_t stream_id, const grpc::By
     return std::string_view(reinterpret_cast<const char*>(s.begin()), s.size());
   };
   if (slices.size() <= 1) {
-    conn.send_data(stream_id, std::string_view(prefix, kMessagePrefix),
-                   slices.empty() ? std::string_view() : view(slices[0]), end_stream);
+    if (slices.empty()) {
+      conn.send_data(stream_id, std::string_view(prefix, kMessagePrefix), {}, end_stream);
+      return;
+    }
+    // The slice is reference-counted: what the peer's window holds back of a large message
+    // waits in it, uncopied (a small one is cheaper to copy than to share).
+    constexpr std::size_t kShareFrom = 16 * 1024;
+    std::shared_ptr<const grpc::Slice> owner;
+    if (slices[0].size() >= kShareFrom) owner = std::make_shared<const grpc::Slice>(slices[0]);
+    conn.send_data(stream_id, std::string_view(prefix, kMessagePrefix), view(slices[0]),
+                   end_stream, owner);
     return;
   }
   std::string joined;

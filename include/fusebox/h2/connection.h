@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -122,12 +123,14 @@ class Connection {
   // behind data still waiting for window when `end_stream`).
   void send_headers(std::uint32_t stream_id, const HeaderList& headers, bool end_stream);
   // Queues data: sent in frames as the peer's windows allow. `head` and `body` are sent as one
-  // run of bytes (a gRPC message prefix and the message, without joining them first).
+  // run of bytes (a gRPC message prefix and the message, without joining them first). What the
+  // windows hold back is copied, unless `body_owner` keeps `body`'s bytes alive: then the
+  // connection keeps `body_owner` until those bytes are sent, instead of a copy.
   void send_data(std::uint32_t stream_id, std::string_view data, bool end_stream) {
     send_data(stream_id, {}, data, end_stream);
   }
   void send_data(std::uint32_t stream_id, std::string_view head, std::string_view body,
-                 bool end_stream);
+                 bool end_stream, std::shared_ptr<const void> body_owner = nullptr);
   // Resets a stream (RST_STREAM) and forgets it; no callback follows for it.
   void reset_stream(std::uint32_t stream_id, ErrorCode code);
   // GOAWAY: no new streams from the peer beyond those already seen. Streams in flight finish.
@@ -162,8 +165,10 @@ class Connection {
     bool blocked = false;          // output queued (data, END_STREAM or trailers): in blocked_
     std::int64_t send_window = 0;
     std::uint32_t recv_unacked = 0;  // data received but not yet credited back
-    std::string pending;           // data waiting for window
+    std::string pending;           // data waiting for window (copied), sent first
     std::size_t pending_off = 0;
+    std::string_view borrowed;     // then these bytes, kept alive by borrowed_owner
+    std::shared_ptr<const void> borrowed_owner;
     bool pending_end = false;      // END_STREAM after the pending data
     bool has_trailers = false;
     HeaderList trailers;           // sent after the pending data, with END_STREAM

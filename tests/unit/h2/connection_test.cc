@@ -160,6 +160,25 @@ TEST(H2Connection, FlowControlHoldsDataAndTrailersUntilWindowOpens) {
   EXPECT_EQ(p.server.open_streams(), 0u);
 }
 
+// Data the window holds back is kept through its owner, not copied; the owner is let go once
+// the last byte is out.
+TEST(H2Connection, HeldBackDataIsBorrowedFromItsOwner) {
+  Connection::Options small;
+  small.connection_window = kDefaultWindow;
+  Pair p(small, small);
+  auto owner = std::make_shared<const std::string>(300000, 'b');
+  auto id = p.client.open_stream(request_headers(), false);
+  p.client.send_data(id, "head", *owner, true, owner);
+  EXPECT_GT(p.client.pending_data(), 0u);
+  EXPECT_EQ(owner.use_count(), 2) << "held by the connection while bytes wait";
+  p.pump();
+  ASSERT_TRUE(p.client_ok && p.server_ok) << p.client.error() << p.server.error();
+  EXPECT_EQ(p.server_log.streams[id].data, "head" + *owner);
+  EXPECT_TRUE(p.server_log.streams[id].ended);
+  EXPECT_EQ(p.client.pending_data(), 0u);
+  EXPECT_EQ(owner.use_count(), 1) << "let go once sent";
+}
+
 TEST(H2Connection, HeaderBlockLargerThanAFrameGoesInContinuations) {
   Pair p;
   auto headers = request_headers();
