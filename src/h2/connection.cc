@@ -17,7 +17,9 @@ constexpr std::uint8_t kPriority = 0x20;
 constexpr std::size_t kMaxHeaderBlock = 1u << 20;
 
 std::uint32_t read32(std::string_view s, std::size_t at) {
-  auto b = [&](std::size_t i) { return static_cast<std::uint32_t>(static_cast<unsigned char>(s[at + i])); };
+  auto b = [&](std::size_t i) {
+    return static_cast<std::uint32_t>(static_cast<unsigned char>(s[at + i]));
+  };
   return b(0) << 24 | b(1) << 16 | b(2) << 8 | b(3);
 }
 
@@ -49,26 +51,40 @@ bool strip_padding(std::uint8_t flags, std::string_view& payload) {
 
 const char* to_string(ErrorCode code) {
   switch (code) {
-    case ErrorCode::no_error: return "NO_ERROR";
-    case ErrorCode::protocol_error: return "PROTOCOL_ERROR";
-    case ErrorCode::internal_error: return "INTERNAL_ERROR";
-    case ErrorCode::flow_control_error: return "FLOW_CONTROL_ERROR";
-    case ErrorCode::settings_timeout: return "SETTINGS_TIMEOUT";
-    case ErrorCode::stream_closed: return "STREAM_CLOSED";
-    case ErrorCode::frame_size_error: return "FRAME_SIZE_ERROR";
-    case ErrorCode::refused_stream: return "REFUSED_STREAM";
-    case ErrorCode::cancel: return "CANCEL";
-    case ErrorCode::compression_error: return "COMPRESSION_ERROR";
-    case ErrorCode::connect_error: return "CONNECT_ERROR";
-    case ErrorCode::enhance_your_calm: return "ENHANCE_YOUR_CALM";
-    case ErrorCode::inadequate_security: return "INADEQUATE_SECURITY";
-    case ErrorCode::http_1_1_required: return "HTTP_1_1_REQUIRED";
+    case ErrorCode::no_error:
+      return "NO_ERROR";
+    case ErrorCode::protocol_error:
+      return "PROTOCOL_ERROR";
+    case ErrorCode::internal_error:
+      return "INTERNAL_ERROR";
+    case ErrorCode::flow_control_error:
+      return "FLOW_CONTROL_ERROR";
+    case ErrorCode::settings_timeout:
+      return "SETTINGS_TIMEOUT";
+    case ErrorCode::stream_closed:
+      return "STREAM_CLOSED";
+    case ErrorCode::frame_size_error:
+      return "FRAME_SIZE_ERROR";
+    case ErrorCode::refused_stream:
+      return "REFUSED_STREAM";
+    case ErrorCode::cancel:
+      return "CANCEL";
+    case ErrorCode::compression_error:
+      return "COMPRESSION_ERROR";
+    case ErrorCode::connect_error:
+      return "CONNECT_ERROR";
+    case ErrorCode::enhance_your_calm:
+      return "ENHANCE_YOUR_CALM";
+    case ErrorCode::inadequate_security:
+      return "INADEQUATE_SECURITY";
+    case ErrorCode::http_1_1_required:
+      return "HTTP_1_1_REQUIRED";
   }
   return "UNKNOWN_ERROR";
 }
 
-void append_frame_header(std::string& out, std::uint32_t length, FrameType type,
-                         std::uint8_t flags, std::uint32_t stream_id) {
+void append_frame_header(std::string& out, std::uint32_t length, FrameType type, std::uint8_t flags,
+                         std::uint32_t stream_id) {
   out.push_back(static_cast<char>(length >> 16));
   out.push_back(static_cast<char>(length >> 8));
   out.push_back(static_cast<char>(length));
@@ -81,14 +97,14 @@ Connection::Connection(Role role, Handler& handler, const Options& options)
     : role_(role),
       handler_(handler),
       local_(options.settings),
-      connection_window_(std::clamp<std::uint32_t>(options.connection_window, kDefaultWindow,
-                                                   kMaxWindow)),
+      connection_window_(
+          std::clamp<std::uint32_t>(options.connection_window, kDefaultWindow, kMaxWindow)),
       decoder_(options.settings.header_table_size),
       preface_pending_(role == Role::server),
       next_stream_id_(role == Role::client ? 1 : 2) {
   // Below the protocol's defaults the peer could overrun this side before seeing SETTINGS.
-  local_.initial_window_size = std::clamp<std::uint32_t>(local_.initial_window_size,
-                                                         kDefaultWindow, kMaxWindow);
+  local_.initial_window_size =
+      std::clamp<std::uint32_t>(local_.initial_window_size, kDefaultWindow, kMaxWindow);
   local_.max_frame_size = std::clamp<std::uint32_t>(local_.max_frame_size, 16384, 16777215);
 }
 
@@ -218,14 +234,18 @@ bool Connection::handle_frame(FrameType type, std::uint8_t flags, std::uint32_t 
     return fail(ErrorCode::protocol_error, "the first frame was not SETTINGS");
   }
   switch (type) {
-    case FrameType::data: return on_data_frame(flags, stream_id, payload);
-    case FrameType::headers: return on_headers_frame(flags, stream_id, payload);
+    case FrameType::data:
+      return on_data_frame(flags, stream_id, payload);
+    case FrameType::headers:
+      return on_headers_frame(flags, stream_id, payload);
     case FrameType::priority:
       if (stream_id == 0) return fail(ErrorCode::protocol_error, "PRIORITY on stream 0");
       if (payload.size() != 5) stream_error(stream_id, ErrorCode::frame_size_error);
       return true;
-    case FrameType::rst_stream: return on_rst_stream_frame(stream_id, payload);
-    case FrameType::settings: return on_settings_frame(flags, stream_id, payload);
+    case FrameType::rst_stream:
+      return on_rst_stream_frame(stream_id, payload);
+    case FrameType::settings:
+      return on_settings_frame(flags, stream_id, payload);
     case FrameType::push_promise:
       return fail(ErrorCode::protocol_error, "PUSH_PROMISE is not allowed here");
     case FrameType::ping:
@@ -239,9 +259,12 @@ bool Connection::handle_frame(FrameType type, std::uint8_t flags, std::uint32_t 
         out_.append(payload);
       }
       return true;
-    case FrameType::goaway: return on_goaway_frame(stream_id, payload);
-    case FrameType::window_update: return on_window_update_frame(stream_id, payload);
-    case FrameType::continuation: return on_continuation_frame(flags, stream_id, payload);
+    case FrameType::goaway:
+      return on_goaway_frame(stream_id, payload);
+    case FrameType::window_update:
+      return on_window_update_frame(stream_id, payload);
+    case FrameType::continuation:
+      return on_continuation_frame(flags, stream_id, payload);
   }
   return true;  // unknown frame types are ignored (RFC 9113 section 4.1)
 }
@@ -271,7 +294,9 @@ bool Connection::on_settings_frame(std::uint8_t flags, std::uint32_t stream_id,
           return fail(ErrorCode::protocol_error, "a server enabled push");
         }
         break;
-      case 0x3: peer_.max_concurrent_streams = value; break;
+      case 0x3:
+        peer_.max_concurrent_streams = value;
+        break;
       case 0x4: {
         if (value > kMaxWindow) {
           return fail(ErrorCode::flow_control_error, "SETTINGS_INITIAL_WINDOW_SIZE too large");
@@ -293,8 +318,11 @@ bool Connection::on_settings_frame(std::uint8_t flags, std::uint32_t stream_id,
         }
         peer_.max_frame_size = value;
         break;
-      case 0x6: peer_.max_header_list_size = value; break;
-      default: break;  // unknown settings are ignored
+      case 0x6:
+        peer_.max_header_list_size = value;
+        break;
+      default:
+        break;  // unknown settings are ignored
     }
   }
   append_frame_header(out_, 0, FrameType::settings, kAck, 0);
@@ -364,8 +392,8 @@ bool Connection::on_header_block_done() {
       handler_.on_headers_too_large(id);
       auto again = streams_.find(id);
       if (again != streams_.end()) {
-        reset_stream(id, again->second.local_closed ? ErrorCode::no_error
-                                                    : ErrorCode::protocol_error);
+        reset_stream(id,
+                     again->second.local_closed ? ErrorCode::no_error : ErrorCode::protocol_error);
       }
       return true;
     }
@@ -450,7 +478,8 @@ bool Connection::on_window_update_frame(std::uint32_t stream_id, std::string_vie
   }
   auto it = streams_.find(stream_id);
   if (it == streams_.end()) {
-    if (!was_open(stream_id)) return fail(ErrorCode::protocol_error, "WINDOW_UPDATE on an idle stream");
+    if (!was_open(stream_id))
+      return fail(ErrorCode::protocol_error, "WINDOW_UPDATE on an idle stream");
     return true;
   }
   if (increment == 0) {
@@ -471,7 +500,8 @@ bool Connection::on_rst_stream_frame(std::uint32_t stream_id, std::string_view p
   if (payload.size() != 4) return fail(ErrorCode::frame_size_error, "RST_STREAM of wrong size");
   auto it = streams_.find(stream_id);
   if (it == streams_.end()) {
-    if (!was_open(stream_id)) return fail(ErrorCode::protocol_error, "RST_STREAM on an idle stream");
+    if (!was_open(stream_id))
+      return fail(ErrorCode::protocol_error, "RST_STREAM on an idle stream");
     return true;
   }
   forget(it);
@@ -521,8 +551,7 @@ std::uint32_t Connection::open_stream(const HeaderList& headers, bool end_stream
   return id;
 }
 
-void Connection::send_headers(std::uint32_t stream_id, const HeaderList& headers,
-                              bool end_stream) {
+void Connection::send_headers(std::uint32_t stream_id, const HeaderList& headers, bool end_stream) {
   auto it = streams_.find(stream_id);
   if (failed_ || it == streams_.end() || it->second.local_closed) return;
   auto& stream = it->second;
@@ -589,13 +618,13 @@ std::size_t Connection::write_data_frames(std::uint32_t stream_id, Stream& strea
   }
   std::size_t sent = 0;
   while (sent < total) {
-    auto allowed = std::min<std::int64_t>({conn_send_window_, stream.send_window,
-                                           static_cast<std::int64_t>(peer_.max_frame_size)});
+    auto allowed = std::min<std::int64_t>(
+        {conn_send_window_, stream.send_window, static_cast<std::int64_t>(peer_.max_frame_size)});
     if (allowed <= 0) break;
     auto n = std::min<std::size_t>(static_cast<std::size_t>(allowed), total - sent);
     const bool last = end_stream && sent + n == total;
-    append_frame_header(out_, static_cast<std::uint32_t>(n), FrameType::data,
-                        last ? kEndStream : 0, stream_id);
+    append_frame_header(out_, static_cast<std::uint32_t>(n), FrameType::data, last ? kEndStream : 0,
+                        stream_id);
     // The frame's bytes: what is left of head, then body.
     auto from = sent;
     auto left = n;
@@ -620,9 +649,8 @@ void Connection::flush_stream(std::uint32_t stream_id, Stream& stream) {
   const auto rest = copied.size() + stream.borrowed.size();
   const bool end_with_data = stream.pending_end && !stream.has_trailers;
   if (rest == 0 && !end_with_data && !stream.has_trailers) return;
-  auto sent = rest == 0 ? 0
-                        : write_data_frames(stream_id, stream, copied, stream.borrowed,
-                                            end_with_data);
+  auto sent =
+      rest == 0 ? 0 : write_data_frames(stream_id, stream, copied, stream.borrowed, end_with_data);
   pending_bytes_ -= sent;
   if (sent < rest) {
     if (sent <= copied.size()) {

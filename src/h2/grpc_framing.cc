@@ -1,10 +1,10 @@
 #include "fusebox/h2/grpc_framing.h"
 
 #include <algorithm>
+#include <array>
 #include <vector>
 
 #include "fusebox/h2/connection.h"
-#include <array>
 
 namespace fusebox::h2 {
 
@@ -19,7 +19,9 @@ void append_grpc_message(std::string& out, std::string_view message) {
 GrpcMessage read_grpc_message(std::string_view data, std::uint64_t max_bytes) {
   GrpcMessage m;
   if (data.size() < kMessagePrefix) return m;
-  auto byte = [&](std::size_t i) { return static_cast<std::uint64_t>(static_cast<unsigned char>(data[i])); };
+  auto byte = [&](std::size_t i) {
+    return static_cast<std::uint64_t>(static_cast<unsigned char>(data[i]));
+  };
   m.length = byte(1) << 24 | byte(2) << 16 | byte(3) << 8 | byte(4);
   if (byte(0) != 0) {
     m.status = GrpcMessage::Status::compressed;
@@ -38,8 +40,8 @@ GrpcMessage read_grpc_message(std::string_view data, std::uint64_t max_bytes) {
 
 grpc::ByteBuffer adopt_bytes(std::string&& bytes, std::size_t offset, std::size_t length) {
   auto* owner = new std::string(std::move(bytes));
-  grpc::Slice slice(owner->data() + offset, length,
-                    [](void* p) { delete static_cast<std::string*>(p); }, owner);
+  grpc::Slice slice(
+      owner->data() + offset, length, [](void* p) { delete static_cast<std::string*>(p); }, owner);
   return grpc::ByteBuffer(&slice, 1);
 }
 
@@ -50,8 +52,9 @@ void send_grpc_message(Connection& conn, std::uint32_t stream_id, const grpc::By
   std::size_t n = 0;
   for (const auto& s : slices) n += s.size();
   const auto len = static_cast<std::uint32_t>(n);
-  const char prefix[kMessagePrefix] = {0, static_cast<char>(len >> 24), static_cast<char>(len >> 16),
-                                       static_cast<char>(len >> 8), static_cast<char>(len)};
+  const char prefix[kMessagePrefix] = {0, static_cast<char>(len >> 24),
+                                       static_cast<char>(len >> 16), static_cast<char>(len >> 8),
+                                       static_cast<char>(len)};
   auto view = [](const grpc::Slice& s) {
     return std::string_view(reinterpret_cast<const char*>(s.begin()), s.size());
   };
@@ -65,8 +68,8 @@ void send_grpc_message(Connection& conn, std::uint32_t stream_id, const grpc::By
     constexpr std::size_t kShareFrom = 16 * 1024;
     std::shared_ptr<const grpc::Slice> owner;
     if (slices[0].size() >= kShareFrom) owner = std::make_shared<const grpc::Slice>(slices[0]);
-    conn.send_data(stream_id, std::string_view(prefix, kMessagePrefix), view(slices[0]),
-                   end_stream, owner);
+    conn.send_data(stream_id, std::string_view(prefix, kMessagePrefix), view(slices[0]), end_stream,
+                   owner);
     return;
   }
   std::string joined;
@@ -92,13 +95,20 @@ std::optional<std::chrono::nanoseconds> parse_grpc_timeout(std::string_view valu
   }
   using namespace std::chrono;
   switch (value.back()) {
-    case 'H': return duration_cast<nanoseconds>(hours(n));
-    case 'M': return duration_cast<nanoseconds>(minutes(n));
-    case 'S': return duration_cast<nanoseconds>(seconds(n));
-    case 'm': return duration_cast<nanoseconds>(milliseconds(n));
-    case 'u': return duration_cast<nanoseconds>(microseconds(n));
-    case 'n': return nanoseconds(n);
-    default: return std::nullopt;
+    case 'H':
+      return duration_cast<nanoseconds>(hours(n));
+    case 'M':
+      return duration_cast<nanoseconds>(minutes(n));
+    case 'S':
+      return duration_cast<nanoseconds>(seconds(n));
+    case 'm':
+      return duration_cast<nanoseconds>(milliseconds(n));
+    case 'u':
+      return duration_cast<nanoseconds>(microseconds(n));
+    case 'n':
+      return nanoseconds(n);
+    default:
+      return std::nullopt;
   }
 }
 
@@ -149,8 +159,7 @@ std::string percent_decode(std::string_view text) {
   std::string out;
   out.reserve(text.size());
   for (std::size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '%' && i + 2 < text.size() && hex(text[i + 1]) >= 0 &&
-        hex(text[i + 2]) >= 0) {
+    if (text[i] == '%' && i + 2 < text.size() && hex(text[i + 1]) >= 0 && hex(text[i + 2]) >= 0) {
       out.push_back(static_cast<char>(hex(text[i + 1]) << 4 | hex(text[i + 2])));
       i += 2;
     } else {

@@ -133,7 +133,7 @@ class StreamCall final : public GrpcCall {
   h2::HeaderList headers_;  // the metadata's storage
   std::multimap<grpc::string_ref, grpc::string_ref> metadata_;
   std::chrono::system_clock::time_point deadline_ = std::chrono::system_clock::time_point::max();
-  std::string body_;        // request data received so far
+  std::string body_;  // request data received so far
   grpc::ByteBuffer request_;
   std::set<std::string> sent_files_;  // reflection: files already sent on this stream
   bool dispatched_ = false;
@@ -223,12 +223,12 @@ class GrpcSession final : public std::enable_shared_from_this<GrpcSession>,
     if (closed_ || reading_) return;
     if (read_buf_.size() != kReadBuffer) read_buf_.resize(kReadBuffer);
     reading_ = true;
-    socket_.async_read_some(asio::buffer(read_buf_),
-                            [self = shared_from_this()](boost::system::error_code ec,
-                                                        std::size_t n) {
-                              self->reading_ = false;
-                              self->on_read(ec, n);
-                            });
+    socket_.async_read_some(
+        asio::buffer(read_buf_),
+        [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
+          self->reading_ = false;
+          self->on_read(ec, n);
+        });
   }
 
   void on_read(boost::system::error_code ec, std::size_t n) {
@@ -294,8 +294,9 @@ class GrpcSession final : public std::enable_shared_from_this<GrpcSession>,
   }
 
   void on_deadline() {
-    logging::log().debug("gRPC connection from {}: no HTTP/2 preface within {} s", peer_,
-                         std::chrono::duration_cast<std::chrono::seconds>(kHandshakeTimeout).count());
+    logging::log().debug(
+        "gRPC connection from {}: no HTTP/2 preface within {} s", peer_,
+        std::chrono::duration_cast<std::chrono::seconds>(kHandshakeTimeout).count());
     close();
   }
 
@@ -309,9 +310,12 @@ class GrpcSession final : public std::enable_shared_from_this<GrpcSession>,
     }
     std::string_view method, path, content_type;
     for (const auto& h : headers) {
-      if (h.name == ":method") method = h.value;
-      else if (h.name == ":path") path = h.value;
-      else if (h.name == "content-type") content_type = h.value;
+      if (h.name == ":method")
+        method = h.value;
+      else if (h.name == ":path")
+        path = h.value;
+      else if (h.name == "content-type")
+        content_type = h.value;
     }
     if (method != "POST") return refuse_http(id, "405");
     if (!content_type.starts_with("application/grpc")) return refuse_http(id, "415");
@@ -518,7 +522,10 @@ class GrpcSession final : public std::enable_shared_from_this<GrpcSession>,
 
 StreamCall::StreamCall(std::shared_ptr<GrpcSession> session, std::uint32_t id, StreamKind kind,
                        const std::string* method, h2::HeaderList&& headers)
-    : session_(std::move(session)), id_(id), kind_(kind), method_(method),
+    : session_(std::move(session)),
+      id_(id),
+      kind_(kind),
+      method_(method),
       headers_(std::move(headers)) {
   for (const auto& h : headers_) {
     if (h.name.empty() || h.name.front() == ':') continue;
@@ -560,8 +567,7 @@ std::string flatten(const grpc::ByteBuffer& buffer) {
   return out;
 }
 
-void start_grpc_session(io::Socket socket, const GrpcServices& services,
-                        SessionTracker& tracker) {
+void start_grpc_session(io::Socket socket, const GrpcServices& services, SessionTracker& tracker) {
   std::make_shared<GrpcSession>(std::move(socket), services, tracker)->start();
 }
 

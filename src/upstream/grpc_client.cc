@@ -24,15 +24,21 @@ constexpr std::size_t kReadBuffer = 64 * 1024;
 // gRPC's mapping of an HTTP status that is not 200 (PROTOCOL-HTTP2.md, "HTTP to gRPC").
 grpc::StatusCode code_for_http(unsigned status) {
   switch (status) {
-    case 400: return grpc::StatusCode::INTERNAL;
-    case 401: return grpc::StatusCode::UNAUTHENTICATED;
-    case 403: return grpc::StatusCode::PERMISSION_DENIED;
-    case 404: return grpc::StatusCode::UNIMPLEMENTED;
+    case 400:
+      return grpc::StatusCode::INTERNAL;
+    case 401:
+      return grpc::StatusCode::UNAUTHENTICATED;
+    case 403:
+      return grpc::StatusCode::PERMISSION_DENIED;
+    case 404:
+      return grpc::StatusCode::UNIMPLEMENTED;
     case 429:
     case 502:
     case 503:
-    case 504: return grpc::StatusCode::UNAVAILABLE;
-    default: return grpc::StatusCode::UNKNOWN;
+    case 504:
+      return grpc::StatusCode::UNAVAILABLE;
+    default:
+      return grpc::StatusCode::UNKNOWN;
   }
 }
 
@@ -45,7 +51,7 @@ bool is_status_field(std::string_view name) {
 
 class GrpcClient::Exchange {
  public:
-  GrpcClient* client = nullptr;  // null once the client is gone
+  GrpcClient* client = nullptr;            // null once the client is gone
   std::function<void(GrpcResult&&)> done;  // empty once finished
   std::weak_ptr<Link> link;
   std::uint32_t stream = 0;
@@ -80,7 +86,8 @@ class GrpcClient::Link final : public std::enable_shared_from_this<Link>,
     connecting_ = true;
     std::vector<tcp::endpoint> endpoints;
     const auto& backend = client_->backend_;
-    for (const auto& ep : backend.resolved) endpoints.emplace_back(ep.address(), backend.endpoint.grpc_port);
+    for (const auto& ep : backend.resolved)
+      endpoints.emplace_back(ep.address(), backend.endpoint.grpc_port);
     boost::system::error_code ec;
     auto literal = asio::ip::make_address(backend.endpoint.address, ec);
     if (endpoints.empty() && !ec) endpoints.emplace_back(literal, backend.endpoint.grpc_port);
@@ -158,12 +165,13 @@ class GrpcClient::Link final : public std::enable_shared_from_this<Link>,
   }
 
   void connect_to(std::vector<tcp::endpoint> endpoints) {
-    asio::async_connect(socket_, endpoints,
-                        [self = shared_from_this()](boost::system::error_code ec, const tcp::endpoint&) {
-                          if (!self->connecting_) return;
-                          if (ec) return self->connect_failed("cannot connect: " + ec.message());
-                          self->on_connected();
-                        });
+    asio::async_connect(
+        socket_, endpoints,
+        [self = shared_from_this()](boost::system::error_code ec, const tcp::endpoint&) {
+          if (!self->connecting_) return;
+          if (ec) return self->connect_failed("cannot connect: " + ec.message());
+          self->on_connected();
+        });
   }
 
   void connect_failed(const std::string& why) {
@@ -206,10 +214,9 @@ class GrpcClient::Link final : public std::enable_shared_from_this<Link>,
 
   void read() {
     if (read_buf_.size() != kReadBuffer) read_buf_.resize(kReadBuffer);
-    socket_.async_read_some(asio::buffer(read_buf_), [self = shared_from_this()](
-                                                        boost::system::error_code ec, std::size_t n) {
-      self->on_read(ec, n);
-    });
+    socket_.async_read_some(asio::buffer(read_buf_),
+                            [self = shared_from_this()](boost::system::error_code ec,
+                                                        std::size_t n) { self->on_read(ec, n); });
   }
 
   void on_read(boost::system::error_code ec, std::size_t n) {
@@ -222,7 +229,8 @@ class GrpcClient::Link final : public std::enable_shared_from_this<Link>,
     ping_outstanding_ = false;
     if (!conn_.receive(std::string_view(read_buf_.data(), n))) {
       flush();
-      close(metrics::UpstreamOutcome::protocol_error, "HTTP/2 error from the backend: " + conn_.error());
+      close(metrics::UpstreamOutcome::protocol_error,
+            "HTTP/2 error from the backend: " + conn_.error());
       return client_->run_finished();
     }
     open_queued();
@@ -270,7 +278,8 @@ class GrpcClient::Link final : public std::enable_shared_from_this<Link>,
     auto now = std::chrono::steady_clock::now();
     if (ping_outstanding_) {
       if (now - ping_sent_ >= grpc.keepalive_timeout) {
-        close(metrics::UpstreamOutcome::reset, "upstream connection lost: keepalive ping unanswered");
+        close(metrics::UpstreamOutcome::reset,
+              "upstream connection lost: keepalive ping unanswered");
         return client_->run_finished();
       }
     } else if (now - last_activity_ >= grpc.keepalive_time) {
@@ -310,7 +319,8 @@ class GrpcClient::Link final : public std::enable_shared_from_this<Link>,
     if (!ex->headers_seen) {
       ex->headers_seen = true;
       for (const auto& h : headers) {
-        if (h.name == ":status") ex->http_status = static_cast<unsigned>(std::atoi(h.value.c_str()));
+        if (h.name == ":status")
+          ex->http_status = static_cast<unsigned>(std::atoi(h.value.c_str()));
       }
       if (!end_stream) return;  // trailers come later
     }
@@ -380,12 +390,13 @@ class GrpcClient::Link final : public std::enable_shared_from_this<Link>,
     }
     if (ex->http_status != 200) {
       auto grpc_code = code_for_http(ex->http_status);
-      r.status = grpc::Status(grpc_code, "the backend answered HTTP " +
-                                             std::to_string(ex->http_status));
+      r.status =
+          grpc::Status(grpc_code, "the backend answered HTTP " + std::to_string(ex->http_status));
       r.outcome = http_status_for(grpc_code) >= 500 ? metrics::UpstreamOutcome::http_5xx
                                                     : metrics::UpstreamOutcome::success;
     } else if (!code) {
-      r.status = grpc::Status(grpc::StatusCode::INTERNAL, "the backend's answer has no grpc-status");
+      r.status =
+          grpc::Status(grpc::StatusCode::INTERNAL, "the backend's answer has no grpc-status");
       r.outcome = metrics::UpstreamOutcome::protocol_error;
       r.error = r.status.error_message();
     } else if (*code != 0) {
@@ -564,11 +575,12 @@ void GrpcClient::arm_deadlines() {
   if (!deadline_timer_) deadline_timer_ = std::make_unique<asio::steady_timer>(ioc_);
   timer_at_ = earliest;
   deadline_timer_->expires_at(earliest);
-  deadline_timer_->async_wait([this, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec) {
-    if (alive.expired() || ec) return;
-    timer_at_ = TimePoint::max();
-    on_deadline_timer();
-  });
+  deadline_timer_->async_wait(
+      [this, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec) {
+        if (alive.expired() || ec) return;
+        timer_at_ = TimePoint::max();
+        on_deadline_timer();
+      });
 }
 
 void GrpcClient::on_deadline_timer() {

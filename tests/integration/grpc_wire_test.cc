@@ -54,11 +54,13 @@ class H2Client final : private h2::Connection::Handler {
   bool peer_closed() const { return peer_closed_; }
 
   // Starts a gRPC call to `path` with `message` (framed unless `raw_body`).
-  std::uint32_t call(const std::string& path, std::string_view body,
-                     h2::HeaderList extra = {}, std::string method = "POST",
-                     std::string content_type = "application/grpc") {
-    h2::HeaderList h{{":method", std::move(method)}, {":scheme", "http"}, {":path", path},
-                     {":authority", "localhost"}, {"content-type", std::move(content_type)},
+  std::uint32_t call(const std::string& path, std::string_view body, h2::HeaderList extra = {},
+                     std::string method = "POST", std::string content_type = "application/grpc") {
+    h2::HeaderList h{{":method", std::move(method)},
+                     {":scheme", "http"},
+                     {":path", path},
+                     {":authority", "localhost"},
+                     {"content-type", std::move(content_type)},
                      {"te", "trailers"}};
     h.insert(h.end(), extra.begin(), extra.end());
     auto id = conn_.open_stream(h, false);
@@ -138,9 +140,9 @@ std::string field(char tag, std::string_view value) {
 // tensor_shape{dim{size: 1}}, float_val: [1.0]}}}, hand-encoded so this file needs no
 // generated classes.
 std::string predict_message() {
-  const std::string shape = field('\x12', std::string("\x08\x01", 2));   // dim{size: 1}
-  const std::string tensor = std::string("\x08\x01", 2) +                  // dtype: DT_FLOAT
-                             field('\x12', shape) +                         // tensor_shape
+  const std::string shape = field('\x12', std::string("\x08\x01", 2));           // dim{size: 1}
+  const std::string tensor = std::string("\x08\x01", 2) +                        // dtype: DT_FLOAT
+                             field('\x12', shape) +                              // tensor_shape
                              field('\x2a', std::string("\x00\x00\x80\x3f", 4));  // float_val
   const std::string entry = field('\x0a', "x") + field('\x12', tensor);
   return field('\x0a', field('\x0a', "half_plus_two")) + field('\x12', entry);
@@ -202,8 +204,8 @@ TEST_F(GrpcWireTest, Http11OnTheGrpcPortIsRefusedAndTheListenerServesOn) {
 TEST_F(GrpcWireTest, WrongMethodAndContentTypeGetHttpStatuses) {
   H2Client c(port_);
   auto get = c.call("/tensorflow.serving.PredictionService/Predict", "", {}, "GET");
-  auto json = c.call("/tensorflow.serving.PredictionService/Predict", "{}", {}, "POST",
-                     "application/json");
+  auto json =
+      c.call("/tensorflow.serving.PredictionService/Predict", "{}", {}, "POST", "application/json");
   ASSERT_TRUE(c.pump_until([&] { return c.stream(get).ended && c.stream(json).ended; }));
   EXPECT_EQ(c.last(get, ":status"), "405");
   EXPECT_EQ(c.last(json, ":status"), "415");
@@ -214,8 +216,8 @@ TEST_F(GrpcWireTest, UnknownMethodAndWatchAreUnimplementedWithTheirNames) {
   auto other = c.call("/foo.Bar/Baz", framed(""));
   auto watch = c.call("/grpc.health.v1.Health/Watch", framed(""));
   ASSERT_TRUE(c.pump_until([&] { return c.stream(other).ended && c.stream(watch).ended; }));
-  EXPECT_EQ(status_of(c, other), std::make_pair(std::string("12"),
-                                                std::string("fusebox does not serve /foo.Bar/Baz")));
+  EXPECT_EQ(status_of(c, other),
+            std::make_pair(std::string("12"), std::string("fusebox does not serve /foo.Bar/Baz")));
   EXPECT_EQ(c.last(watch, "grpc-status"), "12");
 }
 
@@ -255,9 +257,8 @@ TEST_F(GrpcWireTest, MissingOrExtraMessagesAreErrors) {
                     framed(predict_message()) + framed(predict_message()));
   auto cut = c.call("/tensorflow.serving.PredictionService/Predict",
                     framed(predict_message()).substr(0, 8));
-  ASSERT_TRUE(c.pump_until([&] {
-    return c.stream(none).ended && c.stream(two).ended && c.stream(cut).ended;
-  }));
+  ASSERT_TRUE(c.pump_until(
+      [&] { return c.stream(none).ended && c.stream(two).ended && c.stream(cut).ended; }));
   EXPECT_EQ(c.last(none, "grpc-status"), "13");
   EXPECT_EQ(c.last(two, "grpc-status"), "13");
   EXPECT_EQ(c.last(cut, "grpc-status"), "13");
@@ -267,7 +268,8 @@ TEST_F(GrpcWireTest, ManyCallsOnOneConnectionAllAnswered) {
   H2Client c(port_);
   std::vector<std::uint32_t> ids;
   for (int i = 0; i < 200; ++i) {
-    ids.push_back(c.call("/tensorflow.serving.PredictionService/Predict", framed(predict_message())));
+    ids.push_back(
+        c.call("/tensorflow.serving.PredictionService/Predict", framed(predict_message())));
   }
   ASSERT_TRUE(c.pump_until([&] {
     return std::all_of(ids.begin(), ids.end(), [&](auto id) { return c.stream(id).ended; });

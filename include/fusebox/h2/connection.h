@@ -63,8 +63,8 @@ inline constexpr std::uint32_t kDefaultWindow = 65535;
 inline constexpr std::uint32_t kMaxWindow = 0x7fffffff;
 
 // Appends a frame header (length, type, flags, stream id).
-void append_frame_header(std::string& out, std::uint32_t length, FrameType type,
-                         std::uint8_t flags, std::uint32_t stream_id);
+void append_frame_header(std::string& out, std::uint32_t length, FrameType type, std::uint8_t flags,
+                         std::uint32_t stream_id);
 
 // SETTINGS values (RFC 9113 section 6.5.2).
 struct Settings {
@@ -99,8 +99,8 @@ class Connection {
   };
 
   struct Options {
-    Settings settings;                              // what this side announces
-    std::uint32_t connection_window = 16u << 20;    // this side's connection receive window
+    Settings settings;                            // what this side announces
+    std::uint32_t connection_window = 16u << 20;  // this side's connection receive window
   };
 
   Connection(Role role, Handler& handler, const Options& options);
@@ -160,18 +160,18 @@ class Connection {
 
  private:
   struct Stream {
-    bool local_closed = false;     // END_STREAM sent (or queued behind pending data)
-    bool remote_closed = false;    // END_STREAM received
-    bool blocked = false;          // output queued (data, END_STREAM or trailers): in blocked_
+    bool local_closed = false;   // END_STREAM sent (or queued behind pending data)
+    bool remote_closed = false;  // END_STREAM received
+    bool blocked = false;        // output queued (data, END_STREAM or trailers): in blocked_
     std::int64_t send_window = 0;
     std::uint32_t recv_unacked = 0;  // data received but not yet credited back
-    std::string pending;           // data waiting for window (copied), sent first
+    std::string pending;             // data waiting for window (copied), sent first
     std::size_t pending_off = 0;
-    std::string_view borrowed;     // then these bytes, kept alive by borrowed_owner
+    std::string_view borrowed;  // then these bytes, kept alive by borrowed_owner
     std::shared_ptr<const void> borrowed_owner;
-    bool pending_end = false;      // END_STREAM after the pending data
+    bool pending_end = false;  // END_STREAM after the pending data
     bool has_trailers = false;
-    HeaderList trailers;           // sent after the pending data, with END_STREAM
+    HeaderList trailers;  // sent after the pending data, with END_STREAM
   };
 
   bool fail(ErrorCode code, std::string why);
@@ -179,8 +179,7 @@ class Connection {
                     std::string_view payload);
   bool on_settings_frame(std::uint8_t flags, std::uint32_t stream_id, std::string_view payload);
   bool on_headers_frame(std::uint8_t flags, std::uint32_t stream_id, std::string_view payload);
-  bool on_continuation_frame(std::uint8_t flags, std::uint32_t stream_id,
-                             std::string_view payload);
+  bool on_continuation_frame(std::uint8_t flags, std::uint32_t stream_id, std::string_view payload);
   bool on_header_block_done();
   bool on_data_frame(std::uint8_t flags, std::uint32_t stream_id, std::string_view payload);
   bool on_window_update_frame(std::uint32_t stream_id, std::string_view payload);
@@ -209,16 +208,16 @@ class Connection {
 
   Role role_;
   Handler& handler_;
-  Settings local_;                 // announced by this side
-  Settings peer_;                  // the peer's, as received
+  Settings local_;  // announced by this side
+  Settings peer_;   // the peer's, as received
   std::uint32_t connection_window_;
   HpackDecoder decoder_;
   HpackEncoder encoder_;
 
-  std::string in_;                 // an incomplete frame (or preface) carried over
+  std::string in_;  // an incomplete frame (or preface) carried over
   std::string out_;
-  bool preface_pending_;           // server: the client preface not yet received
-  bool settings_pending_ = true;   // the peer's first frame must be SETTINGS
+  bool preface_pending_;          // server: the client preface not yet received
+  bool settings_pending_ = true;  // the peer's first frame must be SETTINGS
   std::unordered_map<std::uint32_t, Stream> streams_;
   std::deque<std::uint32_t> blocked_;  // streams with data waiting for window, in order
   std::size_t pending_bytes_ = 0;

@@ -39,12 +39,12 @@ using Metadata = std::vector<std::pair<std::string, std::string>>;
 class GrpcCall {
  public:
   virtual ~GrpcCall() = default;
-  virtual const std::string& method() const = 0;           // "/package.Service/Method"
-  virtual grpc::ByteBuffer& request() = 0;                 // the request message
+  virtual const std::string& method() const = 0;                       // "/package.Service/Method"
+  virtual grpc::ByteBuffer& request() = 0;                             // the request message
   virtual std::chrono::system_clock::time_point deadline() const = 0;  // max() when none
   virtual const std::multimap<grpc::string_ref, grpc::string_ref>& client_metadata() const = 0;
-  virtual std::string peer() const = 0;                    // "ipv4:127.0.0.1:5555"
-  virtual bool cancelled() const = 0;                      // the client went away
+  virtual std::string peer() const = 0;  // "ipv4:127.0.0.1:5555"
+  virtual bool cancelled() const = 0;    // the client went away
   // Sends `response` (only when status is OK) and `status`, with trailing metadata.
   virtual void finish(const grpc::Status& status, grpc::ByteBuffer* response,
                       const Metadata& trailing) = 0;
@@ -71,7 +71,6 @@ struct GrpcServices {
 // Starts serving an accepted gRPC connection (already bound to its worker's executor), on that
 // worker's thread. The session registers with `tracker`, which can drain it: GOAWAY, then
 // closing once the calls in flight are answered.
-void start_grpc_session(io::Socket socket, const GrpcServices& services,
-                        SessionTracker& tracker);
+void start_grpc_session(io::Socket socket, const GrpcServices& services, SessionTracker& tracker);
 
 }  // namespace fusebox::server

@@ -64,8 +64,8 @@ class GrpcClient {
   const config::PoolConfig& pool_;
   std::string authority_;
   std::string user_agent_;
-  std::shared_ptr<Link> link_;                       // the connection new calls go to
-  std::vector<std::shared_ptr<Link>> retiring_;       // after GOAWAY, finishing their calls
+  std::shared_ptr<Link> link_;                   // the connection new calls go to
+  std::vector<std::shared_ptr<Link>> retiring_;  // after GOAWAY, finishing their calls
   std::multimap<TimePoint, std::weak_ptr<Exchange>> deadlines_;
   std::unique_ptr<boost::asio::steady_timer> deadline_timer_;
   TimePoint timer_at_ = TimePoint::max();

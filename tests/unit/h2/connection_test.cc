@@ -256,7 +256,9 @@ TEST(H2Connection, HeaderListAboveTheLimitIsReportedAndTheStreamReset) {
   EXPECT_TRUE(p.server_log.streams[id].blocks.empty());
   EXPECT_TRUE(p.client_log.streams[id].reset);
   // The connection still serves.
-  p.server_log.on_end = [&](std::uint32_t sid) { p.server.send_headers(sid, {{":status", "200"}}, true); };
+  p.server_log.on_end = [&](std::uint32_t sid) {
+    p.server.send_headers(sid, {{":status", "200"}}, true);
+  };
   auto next = p.client.open_stream(request_headers(), true);
   p.pump();
   EXPECT_TRUE(p.client_log.streams[next].ended);
@@ -317,7 +319,8 @@ TEST(H2ConnectionErrors, FirstFrameMustBeSettings) {
   Recorder log;
   Connection server(Connection::Role::server, log, {});
   server.start();
-  EXPECT_FALSE(server.receive(std::string(kClientPreface) + frame(FrameType::ping, 0, 0, "12345678")));
+  EXPECT_FALSE(
+      server.receive(std::string(kClientPreface) + frame(FrameType::ping, 0, 0, "12345678")));
 }
 
 TEST(H2ConnectionErrors, OversizedFrameIsAFrameSizeError) {

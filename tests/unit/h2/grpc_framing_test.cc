@@ -15,7 +15,8 @@ TEST(GrpcFraming, MessageRoundTripAndPieces) {
   EXPECT_EQ(data.substr(0, 5), std::string("\0\0\0\0\x05", 5));
   for (std::size_t cut = 0; cut < 10; ++cut) {
     EXPECT_EQ(read_grpc_message(std::string_view(data).substr(0, cut), 100).status,
-              GrpcMessage::Status::incomplete) << cut;
+              GrpcMessage::Status::incomplete)
+        << cut;
   }
   auto first = read_grpc_message(data, 100);
   ASSERT_EQ(first.status, GrpcMessage::Status::complete);
