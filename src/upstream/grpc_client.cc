@@ -233,10 +233,12 @@ class GrpcClient::Link final : public std::enable_shared_from_this<Link>,
             "HTTP/2 error from the backend: " + conn_.error());
       return client_->run_finished();
     }
+    // Answers go out before anything else: the next read is speculative, and usually finds
+    // nothing (a system call on the answer's path otherwise).
+    client_->run_finished();
     open_queued();
     flush();
     read();
-    client_->run_finished();
   }
 
   void flush() {
