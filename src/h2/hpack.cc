@@ -335,14 +335,44 @@ void HpackTable::evict_to(std::size_t limit) {
   }
 }
 
+namespace {
+
+// Where each name sits in the static table: entries with the same name are adjacent there
+// (RFC 7541 appendix A), so a name maps to one run [first, first + count).
+struct StaticRun {
+  std::size_t first = 0;  // 1-based index, 0 when the name is not in the table
+  std::size_t count = 0;
+};
+
+StaticRun static_run(std::string_view name) {
+  static const auto runs = [] {
+    std::vector<std::pair<std::string_view, StaticRun>> out;
+    const auto& statics = static_table();
+    for (std::size_t i = 0; i < statics.size(); ++i) {
+      if (!out.empty() && out.back().first == statics[i].name) {
+        ++out.back().second.count;
+      } else {
+        out.push_back({statics[i].name, {i + 1, 1}});
+      }
+    }
+    return out;
+  }();
+  for (const auto& [n, run] : runs) {
+    if (n.size() == name.size() && n == name) return run;
+  }
+  return {};
+}
+
+}  // namespace
+
 HpackTable::Match HpackTable::find(std::string_view name, std::string_view value) const {
   Match match;
+  const auto run = static_run(name);
   const auto& statics = static_table();
-  for (std::size_t i = 0; i < statics.size(); ++i) {
-    if (statics[i].name != name) continue;
-    if (statics[i].value == value) return {i + 1, true};
-    if (match.index == 0) match = {i + 1, false};
+  for (std::size_t i = run.first; i < run.first + run.count; ++i) {
+    if (statics[i - 1].value == value) return {i, true};
   }
+  if (run.first != 0) match = {run.first, false};
   for (std::size_t i = 0; i < entries_.size(); ++i) {
     if (entries_[i].name != name) continue;
     if (entries_[i].value == value) return {kStaticCount + 1 + i, true};
@@ -464,7 +494,8 @@ void HpackEncoder::encode(std::string_view name, std::string_view value, std::st
   }
   hpack_encode_integer(match.index, prefix_bits, flags, out);
   if (match.index == 0) hpack_encode_string(name, out);
-  hpack_encode_string(value, out);
+  // A per-message value is read once: coding it costs both ends more than its bytes.
+  hpack_encode_string(value, out, /*allow_huffman=*/!is_volatile(name));
   if (add_to_table) table_.add(name, value);
 }
 

@@ -84,7 +84,8 @@ class HpackEncoder {
   // proxy-authorization, set-cookie) are sent as never-indexed literals, fields whose name + value
   // exceed 256 bytes, and fields whose value is new on every message (grpc-timeout,
   // x-request-id, traceparent, grpc-trace-bin), as literals without indexing; others are added
-  // to the dynamic table. Strings are Huffman-coded when shorter.
+  // to the dynamic table. Strings are Huffman-coded when shorter, except those per-message values
+  // (read once, they cost both ends more to code than their bytes).
   void encode(const HeaderList& fields, std::string& out);
   // One field of a block; the first call of a block writes any pending table size update.
   void encode(std::string_view name, std::string_view value, std::string& out);

@@ -679,6 +679,18 @@ TEST(HpackEncoder, PerMessageValuesAreNotIndexed) {
   // Only content-type was indexed (once); the per-message values never were.
   EXPECT_EQ(encoder.table().dynamic_count(), 1u);
   EXPECT_EQ(decoder.table().dynamic_count(), 1u);
+  // Nor Huffman-coded: literal without indexing, new name, then the value as it is.
+  const std::string id = "0af7651916cd43dd8448eb211c80319c";
+  std::string block;
+  HpackEncoder fresh;
+  fresh.encode("x-request-id", id, block);
+  ASSERT_GE(block.size(), 2u);
+  EXPECT_EQ(block[0], 0x00);
+  const std::size_t name_length = static_cast<unsigned char>(block[1]) & 0x7f;
+  ASSERT_GT(block.size(), 2 + name_length);
+  const auto value_length = static_cast<unsigned char>(block[2 + name_length]);
+  EXPECT_EQ(value_length, id.size()) << "no Huffman bit, the raw length";
+  EXPECT_EQ(block.substr(3 + name_length), id);
 }
 
 TEST(HpackEncoder, TableSizeZeroSendsAnUpdateAndStopsIndexing) {
