@@ -5,6 +5,7 @@
 #include <set>
 #include <unordered_map>
 
+#include "fusebox/common/adaptive_buffer.h"
 #include "fusebox/common/lazy_deadline.h"
 #include "fusebox/h2/connection.h"
 #include "fusebox/h2/grpc_framing.h"
@@ -25,7 +26,6 @@ constexpr std::string_view kHealthWatch = "/grpc.health.v1.Health/Watch";
 
 // A connection must have sent its preface and SETTINGS by then.
 constexpr auto kHandshakeTimeout = std::chrono::seconds(10);
-constexpr std::size_t kReadBuffer = 64 * 1024;
 
 // grpc.health.v1.HealthCheckRequest is one string field (service = 1). Hand-read: the listener
 // needs nothing else from protobuf. nullopt when the bytes are not such a message.
@@ -221,10 +221,10 @@ class GrpcSession final : public std::enable_shared_from_this<GrpcSession>,
 
   void read() {
     if (closed_ || reading_) return;
-    if (read_buf_.size() != kReadBuffer) read_buf_.resize(kReadBuffer);
+
     reading_ = true;
     socket_.async_read_some(
-        asio::buffer(read_buf_),
+        asio::buffer(read_buf_.data(), read_buf_.size()),
         [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
           self->reading_ = false;
           self->on_read(ec, n);
@@ -234,7 +234,8 @@ class GrpcSession final : public std::enable_shared_from_this<GrpcSession>,
   void on_read(boost::system::error_code ec, std::size_t n) {
     if (closed_) return;
     if (ec) return close();
-    if (!conn_.receive(std::string_view(read_buf_.data(), n))) {
+    read_buf_.filled(n);
+    if (!conn_.receive(read_buf_.view(n))) {
       logging::log().debug("gRPC connection from {}: {}", peer_, conn_.error());
       conn_.abort_streams(h2::ErrorCode::cancel);
       close_after_write_ = true;
@@ -245,6 +246,7 @@ class GrpcSession final : public std::enable_shared_from_this<GrpcSession>,
       handshake_done_ = true;
       deadline_.clear();
     }
+    if (calls_.empty() && conn_.open_streams() == 0) read_buf_.relax();
     flush();
     read();
   }
@@ -260,7 +262,7 @@ class GrpcSession final : public std::enable_shared_from_this<GrpcSession>,
     asio::async_write(socket_, asio::buffer(out_), io::TransferAllInLargeSends{},
                       [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
                         self->writing_ = false;
-                        self->out_.clear();
+                        io::clear_output(self->out_);
                         if (ec) return self->close();
                         self->flush();
                         self->maybe_close();
@@ -508,7 +510,7 @@ class GrpcSession final : public std::enable_shared_from_this<GrpcSession>,
   h2::Connection conn_;
   io::LazyDeadline deadline_;
   std::string peer_;
-  std::string read_buf_;
+  io::AdaptiveReadBuffer read_buf_;
   std::string out_;  // being written
   std::unordered_map<std::uint32_t, std::unique_ptr<StreamCall>> calls_;
   std::set<std::uint32_t> headers_sent_;  // streams whose response headers went out

@@ -8,6 +8,7 @@
 #include <deque>
 #include <unordered_map>
 
+#include "fusebox/common/adaptive_buffer.h"
 #include "fusebox/common/address.h"
 #include "fusebox/common/io.h"
 #include "fusebox/h2/connection.h"
@@ -18,8 +19,6 @@ namespace {
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
-
-constexpr std::size_t kReadBuffer = 64 * 1024;
 
 // gRPC's mapping of an HTTP status that is not 200 (PROTOCOL-HTTP2.md, "HTTP to gRPC").
 grpc::StatusCode code_for_http(unsigned status) {
@@ -213,8 +212,7 @@ class GrpcClient::Link final : public std::enable_shared_from_this<Link>,
   }
 
   void read() {
-    if (read_buf_.size() != kReadBuffer) read_buf_.resize(kReadBuffer);
-    socket_.async_read_some(asio::buffer(read_buf_),
+    socket_.async_read_some(asio::buffer(read_buf_.data(), read_buf_.size()),
                             [self = shared_from_this()](boost::system::error_code ec,
                                                         std::size_t n) { self->on_read(ec, n); });
   }
@@ -227,7 +225,8 @@ class GrpcClient::Link final : public std::enable_shared_from_this<Link>,
     }
     last_activity_ = std::chrono::steady_clock::now();
     ping_outstanding_ = false;
-    if (!conn_.receive(std::string_view(read_buf_.data(), n))) {
+    read_buf_.filled(n);
+    if (!conn_.receive(read_buf_.view(n))) {
       flush();
       close(metrics::UpstreamOutcome::protocol_error,
             "HTTP/2 error from the backend: " + conn_.error());
@@ -237,6 +236,7 @@ class GrpcClient::Link final : public std::enable_shared_from_this<Link>,
     // nothing (a system call on the answer's path otherwise).
     client_->run_finished();
     open_queued();
+    if (idle()) read_buf_.relax();
     flush();
     read();
   }
@@ -249,7 +249,7 @@ class GrpcClient::Link final : public std::enable_shared_from_this<Link>,
     asio::async_write(socket_, asio::buffer(out_), io::TransferAllInLargeSends{},
                       [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
                         self->writing_ = false;
-                        self->out_.clear();
+                        io::clear_output(self->out_);
                         if (self->closed_ || self->client_ == nullptr) return;
                         if (ec) {
                           self->close(metrics::UpstreamOutcome::reset,
@@ -432,7 +432,7 @@ class GrpcClient::Link final : public std::enable_shared_from_this<Link>,
   h2::Connection conn_;
   std::unordered_map<std::uint32_t, std::shared_ptr<Exchange>> streams_;
   std::deque<std::shared_ptr<Exchange>> queued_;
-  std::string read_buf_;
+  io::AdaptiveReadBuffer read_buf_;
   std::string out_;
   std::unique_ptr<asio::steady_timer> connect_timer_;
   std::unique_ptr<tcp::resolver> resolver_;
