@@ -528,21 +528,32 @@ struct Gateway::Impl final : AdminContext {
     }
   }
 
-  void accept_next() {
-    if (!http_acceptor->is_open()) return;
+  // Accepts one connection on `acceptor` for the next worker in turn and hands it to
+  // `accepted(socket, worker)`, which decides whether to accept again. An error (typically
+  // EMFILE/ENFILE) backs off briefly instead of spinning, then accepts again.
+  template <class Accepted>
+  void accept_on(tcp::acceptor& acceptor, const char* listener, Accepted accepted) {
+    if (!acceptor.is_open()) return;
     auto& target = *workers[next_worker++ % workers.size()];
     auto socket = std::make_unique<io::Socket>(target.ioc.get_executor());
     auto& peer = *socket;
-    http_acceptor->async_accept(peer, [this, &target, socket = std::move(socket)](
-                                          boost::system::error_code ec) mutable {
+    acceptor.async_accept(peer, [this, &acceptor, listener, &target, accepted,
+                                 socket = std::move(socket)](boost::system::error_code ec) mutable {
       if (ec == asio::error::operation_aborted) return;
       if (ec) {
-        // Typically EMFILE/ENFILE: back off briefly instead of spinning on the error.
-        logging::log().error("accept failed: {}", ec.message());
+        logging::log().error("{} accept failed: {}", listener, ec.message());
         auto timer = std::make_shared<asio::steady_timer>(workers[0]->ioc, std::chrono::milliseconds(100));
-        timer->async_wait([this, timer](boost::system::error_code) { accept_next(); });
+        timer->async_wait([this, &acceptor, listener, accepted, timer](boost::system::error_code) {
+          accept_on(acceptor, listener, accepted);
+        });
         return;
       }
+      accepted(std::move(socket), target);
+    });
+  }
+
+  void accept_next() {
+    accept_on(*http_acceptor, "http", [this](std::unique_ptr<io::Socket> socket, Worker& target) {
       const auto max_connections = startup_config->listeners.http.max_connections;
       auto open = hand_over(std::move(socket), target);
       if (open >= max_connections) {
@@ -576,19 +587,8 @@ struct Gateway::Impl final : AdminContext {
   // gRPC connections are few and long-lived (clients multiplex calls over them): they count
   // as connections but never pause accepting.
   void accept_grpc() {
-    if (!grpc_acceptor || !grpc_acceptor->is_open()) return;
-    auto& target = *workers[next_worker++ % workers.size()];
-    auto socket = std::make_unique<io::Socket>(target.ioc.get_executor());
-    auto& peer = *socket;
-    grpc_acceptor->async_accept(peer, [this, &target, socket = std::move(socket)](
-                                          boost::system::error_code ec) mutable {
-      if (ec == asio::error::operation_aborted) return;
-      if (ec) {
-        logging::log().error("gRPC accept failed: {}", ec.message());
-        auto timer = std::make_shared<asio::steady_timer>(workers[0]->ioc, std::chrono::milliseconds(100));
-        timer->async_wait([this, timer](boost::system::error_code) { accept_grpc(); });
-        return;
-      }
+    if (!grpc_acceptor) return;
+    accept_on(*grpc_acceptor, "gRPC", [this](std::unique_ptr<io::Socket> socket, Worker& target) {
       hand_over(std::move(socket), target, /*grpc=*/true);
       accept_grpc();
     });
