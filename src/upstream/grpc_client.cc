@@ -41,6 +41,16 @@ grpc::StatusCode code_for_http(unsigned status) {
   }
 }
 
+// A call that ended without an answer from the backend.
+GrpcResult failed_result(metrics::UpstreamOutcome outcome, grpc::StatusCode code,
+                         const std::string& why) {
+  GrpcResult r;
+  r.outcome = outcome;
+  r.status = grpc::Status(code, why);
+  r.error = why;
+  return r;
+}
+
 bool is_status_field(std::string_view name) {
   return name.empty() || name.front() == ':' || name == "grpc-status" || name == "grpc-message" ||
          name == "content-type";
@@ -56,7 +66,6 @@ class GrpcClient::Exchange {
   std::uint32_t stream = 0;
   std::multimap<TimePoint, std::weak_ptr<Exchange>>::iterator deadline_entry;
   bool has_deadline_entry = false;
-  TimePoint deadline;
   // The request, kept only until it is sent (the payload shares the caller's slices).
   h2::HeaderList headers;
   grpc::ByteBuffer payload;
@@ -264,8 +273,12 @@ class GrpcClient::Link final : public std::enable_shared_from_this<Link>,
   // within keepalive_timeout closes it.
   void arm_keepalive() {
     if (keepalive_armed_ || client_->pool_.grpc.keepalive_time.count() <= 0) return;
+    wait_keepalive(std::chrono::steady_clock::now() + client_->pool_.grpc.keepalive_time);
+  }
+
+  void wait_keepalive(std::chrono::steady_clock::time_point at) {
     keepalive_armed_ = true;
-    keepalive_timer_.expires_after(client_->pool_.grpc.keepalive_time);
+    keepalive_timer_.expires_at(at);
     keepalive_timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
       auto self = weak.lock();
       if (!self) return;
@@ -290,26 +303,14 @@ class GrpcClient::Link final : public std::enable_shared_from_this<Link>,
       conn_.ping(0x66757365626f78);  // "fusebox"
       flush();
     }
-    keepalive_armed_ = true;
-    auto next = ping_outstanding_ ? ping_sent_ + grpc.keepalive_timeout
-                                  : last_activity_ + grpc.keepalive_time;
-    keepalive_timer_.expires_at(next);
-    keepalive_timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
-      auto self = weak.lock();
-      if (!self) return;
-      self->keepalive_armed_ = false;
-      if (!ec) self->on_keepalive();
-    });
+    wait_keepalive(ping_outstanding_ ? ping_sent_ + grpc.keepalive_timeout
+                                     : last_activity_ + grpc.keepalive_time);
   }
 
   void fail(const std::shared_ptr<Exchange>& ex, metrics::UpstreamOutcome outcome,
             grpc::StatusCode code, const std::string& why) {
-    GrpcResult r;
-    r.outcome = outcome;
-    r.status = grpc::Status(code, why);
-    r.error = why;
     ex->stream = 0;
-    client_->finish(ex, std::move(r));
+    client_->finish(ex, failed_result(outcome, code, why));
   }
 
   // ---- h2::Connection::Handler ---------------------------------------------------------
@@ -472,16 +473,17 @@ GrpcClient::~GrpcClient() {
   if (deadline_timer_) deadline_timer_->cancel();
 }
 
-GrpcClient::Link& GrpcClient::usable_link() {
-  if (link_ && !link_->usable()) {
-    if (link_->idle()) link_->close(metrics::UpstreamOutcome::reset, "replaced");
-    retiring_.push_back(std::move(link_));
-  }
+void GrpcClient::close_idle_retiring() {
   std::erase_if(retiring_, [](const auto& l) {
     if (!l->idle()) return false;
-    l->close(metrics::UpstreamOutcome::reset, "replaced");
+    l->close(metrics::UpstreamOutcome::reset, "closed while idle");
     return true;
   });
+}
+
+GrpcClient::Link& GrpcClient::usable_link() {
+  if (link_ && !link_->usable()) retiring_.push_back(std::move(link_));
+  close_idle_retiring();
   if (!link_) {
     link_ = std::make_shared<Link>(*this);
     link_->connect();
@@ -494,7 +496,6 @@ GrpcClient::ExchangeHandle GrpcClient::send(const GrpcRequest& request, TimePoin
   auto ex = std::make_shared<Exchange>();
   ex->client = this;
   ex->done = std::move(done);
-  ex->deadline = deadline;
   auto& h = ex->headers;
   h.reserve(9 + request.metadata.size());
   h.push_back({":method", "POST"});
@@ -521,24 +522,14 @@ void GrpcClient::cancel(const ExchangeHandle& handle) {
   auto ex = handle.lock();
   if (!ex || !ex->done || ex->client == nullptr) return;
   if (auto link = ex->link.lock()) link->cancel(*ex);
-  GrpcResult r;
-  r.outcome = metrics::UpstreamOutcome::reset;
-  r.status = grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
-  r.error = "cancelled";
-  ex->client->finish(ex, std::move(r));
+  ex->client->finish(
+      ex, failed_result(metrics::UpstreamOutcome::reset, grpc::StatusCode::CANCELLED, "cancelled"));
   ex->client->post_finished();  // never inside the caller's cancel()
 }
 
 void GrpcClient::close_idle() {
-  if (link_ && link_->idle()) {
-    link_->close(metrics::UpstreamOutcome::reset, "closed while idle");
-    link_.reset();
-  }
-  std::erase_if(retiring_, [](const auto& l) {
-    if (!l->idle()) return false;
-    l->close(metrics::UpstreamOutcome::reset, "closed while idle");
-    return true;
-  });
+  if (link_ && link_->idle()) retiring_.push_back(std::move(link_));
+  close_idle_retiring();
 }
 
 void GrpcClient::finish(const std::shared_ptr<Exchange>& ex, GrpcResult&& result) {
@@ -594,11 +585,8 @@ void GrpcClient::on_deadline_timer() {
     ex->has_deadline_entry = false;
     if (!ex->done) continue;
     if (auto link = ex->link.lock()) link->cancel(*ex);
-    GrpcResult r;
-    r.outcome = metrics::UpstreamOutcome::timeout;
-    r.status = grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "upstream request timeout");
-    r.error = "upstream request timeout";
-    finish(ex, std::move(r));
+    finish(ex, failed_result(metrics::UpstreamOutcome::timeout, grpc::StatusCode::DEADLINE_EXCEEDED,
+                             "upstream request timeout"));
   }
   arm_deadlines();
   run_finished();

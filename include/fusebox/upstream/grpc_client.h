@@ -50,6 +50,7 @@ class GrpcClient {
   friend class Exchange;
   friend class Link;
   Link& usable_link();
+  void close_idle_retiring();  // closes and forgets the retiring links without calls
   void arm_deadlines();
   void on_deadline_timer();
   // A finished call's done callback is queued, and run by run_finished() at the end of the
