@@ -135,8 +135,8 @@ class GrpcClient::Link final : public std::enable_shared_from_this<Link>,
       conn_.reset_stream(ex.stream, h2::ErrorCode::cancel);
       streams_.erase(ex.stream);
       ex.stream = 0;
+      open_queued();  // the freed stream slot may take a queued call, sent with the reset
       flush();
-      open_queued();
     } else {
       std::erase_if(queued_, [&](const auto& q) { return q.get() == &ex; });
     }
