@@ -10,6 +10,7 @@
 #include "fusebox/h2/connection.h"
 #include "fusebox/h2/grpc_framing.h"
 #include "fusebox/logging/logging.h"
+#include "fusebox/rpc/protobuf_wire.h"
 #include "fusebox/rpc/reflection.h"
 #include "fusebox/rpc/tensor_answers.h"
 #include "fusebox/server/http_session.h"
@@ -27,36 +28,19 @@ constexpr std::string_view kHealthWatch = "/grpc.health.v1.Health/Watch";
 // A connection must have sent its preface and SETTINGS by then.
 constexpr auto kHandshakeTimeout = std::chrono::seconds(10);
 
-// grpc.health.v1.HealthCheckRequest is one string field (service = 1). Hand-read: the listener
-// needs nothing else from protobuf. nullopt when the bytes are not such a message.
+// grpc.health.v1.HealthCheckRequest is one string field (service = 1), read with the wire
+// reader the ModelSpec uses. nullopt when the bytes are not such a message.
 std::optional<std::string> health_service(std::string_view bytes) {
+  rpc::WireReader reader(bytes);
   std::string service;
-  std::size_t i = 0;
-  auto varint = [&](std::uint64_t& out) {
-    out = 0;
-    for (int shift = 0; shift < 64 && i < bytes.size(); shift += 7) {
-      auto byte = static_cast<unsigned char>(bytes[i++]);
-      out |= static_cast<std::uint64_t>(byte & 0x7f) << shift;
-      if ((byte & 0x80) == 0) return true;
-    }
-    return false;
-  };
-  while (i < bytes.size()) {
-    std::uint64_t tag = 0;
-    if (!varint(tag)) return std::nullopt;
-    auto wire = tag & 7;
-    std::uint64_t n = 0;
-    if (wire == 0) {
-      if (!varint(n)) return std::nullopt;
-    } else if (wire == 2) {
-      if (!varint(n) || n > bytes.size() - i) return std::nullopt;
-      if ((tag >> 3) == 1) service.assign(bytes.substr(i, n));
-      i += n;
-    } else if (wire == 1 || wire == 5) {
-      std::size_t skip = wire == 1 ? 8 : 4;
-      if (skip > bytes.size() - i) return std::nullopt;
-      i += skip;
-    } else {
+  while (!reader.done()) {
+    rpc::Tag tag;
+    if (reader.read_field_tag(tag) != rpc::WireError::none) return std::nullopt;
+    if (tag.field == 1 && tag.wire_type == rpc::kLengthDelimited) {
+      std::string_view value;
+      if (reader.read_string(value) != rpc::WireError::none) return std::nullopt;
+      service.assign(value);
+    } else if (reader.skip(tag) != rpc::WireError::none) {
       return std::nullopt;
     }
   }
@@ -124,6 +108,9 @@ class StreamCall final : public GrpcCall {
   void cancel() { cancelled_ = true; }
   std::string& body() { return body_; }
   std::set<std::string>& sent_files() { return sent_files_; }
+  // Whether response headers went out (a status then goes as trailers).
+  bool headers_sent() const { return headers_sent_; }
+  void set_headers_sent() { headers_sent_ = true; }
 
  private:
   std::shared_ptr<GrpcSession> session_;
@@ -138,6 +125,7 @@ class StreamCall final : public GrpcCall {
   std::set<std::string> sent_files_;  // reflection: files already sent on this stream
   bool dispatched_ = false;
   bool cancelled_ = false;
+  bool headers_sent_ = false;
 };
 
 class GrpcSession final : public std::enable_shared_from_this<GrpcSession>,
@@ -193,9 +181,7 @@ class GrpcSession final : public std::enable_shared_from_this<GrpcSession>,
         } else {
           send_response_headers(id);
           h2::send_grpc_message(conn_, id, *response, false);
-          h2::HeaderList trailers{{"grpc-status", "0"}};
-          add_metadata(trailers, trailing);
-          conn_.send_headers(id, trailers, true);
+          send_status(id, grpc::StatusCode::OK, {}, trailing);
         }
       } else {
         send_status(id, status.error_code(), status.error_message(), trailing);
@@ -428,7 +414,7 @@ class GrpcSession final : public std::enable_shared_from_this<GrpcSession>,
     h2::append_grpc_message(data, std::string_view(bytes, sizeof bytes));
     send_response_headers(id);
     conn_.send_data(id, data, false);
-    conn_.send_headers(id, {{"grpc-status", "0"}}, true);
+    send_status(id, grpc::StatusCode::OK, {}, {});
     finish_stream(id);
     calls_.erase(id);
   }
@@ -451,7 +437,7 @@ class GrpcSession final : public std::enable_shared_from_this<GrpcSession>,
         refuse(id, grpc::StatusCode::INVALID_ARGUMENT, "not a ServerReflectionRequest");
         return false;
       }
-      if (headers_sent_.count(id) == 0) send_response_headers(id);
+      if (!call.headers_sent()) send_response_headers(id);
       std::string data;
       h2::append_grpc_message(data, *response);
       conn_.send_data(id, data, false);
@@ -462,7 +448,7 @@ class GrpcSession final : public std::enable_shared_from_this<GrpcSession>,
   }
 
   void send_response_headers(std::uint32_t id) {
-    headers_sent_.insert(id);
+    if (auto it = calls_.find(id); it != calls_.end()) it->second->set_headers_sent();
     conn_.send_headers(id, {{":status", "200"}, {"content-type", "application/grpc"}}, false);
   }
 
@@ -470,24 +456,20 @@ class GrpcSession final : public std::enable_shared_from_this<GrpcSession>,
   void send_status(std::uint32_t id, grpc::StatusCode code, const std::string& message,
                    const Metadata& trailing) {
     h2::HeaderList fields;
-    if (!headers_sent_.count(id)) {
+    auto it = calls_.find(id);
+    if (it == calls_.end() || !it->second->headers_sent()) {
       fields.push_back({":status", "200"});
       fields.push_back({"content-type", "application/grpc"});
     }
     fields.push_back({"grpc-status", std::to_string(static_cast<int>(code))});
     if (!message.empty()) fields.push_back({"grpc-message", h2::percent_encode(message)});
-    add_metadata(fields, trailing);
+    for (const auto& [key, value] : trailing) fields.push_back({key, value});
     conn_.send_headers(id, fields, true);
-  }
-
-  static void add_metadata(h2::HeaderList& fields, const Metadata& metadata) {
-    for (const auto& [key, value] : metadata) fields.push_back({key, value});
   }
 
   // The stream is answered: a client still sending is told to stop (RFC 9113 section 8.1).
   // The answer is then complete: only refusals end a stream early, and they send no data.
   void finish_stream(std::uint32_t id) {
-    headers_sent_.erase(id);
     if (conn_.peer_sending(id)) conn_.reset_stream(id, h2::ErrorCode::no_error);
   }
 
@@ -513,7 +495,6 @@ class GrpcSession final : public std::enable_shared_from_this<GrpcSession>,
   io::AdaptiveReadBuffer read_buf_;
   std::string out_;  // being written
   std::unordered_map<std::uint32_t, std::unique_ptr<StreamCall>> calls_;
-  std::set<std::uint32_t> headers_sent_;  // streams whose response headers went out
   bool reading_ = false;
   bool writing_ = false;
   bool closed_ = false;
