@@ -16,6 +16,15 @@ constexpr std::uint8_t kPriority = 0x20;
 // decoding (the decoded list has its own limit, max_header_list_size).
 constexpr std::size_t kMaxHeaderBlock = 1u << 20;
 
+constexpr const char* kNotAPreface = "not an HTTP/2 connection preface";
+
+// The 24-bit length at the start of a frame header.
+std::uint32_t frame_length(std::string_view header) {
+  return static_cast<std::uint32_t>(static_cast<unsigned char>(header[0])) << 16 |
+         static_cast<std::uint32_t>(static_cast<unsigned char>(header[1])) << 8 |
+         static_cast<unsigned char>(header[2]);
+}
+
 std::uint32_t read32(std::string_view s, std::size_t at) {
   auto b = [&](std::size_t i) {
     return static_cast<std::uint32_t>(static_cast<unsigned char>(s[at + i]));
@@ -147,43 +156,38 @@ bool Connection::fail(ErrorCode code, std::string why) {
   return false;
 }
 
+std::size_t Connection::unit_size(std::string_view data) const {
+  if (preface_pending_) return kClientPreface.size();
+  if (data.size() < kFrameHeaderSize) return kFrameHeaderSize;
+  const auto length = frame_length(data);
+  // An oversized frame fails in parse() as soon as its header is known.
+  return length > local_.max_frame_size ? kFrameHeaderSize : kFrameHeaderSize + length;
+}
+
 bool Connection::receive(std::string_view bytes) {
   if (failed_) return false;
-  // A unit cut by an earlier read is completed first, with only the bytes it lacks; the rest is
-  // parsed where it lies, so a large transfer is not copied through in_.
+  // A unit (the preface, a frame) cut by an earlier read is completed first, with only the bytes
+  // it lacks; the rest is parsed where it lies, so a large transfer is not copied through in_.
   while (!in_.empty()) {
-    std::size_t want = preface_pending_ ? kClientPreface.size() : kFrameHeaderSize;
-    if (!preface_pending_ && in_.size() >= kFrameHeaderSize) {
-      auto length = static_cast<std::size_t>(static_cast<unsigned char>(in_[0])) << 16 |
-                    static_cast<std::size_t>(static_cast<unsigned char>(in_[1])) << 8 |
-                    static_cast<unsigned char>(in_[2]);
-      // An oversized frame fails in parse() as soon as its header is known.
-      want = length > local_.max_frame_size ? kFrameHeaderSize : kFrameHeaderSize + length;
-    }
+    const auto want = unit_size(in_);
     if (in_.size() < want) {
-      auto take = std::min(want - in_.size(), bytes.size());
+      const auto take = std::min(want - in_.size(), bytes.size());
       in_.append(bytes.substr(0, take));
       bytes.remove_prefix(take);
       if (in_.size() < want) {
-        if (preface_pending_ && !kClientPreface.starts_with(in_)) break;  // fails below
+        // A preface that already differs fails now rather than when it is whole.
+        if (preface_pending_ && !kClientPreface.starts_with(in_)) {
+          in_.clear();
+          return fail(ErrorCode::protocol_error, kNotAPreface);
+        }
         return true;
       }
       continue;  // a completed header may show how long its frame is
     }
-    std::size_t used = 0;
-    if (!parse(in_, used)) {
-      in_.clear();
-      return false;
-    }
-    if (used == 0) break;  // cannot happen for a complete unit; stop rather than spin
-    in_.erase(0, used);
-  }
-  if (!in_.empty()) {
-    std::size_t used = 0;
-    bool ok = parse(in_, used);
+    std::size_t used = 0;  // all of in_: it holds exactly one unit
+    const bool ok = parse(in_, used);
     in_.clear();
     if (!ok) return false;
-    return fail(ErrorCode::internal_error, "frame reassembly stalled");
   }
   std::size_t used = 0;
   if (!parse(bytes, used)) return false;
@@ -196,7 +200,7 @@ bool Connection::parse(std::string_view data, std::size_t& used) {
   if (preface_pending_) {
     auto have = std::min(data.size(), kClientPreface.size());
     if (data.substr(0, have) != kClientPreface.substr(0, have)) {
-      return fail(ErrorCode::protocol_error, "not an HTTP/2 connection preface");
+      return fail(ErrorCode::protocol_error, kNotAPreface);
     }
     if (have < kClientPreface.size()) {
       used = 0;
@@ -206,9 +210,7 @@ bool Connection::parse(std::string_view data, std::size_t& used) {
     pos = kClientPreface.size();
   }
   while (data.size() - pos >= kFrameHeaderSize) {
-    auto length = static_cast<std::uint32_t>(static_cast<unsigned char>(data[pos])) << 16 |
-                  static_cast<std::uint32_t>(static_cast<unsigned char>(data[pos + 1])) << 8 |
-                  static_cast<unsigned char>(data[pos + 2]);
+    const auto length = frame_length(data.substr(pos));
     if (length > local_.max_frame_size) {
       return fail(ErrorCode::frame_size_error,
                   "frame of " + std::to_string(length) + " bytes exceeds SETTINGS_MAX_FRAME_SIZE");

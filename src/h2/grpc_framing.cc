@@ -8,11 +8,20 @@
 
 namespace fusebox::h2 {
 
+namespace {
+
+// The prefix of an uncompressed message of `length` bytes.
+std::array<char, kMessagePrefix> message_prefix(std::size_t length) {
+  const auto n = static_cast<std::uint32_t>(length);
+  return {0, static_cast<char>(n >> 24), static_cast<char>(n >> 16), static_cast<char>(n >> 8),
+          static_cast<char>(n)};
+}
+
+}  // namespace
+
 void append_grpc_message(std::string& out, std::string_view message) {
-  const auto n = static_cast<std::uint32_t>(message.size());
-  const char prefix[kMessagePrefix] = {0, static_cast<char>(n >> 24), static_cast<char>(n >> 16),
-                                       static_cast<char>(n >> 8), static_cast<char>(n)};
-  out.append(prefix, kMessagePrefix);
+  const auto prefix = message_prefix(message.size());
+  out.append(prefix.data(), prefix.size());
   out.append(message);
 }
 
@@ -51,31 +60,24 @@ void send_grpc_message(Connection& conn, std::uint32_t stream_id, const grpc::By
   (void)message.Dump(&slices);
   std::size_t n = 0;
   for (const auto& s : slices) n += s.size();
-  const auto len = static_cast<std::uint32_t>(n);
-  const char prefix[kMessagePrefix] = {0, static_cast<char>(len >> 24),
-                                       static_cast<char>(len >> 16), static_cast<char>(len >> 8),
-                                       static_cast<char>(len)};
+  const auto prefix_bytes = message_prefix(n);
+  const std::string_view prefix(prefix_bytes.data(), prefix_bytes.size());
   auto view = [](const grpc::Slice& s) {
     return std::string_view(reinterpret_cast<const char*>(s.begin()), s.size());
   };
-  if (slices.size() <= 1) {
-    if (slices.empty()) {
-      conn.send_data(stream_id, std::string_view(prefix, kMessagePrefix), {}, end_stream);
-      return;
-    }
+  if (slices.empty()) return conn.send_data(stream_id, prefix, {}, end_stream);
+  if (slices.size() == 1) {
     // The slice is reference-counted: what the peer's window holds back of a large message
     // waits in it, uncopied (a small one is cheaper to copy than to share).
     constexpr std::size_t kShareFrom = 16 * 1024;
     std::shared_ptr<const grpc::Slice> owner;
     if (slices[0].size() >= kShareFrom) owner = std::make_shared<const grpc::Slice>(slices[0]);
-    conn.send_data(stream_id, std::string_view(prefix, kMessagePrefix), view(slices[0]), end_stream,
-                   owner);
-    return;
+    return conn.send_data(stream_id, prefix, view(slices[0]), end_stream, std::move(owner));
   }
   std::string joined;
   joined.reserve(n);
   for (const auto& s : slices) joined.append(view(s));
-  conn.send_data(stream_id, std::string_view(prefix, kMessagePrefix), joined, end_stream);
+  conn.send_data(stream_id, prefix, joined, end_stream);
 }
 
 void append_message_data(std::string& buffer, std::string_view data, std::uint64_t max_bytes) {

@@ -198,6 +198,9 @@ class Connection {
   // Feeds complete units (the preface, frames) of `data` to the frame handlers; `used` is how
   // many bytes they took (an incomplete unit at the end is left).
   bool parse(std::string_view data, std::size_t& used);
+  // The size of the unit starting `data` (as far as it is known: a header's size until the
+  // header is whole).
+  std::size_t unit_size(std::string_view data) const;
   void maybe_forget(std::uint32_t stream_id);
   void forget(std::unordered_map<std::uint32_t, Stream>::iterator it);
   // A stream error (RFC 9113 section 5.4.2): RST_STREAM, and the handler hears of it.

@@ -315,6 +315,15 @@ TEST(H2ConnectionErrors, PrefaceInPiecesIsAccepted) {
   EXPECT_FALSE(server.failed());
 }
 
+TEST(H2ConnectionErrors, PrefaceThatDiffersFailsBeforeItIsWhole) {
+  Recorder log;
+  Connection server(Connection::Role::server, log, {});
+  server.start();
+  EXPECT_TRUE(server.receive("PRI * HT"));  // so far a preface
+  EXPECT_FALSE(server.receive("TP/1.1"));  // 14 bytes, already not one
+  EXPECT_EQ(server.error(), "not an HTTP/2 connection preface");
+}
+
 TEST(H2ConnectionErrors, FirstFrameMustBeSettings) {
   Recorder log;
   Connection server(Connection::Role::server, log, {});
