@@ -41,7 +41,7 @@ class H2Client final : private h2::Connection::Handler {
     addr.sin_family = AF_INET;
     addr.sin_port = htons(port);
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    EXPECT_EQ(::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
     conn_.start();
   }
   ~H2Client() override {
@@ -124,7 +124,6 @@ class H2Client final : private h2::Connection::Handler {
   void on_goaway(std::uint32_t, h2::ErrorCode) override { goaway_ = true; }
 
   int fd_ = -1;
-  bool connected_ = false;
   bool peer_closed_ = false;
   bool goaway_ = false;
   h2::Connection conn_;

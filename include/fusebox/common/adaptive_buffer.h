@@ -30,9 +30,8 @@ class AdaptiveReadBuffer {
   }
   // The connection has nothing in flight: give the large buffer back.
   void relax() {
-    if (buf_.capacity() <= kSmall) return;
     size_ = kSmall;
-    std::string().swap(buf_);
+    if (buf_.capacity() > kSmall) std::string().swap(buf_);
   }
   std::size_t capacity() const { return buf_.capacity(); }
 

@@ -22,6 +22,17 @@ TEST(AdaptiveReadBuffer, GrowsWhenAReadFillsItAndShrinksWhenQuiet) {
   EXPECT_EQ(b.view(1), "y");
 }
 
+// A grow asked for but not yet made is dropped too: the next read stays small.
+TEST(AdaptiveReadBuffer, RelaxCancelsAGrowNotYetMade) {
+  AdaptiveReadBuffer b;
+  b.data();
+  b.filled(AdaptiveReadBuffer::kSmall);
+  b.relax();
+  EXPECT_EQ(b.size(), AdaptiveReadBuffer::kSmall);
+  b.data();
+  EXPECT_LT(b.capacity(), AdaptiveReadBuffer::kLarge);
+}
+
 TEST(AdaptiveReadBuffer, ClearOutputFreesOnlyLargeBuffers) {
   std::string small(100, 'a');
   const auto small_capacity = small.capacity();
