@@ -367,6 +367,7 @@ bool Connection::on_header_block_done() {
   const bool end = block_end_stream_;
   block_stream_ = 0;
   HeaderList headers;
+  headers.reserve(16);  // a gRPC request or answer has about ten fields
   auto result = decoder_.decode(block_, headers, local_.max_header_list_size);
   block_.clear();
   if (result == HpackDecoder::Result::compression_error) {
@@ -541,7 +542,7 @@ bool Connection::can_open_stream() const {
          next_stream_id_ <= kMaxWindow && streams_.size() < peer_.max_concurrent_streams;
 }
 
-std::uint32_t Connection::open_stream(const HeaderList& headers, bool end_stream) {
+std::uint32_t Connection::open_stream(HeaderRefs headers, bool end_stream) {
   if (!can_open_stream()) return 0;
   const auto id = next_stream_id_;
   next_stream_id_ += 2;
@@ -553,13 +554,14 @@ std::uint32_t Connection::open_stream(const HeaderList& headers, bool end_stream
   return id;
 }
 
-void Connection::send_headers(std::uint32_t stream_id, const HeaderList& headers, bool end_stream) {
+void Connection::send_headers(std::uint32_t stream_id, HeaderRefs headers, bool end_stream) {
   auto it = streams_.find(stream_id);
   if (failed_ || it == streams_.end() || it->second.local_closed) return;
   auto& stream = it->second;
   if (end_stream && stream.blocked) {
     stream.has_trailers = true;
-    stream.trailers = headers;
+    stream.trailers.clear();
+    for (const auto& h : headers) stream.trailers.push_back({std::string(h.name), std::string(h.value)});
     stream.local_closed = true;
     return;
   }
@@ -671,7 +673,7 @@ void Connection::flush_stream(std::uint32_t stream_id, Stream& stream) {
   stream.blocked = false;
   if (stream.has_trailers) {
     stream.has_trailers = false;
-    write_header_block(stream_id, stream.trailers, true);
+    write_header_block(stream_id, views(stream.trailers), true);
     stream.trailers.clear();
   }
   maybe_forget(stream_id);
@@ -734,7 +736,7 @@ void Connection::ping(std::uint64_t opaque) {
   append32(out_, static_cast<std::uint32_t>(opaque));
 }
 
-void Connection::write_header_block(std::uint32_t stream_id, const HeaderList& headers,
+void Connection::write_header_block(std::uint32_t stream_id, HeaderRefs headers,
                                     bool end_stream) {
   scratch_.clear();
   encoder_.encode(headers, scratch_);

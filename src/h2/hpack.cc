@@ -467,6 +467,11 @@ HpackDecoder::Result HpackDecoder::decode(std::string_view block, HeaderList& ou
 
 // ---- HpackEncoder ----
 
+void HpackEncoder::encode(HeaderRefs fields, std::string& out) {
+  write_pending_update(out);
+  for (const HeaderRef& field : fields) encode(field.name, field.value, out);
+}
+
 void HpackEncoder::encode(const HeaderList& fields, std::string& out) {
   write_pending_update(out);
   for (const HeaderField& field : fields) encode(field.name, field.value, out);

@@ -468,22 +468,26 @@ void GrpcHandler::answer_failure(const std::shared_ptr<Call>& call,
 void GrpcHandler::finish(const std::shared_ptr<Call>& call, const grpc::Status& status,
                          grpc::ByteBuffer* response) {
   call->slot.reset();  // the answer is out: the next waiter may go
-  server::Metadata trailing;
-  trailing.emplace_back("x-request-id", call->request_id);
-  if (!call->retry_after.empty()) trailing.emplace_back("retry-after", call->retry_after);
+  // At most six entries, each viewing `call` or static text.
+  server::MetadataRef trailing[6];
+  std::size_t n = 0;
+  std::string tier_label;  // a fallback tier's name, viewed by `trailing`
+  trailing[n++] = {"x-request-id", call->request_id};
+  if (!call->retry_after.empty()) trailing[n++] = {"retry-after", call->retry_after};
   if (call->routed) {
     const auto& route = runtime_.config->routes[call->route];
     if (call->cache_hit) {
-      trailing.emplace_back("x-fusebox-tier", "cache");
-      trailing.emplace_back("x-fusebox-cache", "hit");
+      trailing[n++] = {"x-fusebox-tier", "cache"};
+      trailing[n++] = {"x-fusebox-cache", "hit"};
     } else if (call->tier == 0) {
-      trailing.emplace_back("x-fusebox-tier", "primary");
+      trailing[n++] = {"x-fusebox-tier", "primary"};
     } else {
-      trailing.emplace_back("x-fusebox-tier", degrade::tier_name(route.fallbacks[call->tier - 1]));
-      trailing.emplace_back("x-fusebox-degraded-reason", degrade::to_string(call->reason));
+      tier_label = degrade::tier_name(route.fallbacks[call->tier - 1]);
+      trailing[n++] = {"x-fusebox-tier", tier_label};
+      trailing[n++] = {"x-fusebox-degraded-reason", degrade::to_string(call->reason)};
     }
-    if (call->cache_miss) trailing.emplace_back("x-fusebox-cache", "miss");
-    if (!call->rule.empty()) trailing.emplace_back("x-fusebox-rule", call->rule);
+    if (call->cache_miss) trailing[n++] = {"x-fusebox-cache", "miss"};
+    if (!call->rule.empty()) trailing[n++] = {"x-fusebox-rule", call->rule};
     if (!call->cache_hit) runtime_.degrade_metrics->record(shard_, call->route, call->tier, call->reason,
                                                       degrade::Protocol::grpc);
   }
@@ -511,7 +515,7 @@ void GrpcHandler::finish(const std::shared_ptr<Call>& call, const grpc::Status& 
     entry.attempts = call->attempts;
     logging::access(entry);
   }
-  std::exchange(call->rpc, nullptr)->finish(status, response, trailing);
+  std::exchange(call->rpc, nullptr)->finish(status, response, server::MetadataRefs(trailing, n));
 }
 
 }  // namespace fusebox::proxy

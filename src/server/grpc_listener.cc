@@ -1,6 +1,7 @@
 #include "fusebox/server/grpc_listener.h"
 
 #include <boost/asio/write.hpp>
+#include <charconv>
 #include <optional>
 #include <set>
 #include <unordered_map>
@@ -88,13 +89,11 @@ class StreamCall final : public GrpcCall {
   const std::string& method() const override { return *method_; }
   grpc::ByteBuffer& request() override { return request_; }
   std::chrono::system_clock::time_point deadline() const override { return deadline_; }
-  const std::multimap<grpc::string_ref, grpc::string_ref>& client_metadata() const override {
-    return metadata_;
-  }
+  MetadataRefs client_metadata() const override { return metadata_; }
   std::string peer() const override;
   bool cancelled() const override { return cancelled_; }
   void finish(const grpc::Status& status, grpc::ByteBuffer* response,
-              const Metadata& trailing) override;
+              MetadataRefs trailing) override;
 
   std::uint32_t id() const { return id_; }
   StreamKind kind() const { return kind_; }
@@ -118,7 +117,7 @@ class StreamCall final : public GrpcCall {
   StreamKind kind_;
   const std::string* method_;
   h2::HeaderList headers_;  // the metadata's storage
-  std::multimap<grpc::string_ref, grpc::string_ref> metadata_;
+  std::vector<MetadataRef> metadata_;  // views of headers_
   std::chrono::system_clock::time_point deadline_ = std::chrono::system_clock::time_point::max();
   std::string body_;  // request data received so far
   grpc::ByteBuffer request_;
@@ -167,7 +166,7 @@ class GrpcSession final : public std::enable_shared_from_this<GrpcSession>,
 
   // A proxied call's answer, from StreamCall::finish() on this thread.
   void answer(StreamCall& call, const grpc::Status& status, grpc::ByteBuffer* response,
-              const Metadata& trailing) {
+              MetadataRefs trailing) {
     const auto id = call.id();
     if (!closed_ && conn_.is_open(id)) {
       if (status.ok() && response != nullptr) {
@@ -188,8 +187,8 @@ class GrpcSession final : public std::enable_shared_from_this<GrpcSession>,
       }
       finish_stream(id);
     }
+    flush();           // the answer goes out first; the rest is bookkeeping
     calls_.erase(id);  // destroys `call`
-    flush();
     maybe_close();
   }
 
@@ -453,18 +452,33 @@ class GrpcSession final : public std::enable_shared_from_this<GrpcSession>,
   }
 
   // Ends a stream with a status: trailers after a response, or a trailers-only response.
-  void send_status(std::uint32_t id, grpc::StatusCode code, const std::string& message,
-                   const Metadata& trailing) {
-    h2::HeaderList fields;
+  void send_status(std::uint32_t id, grpc::StatusCode code, std::string_view message,
+                   MetadataRefs trailing) {
+    constexpr std::size_t kFixed = 4;  // :status, content-type, grpc-status, grpc-message
+    constexpr std::size_t kInline = 12;
+    h2::HeaderRef inline_fields[kInline];
+    std::vector<h2::HeaderRef> more;
+    h2::HeaderRef* fields = inline_fields;
+    if (kFixed + trailing.size() > kInline) {
+      more.resize(kFixed + trailing.size());
+      fields = more.data();
+    }
+    std::size_t n = 0;
     auto it = calls_.find(id);
     if (it == calls_.end() || !it->second->headers_sent()) {
-      fields.push_back({":status", "200"});
-      fields.push_back({"content-type", "application/grpc"});
+      fields[n++] = {":status", "200"};
+      fields[n++] = {"content-type", "application/grpc"};
     }
-    fields.push_back({"grpc-status", std::to_string(static_cast<int>(code))});
-    if (!message.empty()) fields.push_back({"grpc-message", h2::percent_encode(message)});
-    for (const auto& [key, value] : trailing) fields.push_back({key, value});
-    conn_.send_headers(id, fields, true);
+    char digits[12];
+    auto end = std::to_chars(digits, digits + sizeof digits, static_cast<int>(code)).ptr;
+    fields[n++] = {"grpc-status", std::string_view(digits, static_cast<std::size_t>(end - digits))};
+    std::string encoded;
+    if (!message.empty()) {
+      encoded = h2::percent_encode(message);
+      fields[n++] = {"grpc-message", encoded};
+    }
+    for (const auto& m : trailing) fields[n++] = {m.key, m.value};
+    conn_.send_headers(id, h2::HeaderRefs(fields, n), true);
   }
 
   // The stream is answered: a client still sending is told to stop (RFC 9113 section 8.1).
@@ -510,6 +524,7 @@ StreamCall::StreamCall(std::shared_ptr<GrpcSession> session, std::uint32_t id, S
       kind_(kind),
       method_(method),
       headers_(std::move(headers)) {
+  metadata_.reserve(headers_.size());
   for (const auto& h : headers_) {
     if (h.name.empty() || h.name.front() == ':') continue;
     if (h.name == "grpc-timeout") {
@@ -518,15 +533,14 @@ StreamCall::StreamCall(std::shared_ptr<GrpcSession> session, std::uint32_t id, S
                     std::chrono::duration_cast<std::chrono::system_clock::duration>(*timeout);
       }
     }
-    metadata_.emplace(grpc::string_ref(h.name.data(), h.name.size()),
-                      grpc::string_ref(h.value.data(), h.value.size()));
+    metadata_.push_back({h.name, h.value});
   }
 }
 
 std::string StreamCall::peer() const { return session_->peer(); }
 
 void StreamCall::finish(const grpc::Status& status, grpc::ByteBuffer* response,
-                        const Metadata& trailing) {
+                        MetadataRefs trailing) {
   auto session = session_;  // `this` is destroyed inside answer()
   session->answer(*this, status, response, trailing);
 }

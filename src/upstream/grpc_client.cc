@@ -66,7 +66,8 @@ class GrpcClient::Exchange {
   std::uint32_t stream = 0;
   std::multimap<TimePoint, std::weak_ptr<Exchange>>::iterator deadline_entry;
   bool has_deadline_entry = false;
-  // The request, kept only until it is sent (the payload shares the caller's slices).
+  // The request, kept only while the call waits for the connection or a stream slot (the
+  // payload shares the caller's slices); a call sent at once is encoded from the caller's.
   h2::HeaderList headers;
   grpc::ByteBuffer payload;
   // The answer so far.
@@ -119,14 +120,18 @@ class GrpcClient::Link final : public std::enable_shared_from_this<Link>,
         });
   }
 
-  // Sends the call now, or queues it until the connection is up or a stream slot frees.
-  void submit(const std::shared_ptr<Exchange>& ex) {
+  // Sends the call now, or queues it (with copies of `headers` and `payload`) until the
+  // connection is up or a stream slot frees.
+  void submit(const std::shared_ptr<Exchange>& ex, h2::HeaderRefs headers,
+              const grpc::ByteBuffer& payload) {
     ex->link = weak_from_this();
     if (connecting_ || !conn_.can_open_stream()) {
+      for (const auto& h : headers) ex->headers.push_back({std::string(h.name), std::string(h.value)});
+      ex->payload = payload;  // shares the slices
       queued_.push_back(ex);
       return;
     }
-    open(ex);
+    open(ex, headers, payload);
     flush();
   }
 
@@ -201,13 +206,12 @@ class GrpcClient::Link final : public std::enable_shared_from_this<Link>,
     read();
   }
 
-  void open(const std::shared_ptr<Exchange>& ex) {
-    auto id = conn_.open_stream(ex->headers, false);
+  void open(const std::shared_ptr<Exchange>& ex, h2::HeaderRefs headers,
+            const grpc::ByteBuffer& payload) {
+    auto id = conn_.open_stream(headers, false);
     ex->stream = id;
-    ex->headers.clear();
     streams_.emplace(id, ex);
-    h2::send_grpc_message(conn_, id, ex->payload, true);
-    ex->payload.Clear();
+    h2::send_grpc_message(conn_, id, payload, true);
     last_activity_ = std::chrono::steady_clock::now();
     arm_keepalive();
   }
@@ -216,7 +220,10 @@ class GrpcClient::Link final : public std::enable_shared_from_this<Link>,
     while (!queued_.empty() && !connecting_ && conn_.can_open_stream()) {
       auto ex = std::move(queued_.front());
       queued_.pop_front();
-      if (ex->done) open(ex);
+      if (!ex->done) continue;
+      open(ex, h2::views(ex->headers), ex->payload);
+      ex->headers.clear();
+      ex->payload.Clear();
     }
   }
 
@@ -496,8 +503,13 @@ GrpcClient::ExchangeHandle GrpcClient::send(const GrpcRequest& request, TimePoin
   auto ex = std::make_shared<Exchange>();
   ex->client = this;
   ex->done = std::move(done);
-  auto& h = ex->headers;
-  h.reserve(9 + request.metadata.size());
+  auto left = deadline - std::chrono::steady_clock::now();
+  const auto timeout =
+      h2::format_grpc_timeout(std::chrono::duration_cast<std::chrono::nanoseconds>(left));
+  // The header block views `request`, this client and `timeout` (reused storage: no
+  // allocation per call once it has grown).
+  auto& h = header_scratch_;
+  h.clear();
   h.push_back({":method", "POST"});
   h.push_back({":scheme", "http"});
   h.push_back({":path", request.method});
@@ -505,16 +517,13 @@ GrpcClient::ExchangeHandle GrpcClient::send(const GrpcRequest& request, TimePoin
   h.push_back({"content-type", "application/grpc"});
   h.push_back({"te", "trailers"});
   h.push_back({"user-agent", user_agent_});
-  auto left = deadline - std::chrono::steady_clock::now();
-  h.push_back({"grpc-timeout", h2::format_grpc_timeout(
-                                   std::chrono::duration_cast<std::chrono::nanoseconds>(left))});
+  h.push_back({"grpc-timeout", timeout});
   for (const auto& [key, value] : request.metadata) h.push_back({key, value});
   if (!request.request_id.empty()) h.push_back({"x-request-id", request.request_id});
-  ex->payload = request.payload;  // shares the slices
   ex->deadline_entry = deadlines_.emplace(deadline, ex);
   ex->has_deadline_entry = true;
   arm_deadlines();
-  usable_link().submit(ex);
+  usable_link().submit(ex, h, request.payload);
   return ex;
 }
 

@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <string>
@@ -118,10 +119,24 @@ class Connection {
 
   // Client: opens a stream with a request header block. Returns its id, or 0 when no stream
   // can be opened (GOAWAY received, ids used up, the peer's stream limit reached, closed).
-  std::uint32_t open_stream(const HeaderList& headers, bool end_stream);
-  // Headers on an open stream: response headers (server) or trailers (either side; queued
-  // behind data still waiting for window when `end_stream`).
-  void send_headers(std::uint32_t stream_id, const HeaderList& headers, bool end_stream);
+  // The fields are encoded before it returns.
+  std::uint32_t open_stream(HeaderRefs headers, bool end_stream);
+  std::uint32_t open_stream(std::initializer_list<HeaderRef> headers, bool end_stream) {
+    return open_stream(HeaderRefs(headers.begin(), headers.size()), end_stream);
+  }
+  std::uint32_t open_stream(const HeaderList& headers, bool end_stream) {
+    return open_stream(views(headers), end_stream);
+  }
+  // Headers on an open stream: response headers (server) or trailers (either side; queued,
+  // as a copy, behind data still waiting for window when `end_stream`).
+  void send_headers(std::uint32_t stream_id, HeaderRefs headers, bool end_stream);
+  void send_headers(std::uint32_t stream_id, std::initializer_list<HeaderRef> headers,
+                    bool end_stream) {
+    send_headers(stream_id, HeaderRefs(headers.begin(), headers.size()), end_stream);
+  }
+  void send_headers(std::uint32_t stream_id, const HeaderList& headers, bool end_stream) {
+    send_headers(stream_id, views(headers), end_stream);
+  }
   // Queues data: sent in frames as the peer's windows allow. `head` and `body` are sent as one
   // run of bytes (a gRPC message prefix and the message, without joining them first). What the
   // windows hold back is copied, unless `body_owner` keeps `body`'s bytes alive: then the
@@ -186,7 +201,7 @@ class Connection {
   bool on_rst_stream_frame(std::uint32_t stream_id, std::string_view payload);
   bool on_goaway_frame(std::uint32_t stream_id, std::string_view payload);
 
-  void write_header_block(std::uint32_t stream_id, const HeaderList& headers, bool end_stream);
+  void write_header_block(std::uint32_t stream_id, HeaderRefs headers, bool end_stream);
   void write_window_update(std::uint32_t stream_id, std::uint32_t increment);
   void write_rst_stream(std::uint32_t stream_id, ErrorCode code);
   // Sends what the windows allow of a stream's pending data (and its trailers after it).

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -21,6 +22,22 @@ struct HeaderField {
   bool operator==(const HeaderField&) const = default;
 };
 using HeaderList = std::vector<HeaderField>;
+
+// A field to send, viewing bytes the caller keeps alive until the call that takes it returns:
+// what the sending side passes, so that a header block costs no string per field.
+struct HeaderRef {
+  std::string_view name;
+  std::string_view value;
+};
+using HeaderRefs = std::span<const HeaderRef>;
+
+// Views of owned fields.
+inline std::vector<HeaderRef> views(const HeaderList& list) {
+  std::vector<HeaderRef> out;
+  out.reserve(list.size());
+  for (const auto& h : list) out.push_back({h.name, h.value});
+  return out;
+}
 
 // The dynamic table both coders keep (RFC 7541 section 2.3.2): newest entry first, each entry
 // counted as name + value + 32 bytes, oldest entries evicted to fit the size limit.
@@ -86,6 +103,7 @@ class HpackEncoder {
   // x-request-id, traceparent, grpc-trace-bin), as literals without indexing; others are added
   // to the dynamic table. Strings are Huffman-coded when shorter, except those per-message values
   // (read once, they cost both ends more to code than their bytes).
+  void encode(HeaderRefs fields, std::string& out);
   void encode(const HeaderList& fields, std::string& out);
   // One field of a block; the first call of a block writes any pending table size update.
   void encode(std::string_view name, std::string_view value, std::string& out);

@@ -11,13 +11,13 @@
 
 #include <grpcpp/support/byte_buffer.h>
 #include <grpcpp/support/status.h>
-#include <grpcpp/support/string_ref.h>
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -32,7 +32,13 @@ class ReflectionService;
 
 namespace fusebox::server {
 
-using Metadata = std::vector<std::pair<std::string, std::string>>;
+// A metadata entry viewing bytes its owner keeps alive: the call's own for client metadata,
+// the caller's until finish() returns for trailing metadata.
+struct MetadataRef {
+  std::string_view key;
+  std::string_view value;
+};
+using MetadataRefs = std::span<const MetadataRef>;
 
 // One client call as the data path sees it. Valid until finish() is called; finish() must be
 // called exactly once, on the session's worker thread, also when the client has gone away.
@@ -42,12 +48,12 @@ class GrpcCall {
   virtual const std::string& method() const = 0;                       // "/package.Service/Method"
   virtual grpc::ByteBuffer& request() = 0;                             // the request message
   virtual std::chrono::system_clock::time_point deadline() const = 0;  // max() when none
-  virtual const std::multimap<grpc::string_ref, grpc::string_ref>& client_metadata() const = 0;
+  virtual MetadataRefs client_metadata() const = 0;  // in the order received
   virtual std::string peer() const = 0;  // "ipv4:127.0.0.1:5555"
   virtual bool cancelled() const = 0;    // the client went away
   // Sends `response` (only when status is OK) and `status`, with trailing metadata.
   virtual void finish(const grpc::Status& status, grpc::ByteBuffer* response,
-                      const Metadata& trailing) = 0;
+                      MetadataRefs trailing) = 0;
 };
 
 // The bytes of a message, in one string (a copy).

@@ -19,6 +19,7 @@
 
 #include "fusebox/common/clock.h"
 #include "fusebox/config/config.h"
+#include "fusebox/h2/hpack.h"
 #include "fusebox/upstream/backend.h"
 #include "fusebox/upstream/grpc_upstream.h"
 
@@ -65,6 +66,7 @@ class GrpcClient {
   const config::PoolConfig& pool_;
   std::string authority_;
   std::string user_agent_;
+  std::vector<h2::HeaderRef> header_scratch_;  // send()'s header block, reused
   std::shared_ptr<Link> link_;                   // the connection new calls go to
   std::vector<std::shared_ptr<Link>> retiring_;  // after GOAWAY, finishing their calls
   std::multimap<TimePoint, std::weak_ptr<Exchange>> deadlines_;
