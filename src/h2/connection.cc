@@ -15,6 +15,8 @@ constexpr std::uint8_t kPriority = 0x20;
 // A header block may arrive in many CONTINUATION frames; beyond this it is refused before
 // decoding (the decoded list has its own limit, max_header_list_size).
 constexpr std::size_t kMaxHeaderBlock = 1u << 20;
+// Bytes reserved past a run of data frames for what usually follows them (trailers).
+constexpr std::size_t kOutputSlack = 512;
 
 constexpr const char* kNotAPreface = "not an HTTP/2 connection preface";
 
@@ -587,7 +589,7 @@ void Connection::send_data(std::uint32_t stream_id, std::string_view head, std::
     stream.pending_end = end_stream;
     return;
   }
-  auto sent = write_data_frames(stream_id, stream, head, body, end_stream);
+  auto sent = write_data_frames(stream_id, stream, head, body, end_stream, body_owner);
   const auto total = head.size() + body.size();
   if (sent < total) {
     stream.pending.clear();
@@ -612,13 +614,41 @@ void Connection::send_data(std::uint32_t stream_id, std::string_view head, std::
   if (end_stream) maybe_forget(stream_id);
 }
 
+void Connection::take_output(Output& into) {
+  into.bytes.clear();
+  into.lent.clear();
+  into.bytes.swap(out_);
+  into.lent.swap(lent_);
+}
+
+std::string& Connection::output() {
+  if (!lent_.empty()) {
+    Output lent;
+    take_output(lent);
+    lent.for_each([this](std::string_view run) { out_.append(run); });
+  }
+  return out_;
+}
+
 std::size_t Connection::write_data_frames(std::uint32_t stream_id, Stream& stream,
                                           std::string_view head, std::string_view body,
-                                          bool end_stream) {
+                                          bool end_stream,
+                                          const std::shared_ptr<const void>& body_owner) {
   const auto total = head.size() + body.size();
   if (total == 0) {
     if (end_stream) append_frame_header(out_, 0, FrameType::data, kEndStream, stream_id);
     return 0;
+  }
+  // Room for every frame the windows let out now, made once: growing the output as frames are
+  // appended would copy everything already in it at each doubling (a large message twice over).
+  // Lent bytes take no room.
+  const auto window = std::min(conn_send_window_, stream.send_window);
+  if (window > 0) {
+    const auto now = std::min<std::size_t>(total, static_cast<std::size_t>(window));
+    const auto frames = (now + peer_.max_frame_size - 1) / peer_.max_frame_size;
+    const auto copied = body_owner ? std::min(now, head.size()) : now;
+    const auto need = out_.size() + copied + frames * kFrameHeaderSize + kOutputSlack;
+    if (need > out_.capacity()) out_.reserve(need);
   }
   std::size_t sent = 0;
   while (sent < total) {
@@ -638,7 +668,14 @@ std::size_t Connection::write_data_frames(std::uint32_t stream_id, Stream& strea
       from += k;
       left -= k;
     }
-    if (left > 0) out_.append(body.substr(from - head.size(), left));
+    if (left > 0) {
+      auto run = body.substr(from - head.size(), left);
+      if (body_owner) {
+        lent_.push_back({out_.size(), run, body_owner});
+      } else {
+        out_.append(run);
+      }
+    }
     sent += n;
     conn_send_window_ -= static_cast<std::int64_t>(n);
     stream.send_window -= static_cast<std::int64_t>(n);
@@ -654,7 +691,9 @@ void Connection::flush_stream(std::uint32_t stream_id, Stream& stream) {
   const bool end_with_data = stream.pending_end && !stream.has_trailers;
   if (rest == 0 && !end_with_data && !stream.has_trailers) return;
   auto sent =
-      rest == 0 ? 0 : write_data_frames(stream_id, stream, copied, stream.borrowed, end_with_data);
+      rest == 0 ? 0
+                : write_data_frames(stream_id, stream, copied, stream.borrowed, end_with_data,
+                                    stream.borrowed_owner);
   pending_bytes_ -= sent;
   if (sent < rest) {
     if (sent <= copied.size()) {

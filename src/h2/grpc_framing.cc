@@ -67,8 +67,8 @@ void send_grpc_message(Connection& conn, std::uint32_t stream_id, const grpc::By
   };
   if (slices.empty()) return conn.send_data(stream_id, prefix, {}, end_stream);
   if (slices.size() == 1) {
-    // The slice is reference-counted: what the peer's window holds back of a large message
-    // waits in it, uncopied (a small one is cheaper to copy than to share).
+    // The slice is reference-counted: a large message is written from it, and what the peer's
+    // window holds back waits in it, uncopied (a small one is cheaper to copy than to share).
     constexpr std::size_t kShareFrom = 16 * 1024;
     std::shared_ptr<const grpc::Slice> owner;
     if (slices[0].size() >= kShareFrom) owner = std::make_shared<const grpc::Slice>(slices[0]);

@@ -10,6 +10,7 @@
 #include "fusebox/common/lazy_deadline.h"
 #include "fusebox/h2/connection.h"
 #include "fusebox/h2/grpc_framing.h"
+#include "fusebox/h2/socket_output.h"
 #include "fusebox/logging/logging.h"
 #include "fusebox/rpc/protobuf_wire.h"
 #include "fusebox/rpc/reflection.h"
@@ -241,13 +242,13 @@ class GrpcSession final : public std::enable_shared_from_this<GrpcSession>,
       if (!writing_ && close_after_write_) close();
       return;
     }
-    out_.swap(conn_.output());
-    conn_.output().clear();
+    conn_.take_output(out_);
+    io::output_buffers(out_, out_buffers_);
     writing_ = true;
-    asio::async_write(socket_, asio::buffer(out_), io::TransferAllInLargeSends{},
+    asio::async_write(socket_, out_buffers_, io::TransferAllInLargeSends{},
                       [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
                         self->writing_ = false;
-                        io::clear_output(self->out_);
+                        io::clear_output(self->out_, self->out_buffers_);
                         if (ec) return self->close();
                         self->flush();
                         self->maybe_close();
@@ -507,7 +508,8 @@ class GrpcSession final : public std::enable_shared_from_this<GrpcSession>,
   io::LazyDeadline deadline_;
   std::string peer_;
   io::AdaptiveReadBuffer read_buf_;
-  std::string out_;  // being written
+  h2::Output out_;  // being written
+  std::vector<asio::const_buffer> out_buffers_;
   std::unordered_map<std::uint32_t, std::unique_ptr<StreamCall>> calls_;
   bool reading_ = false;
   bool writing_ = false;

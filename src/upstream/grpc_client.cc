@@ -13,6 +13,7 @@
 #include "fusebox/common/io.h"
 #include "fusebox/h2/connection.h"
 #include "fusebox/h2/grpc_framing.h"
+#include "fusebox/h2/socket_output.h"
 
 namespace fusebox::upstream {
 namespace {
@@ -259,13 +260,13 @@ class GrpcClient::Link final : public std::enable_shared_from_this<Link>,
 
   void flush() {
     if (closed_ || writing_ || connecting_ || !conn_.has_output()) return;
-    out_.swap(conn_.output());
-    conn_.output().clear();
+    conn_.take_output(out_);
+    io::output_buffers(out_, out_buffers_);
     writing_ = true;
-    asio::async_write(socket_, asio::buffer(out_), io::TransferAllInLargeSends{},
+    asio::async_write(socket_, out_buffers_, io::TransferAllInLargeSends{},
                       [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
                         self->writing_ = false;
-                        io::clear_output(self->out_);
+                        io::clear_output(self->out_, self->out_buffers_);
                         if (self->closed_ || self->client_ == nullptr) return;
                         if (ec) {
                           self->close(metrics::UpstreamOutcome::reset,
@@ -441,7 +442,8 @@ class GrpcClient::Link final : public std::enable_shared_from_this<Link>,
   std::unordered_map<std::uint32_t, std::shared_ptr<Exchange>> streams_;
   std::deque<std::shared_ptr<Exchange>> queued_;
   io::AdaptiveReadBuffer read_buf_;
-  std::string out_;
+  h2::Output out_;  // being written
+  std::vector<asio::const_buffer> out_buffers_;
   std::unique_ptr<asio::steady_timer> connect_timer_;
   std::unique_ptr<tcp::resolver> resolver_;
   asio::steady_timer keepalive_timer_;

@@ -22,6 +22,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "fusebox/h2/hpack.h"
 
@@ -76,6 +77,32 @@ struct Settings {
   std::uint32_t max_header_list_size = 0xffffffff;
 };
 
+// Bytes for the socket, in order: `bytes`, with each lent run inserted at its offset. A lent
+// run views bytes its `owner` keeps alive (a large message's), so they are written without
+// being copied first.
+struct Output {
+  struct Lent {
+    std::size_t at;  // inserted before bytes[at]
+    std::string_view bytes;
+    std::shared_ptr<const void> owner;
+  };
+  std::string bytes;
+  std::vector<Lent> lent;
+
+  bool empty() const { return bytes.empty() && lent.empty(); }
+  // Calls f(std::string_view) for each run, in order (empty runs skipped).
+  template <class F>
+  void for_each(F&& f) const {
+    std::size_t at = 0;
+    for (const auto& l : lent) {
+      if (l.at > at) f(std::string_view(bytes).substr(at, l.at - at));
+      if (!l.bytes.empty()) f(l.bytes);
+      at = l.at;
+    }
+    if (bytes.size() > at) f(std::string_view(bytes).substr(at));
+  }
+};
+
 class Connection {
  public:
   enum class Role : std::uint8_t { client, server };
@@ -113,9 +140,12 @@ class Connection {
   // it, then close); error() says what went wrong. Nothing is accepted after that.
   bool receive(std::string_view bytes);
 
-  // Bytes to write, in order. The owner takes them (swap or move) and writes them.
-  std::string& output() { return out_; }
-  bool has_output() const { return !out_.empty(); }
+  // Bytes to write, in order. The owner takes them with take_output() and writes them as a
+  // sequence of buffers: a large message's bytes are lent to the output, not copied into it.
+  // output() gives them as one string (lent bytes copied in), for tests.
+  void take_output(Output& into);
+  std::string& output();
+  bool has_output() const { return !out_.empty(); }  // a lent run always follows a frame header
 
   // Client: opens a stream with a request header block. Returns its id, or 0 when no stream
   // can be opened (GOAWAY received, ids used up, the peer's stream limit reached, closed).
@@ -208,8 +238,10 @@ class Connection {
   void flush_stream(std::uint32_t stream_id, Stream& stream);
   void flush_blocked();
   // Writes DATA frames for head + body as far as the windows allow; returns the bytes sent.
+  // With a `body_owner`, large runs of body are lent to the output rather than copied.
   std::size_t write_data_frames(std::uint32_t stream_id, Stream& stream, std::string_view head,
-                                std::string_view body, bool end_stream);
+                                std::string_view body, bool end_stream,
+                                const std::shared_ptr<const void>& body_owner = nullptr);
   // Feeds complete units (the preface, frames) of `data` to the frame handlers; `used` is how
   // many bytes they took (an incomplete unit at the end is left).
   bool parse(std::string_view data, std::size_t& used);
@@ -234,6 +266,7 @@ class Connection {
 
   std::string in_;  // an incomplete frame (or preface) carried over
   std::string out_;
+  std::vector<Output::Lent> lent_;  // runs lent to out_ (see Output)
   bool preface_pending_;          // server: the client preface not yet received
   bool settings_pending_ = true;  // the peer's first frame must be SETTINGS
   std::unordered_map<std::uint32_t, Stream> streams_;

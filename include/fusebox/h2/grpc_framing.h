@@ -48,7 +48,8 @@ class Connection;
 // received in a stream's data becomes the call's request or answer without a copy.
 grpc::ByteBuffer adopt_bytes(std::string&& bytes, std::size_t offset, std::size_t length);
 // Sends `message` as one uncompressed gRPC message on a stream: the prefix and the bytes go out
-// together, copied once (into the connection's output).
+// together. A large message in one slice is lent to the connection's output (written from the
+// slice, never copied); a small one is copied into it.
 void send_grpc_message(Connection& conn, std::uint32_t stream_id, const grpc::ByteBuffer& message,
                        bool end_stream);
 

@@ -1,0 +1,27 @@
+#pragma once
+// Writing an h2::Output to a socket: its runs as one buffer sequence (lent runs written from
+// where they lie), and its memory after the write.
+
+#include <boost/asio/buffer.hpp>
+#include <string_view>
+#include <vector>
+
+#include "fusebox/common/adaptive_buffer.h"
+#include "fusebox/h2/connection.h"
+
+namespace fusebox::io {
+
+inline void output_buffers(const h2::Output& out, std::vector<boost::asio::const_buffer>& buffers) {
+  buffers.clear();
+  out.for_each([&](std::string_view run) { buffers.emplace_back(run.data(), run.size()); });
+}
+
+// After the write: the lent runs are released (their owners may free the bytes) and a buffer
+// grown large is freed (clear_output).
+inline void clear_output(h2::Output& out, std::vector<boost::asio::const_buffer>& buffers) {
+  clear_output(out.bytes);
+  out.lent.clear();
+  buffers.clear();
+}
+
+}  // namespace fusebox::io
