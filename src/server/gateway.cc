@@ -5,9 +5,14 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <linux/filter.h>
+#include <sys/socket.h>
+
 #include <atomic>
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
+#include <iterator>
 #include <optional>
 #include <stdexcept>
 #include <thread>
@@ -32,6 +37,21 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
 namespace {
+
+// Makes the kernel stop completing connections on a listener: a socket filter that drops every
+// packet, so new SYNs (and the last ACK of a handshake under way) go unanswered. Connections
+// already in the accept queue are not touched. Without it, a connection completed between the
+// last accept() and close() is reset, and its client has usually sent a request already; with
+// it, that client's SYN is retried and finds the port closed (refused: it goes elsewhere).
+void stop_completing_connections(tcp::acceptor& acceptor) {
+  sock_filter drop_all[] = {BPF_STMT(BPF_RET | BPF_K, 0)};
+  sock_fprog program{static_cast<unsigned short>(std::size(drop_all)), drop_all};
+  if (::setsockopt(acceptor.native_handle(), SOL_SOCKET, SO_ATTACH_FILTER, &program,
+                   sizeof program) != 0) {
+    logging::log().warn("drain: cannot filter the listener ({}); connections completing while "
+                        "it closes are reset", std::strerror(errno));
+  }
+}
 
 std::unique_ptr<tcp::acceptor> bind_listener(asio::io_context& ioc, const std::string& address,
                                              std::uint16_t port, const char* name) {
@@ -594,26 +614,28 @@ struct Gateway::Impl final : AdminContext {
     });
   }
 
-  // On worker 0 (the acceptor's thread). Closing a listener resets the connections the kernel
+  // On worker 0 (the acceptors' thread). Closing a listener resets the connections the kernel
   // has completed but nobody accepted yet, and their clients have usually sent a request
-  // already: accept them first; each serves that request and closes.
-  void close_http_listener() {
+  // already: the kernel stops completing new ones, the queue is accepted (each HTTP connection
+  // serves the request it has and closes; a gRPC one gets GOAWAY), then the listener closes.
+  void close_listener(tcp::acceptor& acceptor, const char* listener, bool grpc) {
+    stop_completing_connections(acceptor);
     boost::system::error_code ec;
-    http_acceptor->cancel(ec);  // the pending async_accept ends with operation_aborted
-    http_acceptor->non_blocking(true, ec);
+    acceptor.cancel(ec);  // the pending async_accept ends with operation_aborted
+    acceptor.non_blocking(true, ec);
     std::size_t taken = 0;
     while (!ec) {
       auto& target = *workers[next_worker++ % workers.size()];
       auto socket = std::make_unique<io::Socket>(target.ioc.get_executor());
-      http_acceptor->accept(*socket, ec);
+      acceptor.accept(*socket, ec);
       if (ec) break;
-      hand_over(std::move(socket), target);
+      hand_over(std::move(socket), target, grpc);
       ++taken;
     }
-    http_acceptor->close(ec);
+    acceptor.close(ec);
     if (taken > 0) {
-      logging::log().info("drain: {} connections waiting in the accept queue taken before closing",
-                          taken);
+      logging::log().info("drain: {} {} connections waiting in the accept queue taken before "
+                          "closing", taken, listener);
     }
   }
 
@@ -692,11 +714,8 @@ struct Gateway::Impl final : AdminContext {
     logging::log().info("drain: listeners closed; waiting up to {} for {} connections",
                         format_duration(timeout), connections.load());
     asio::post(workers[0]->ioc, [this] {
-      close_http_listener();
-      if (grpc_acceptor) {
-        boost::system::error_code ec;
-        grpc_acceptor->close(ec);
-      }
+      close_listener(*http_acceptor, "HTTP", /*grpc=*/false);
+      if (grpc_acceptor) close_listener(*grpc_acceptor, "gRPC", /*grpc=*/true);
       // Set after the last hand_over(): check_drained() must not see 0 connections before it.
       accepting_stopped.store(true);
       asio::post(admin_ioc, [this] { check_drained(); });
