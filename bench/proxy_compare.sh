@@ -156,7 +156,10 @@ started+=("$fixed_pid")
 
 # fusebox twice: one worker thread, and one per core. The limits that matter here are spelled
 # out (they are fusebox's defaults): bodies up to 64 MiB each way, 10000 client connections,
-# 1024 upstream connections per backend, no per-connection request limit. Active health checks
+# 1024 upstream connections per backend, no per-connection request limit. Idle upstream
+# connections are kept 300 s (fusebox's default is 60 s), as nginx's upstream keepalive_timeout
+# here: a round takes longer than a minute, and with the default fusebox alone would open its
+# upstream connections afresh at the start of every 500-connection run. Active health checks
 # are off, as nginx and HAProxy have none here: a 1 MiB workload keeps the one tfs-sim thread
 # busy for seconds, a probe waits behind it beyond its 1 s timeout, and fusebox would take its
 # only backend out of rotation and answer 503 for a while.
@@ -177,11 +180,13 @@ pools:
   sim:
     endpoints: [{address: 127.0.0.1, port: $sim_port}]
     max_connections_per_backend: 1024
+    idle_connection_timeout: 300s
     max_response_body: 64MiB
     health_check: {enabled: false}
   fixed:
     endpoints: [{address: 127.0.0.1, port: $fixed_port}]
     max_connections_per_backend: 1024
+    idle_connection_timeout: 300s
     max_response_body: 64MiB
     health_check: {enabled: false}
 routes:
