@@ -5,9 +5,6 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <linux/filter.h>
-#include <sys/socket.h>
-
 #include <atomic>
 #include <csignal>
 #include <cstdlib>
@@ -18,6 +15,7 @@
 #include <thread>
 
 #include "fusebox/admission/load_shedder.h"
+#include "fusebox/common/listener.h"
 #include "fusebox/config/loader.h"
 #include "fusebox/health/health_checker.h"
 #include "fusebox/logging/logging.h"
@@ -37,21 +35,6 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
 namespace {
-
-// Makes the kernel stop completing connections on a listener: a socket filter that drops every
-// packet, so new SYNs (and the last ACK of a handshake under way) go unanswered. Connections
-// already in the accept queue are not touched. Without it, a connection completed between the
-// last accept() and close() is reset, and its client has usually sent a request already; with
-// it, that client's SYN is retried and finds the port closed (refused: it goes elsewhere).
-void stop_completing_connections(tcp::acceptor& acceptor) {
-  sock_filter drop_all[] = {BPF_STMT(BPF_RET | BPF_K, 0)};
-  sock_fprog program{static_cast<unsigned short>(std::size(drop_all)), drop_all};
-  if (::setsockopt(acceptor.native_handle(), SOL_SOCKET, SO_ATTACH_FILTER, &program,
-                   sizeof program) != 0) {
-    logging::log().warn("drain: cannot filter the listener ({}); connections completing while "
-                        "it closes are reset", std::strerror(errno));
-  }
-}
 
 std::unique_ptr<tcp::acceptor> bind_listener(asio::io_context& ioc, const std::string& address,
                                              std::uint16_t port, const char* name) {
@@ -619,7 +602,10 @@ struct Gateway::Impl final : AdminContext {
   // already: the kernel stops completing new ones, the queue is accepted (each HTTP connection
   // serves the request it has and closes; a gRPC one gets GOAWAY), then the listener closes.
   void close_listener(tcp::acceptor& acceptor, const char* listener, bool grpc) {
-    stop_completing_connections(acceptor);
+    if (std::string why; !io::stop_completing_connections(acceptor.native_handle(), why)) {
+      logging::log().warn("drain: cannot filter the {} listener ({}); connections completing "
+                          "while it closes are reset", listener, why);
+    }
     boost::system::error_code ec;
     acceptor.cancel(ec);  // the pending async_accept ends with operation_aborted
     acceptor.non_blocking(true, ec);
