@@ -1,4 +1,5 @@
 #include "fusebox/h2/connection.h"
+#include "fusebox/h2/socket_output.h"
 
 #include <gtest/gtest.h>
 
@@ -212,6 +213,34 @@ TEST(H2Connection, OwnedDataIsLentToTheOutputNotCopied) {
 
   out = {};
   EXPECT_EQ(owner.use_count(), 1) << "let go with the output";
+}
+
+// After a large message's write, its output storage is freed; a small one's is kept for reuse.
+TEST(H2Output, ClearingFreesWhatALargeMessageGrew) {
+  auto owner = std::make_shared<const std::string>(1 << 20, 'd');
+  Output out;
+  std::vector<boost::asio::const_buffer> buffers;
+  out.bytes.assign(300 * 1024, 'h');
+  for (std::size_t i = 0; i < 64; ++i) {
+    out.lent.push_back({(i + 1) * 9, std::string_view(*owner).substr(i * 16384, 16384), owner});
+  }
+  io::output_buffers(out, buffers);
+  EXPECT_EQ(buffers.size(), 129u) << "a header run before each lent run, and the rest";
+  io::clear_output(out, buffers);
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ(out.bytes.capacity(), std::string().capacity());
+  EXPECT_EQ(out.lent.capacity(), 0u);
+  EXPECT_EQ(buffers.capacity(), 0u);
+  EXPECT_EQ(owner.use_count(), 1) << "the lent bytes are let go";
+
+  out.bytes = "small";
+  out.lent.push_back({2, std::string_view(*owner).substr(0, 10), owner});
+  io::output_buffers(out, buffers);
+  EXPECT_EQ(buffers.size(), 3u);
+  io::clear_output(out, buffers);
+  EXPECT_TRUE(out.empty());
+  EXPECT_GT(out.lent.capacity(), 0u) << "kept: the next answer reuses it";
+  EXPECT_GT(buffers.capacity(), 0u);
 }
 
 TEST(H2Connection, HeaderBlockLargerThanAFrameGoesInContinuations) {
