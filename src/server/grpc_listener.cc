@@ -238,21 +238,15 @@ class GrpcSession final : public std::enable_shared_from_this<GrpcSession>,
   }
 
   void flush() {
-    if (closed_ || writing_ || !conn_.has_output()) {
-      if (!writing_ && close_after_write_) close();
+    if (closed_ || writer_.writing() || !conn_.has_output()) {
+      if (!writer_.writing() && close_after_write_) close();
       return;
     }
-    conn_.take_output(out_);
-    io::output_buffers(out_, out_buffers_);
-    writing_ = true;
-    asio::async_write(socket_, out_buffers_, io::TransferAllInLargeSends{},
-                      [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
-                        self->writing_ = false;
-                        io::clear_output(self->out_, self->out_buffers_);
-                        if (ec) return self->close();
-                        self->flush();
-                        self->maybe_close();
-                      });
+    writer_.write(conn_, socket_, [self = shared_from_this()](boost::system::error_code ec) {
+      if (ec) return self->close();
+      self->flush();
+      self->maybe_close();
+    });
   }
 
   // A draining session closes once its streams are answered and the last bytes written.
@@ -508,11 +502,9 @@ class GrpcSession final : public std::enable_shared_from_this<GrpcSession>,
   io::LazyDeadline deadline_;
   std::string peer_;
   io::AdaptiveReadBuffer read_buf_;
-  h2::Output out_;  // being written
-  std::vector<asio::const_buffer> out_buffers_;
+  io::OutputWriter writer_;
   std::unordered_map<std::uint32_t, std::unique_ptr<StreamCall>> calls_;
   bool reading_ = false;
-  bool writing_ = false;
   bool closed_ = false;
   bool close_after_write_ = false;
   bool draining_ = false;

@@ -259,22 +259,15 @@ class GrpcClient::Link final : public std::enable_shared_from_this<Link>,
   }
 
   void flush() {
-    if (closed_ || writing_ || connecting_ || !conn_.has_output()) return;
-    conn_.take_output(out_);
-    io::output_buffers(out_, out_buffers_);
-    writing_ = true;
-    asio::async_write(socket_, out_buffers_, io::TransferAllInLargeSends{},
-                      [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
-                        self->writing_ = false;
-                        io::clear_output(self->out_, self->out_buffers_);
-                        if (self->closed_ || self->client_ == nullptr) return;
-                        if (ec) {
-                          self->close(metrics::UpstreamOutcome::reset,
-                                      "upstream connection lost: " + ec.message());
-                          return self->client_->run_finished();
-                        }
-                        self->flush();
-                      });
+    if (closed_ || writer_.writing() || connecting_ || !conn_.has_output()) return;
+    writer_.write(conn_, socket_, [self = shared_from_this()](boost::system::error_code ec) {
+      if (self->closed_ || self->client_ == nullptr) return;
+      if (ec) {
+        self->close(metrics::UpstreamOutcome::reset, "upstream connection lost: " + ec.message());
+        return self->client_->run_finished();
+      }
+      self->flush();
+    });
   }
 
   // While calls are in flight, a connection silent for keepalive_time gets a PING; no answer
@@ -442,8 +435,7 @@ class GrpcClient::Link final : public std::enable_shared_from_this<Link>,
   std::unordered_map<std::uint32_t, std::shared_ptr<Exchange>> streams_;
   std::deque<std::shared_ptr<Exchange>> queued_;
   io::AdaptiveReadBuffer read_buf_;
-  h2::Output out_;  // being written
-  std::vector<asio::const_buffer> out_buffers_;
+  io::OutputWriter writer_;
   std::unique_ptr<asio::steady_timer> connect_timer_;
   std::unique_ptr<tcp::resolver> resolver_;
   asio::steady_timer keepalive_timer_;
@@ -452,7 +444,6 @@ class GrpcClient::Link final : public std::enable_shared_from_this<Link>,
   bool keepalive_armed_ = false;
   bool ping_outstanding_ = false;
   bool connecting_ = false;
-  bool writing_ = false;
   bool closed_ = false;
 };
 

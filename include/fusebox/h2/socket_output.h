@@ -3,11 +3,14 @@
 // where they lie), and its memory after the write.
 
 #include <boost/asio/buffer.hpp>
+#include <boost/asio/write.hpp>
+#include <utility>
 #include <cstddef>
 #include <string_view>
 #include <vector>
 
 #include "fusebox/common/adaptive_buffer.h"
+#include "fusebox/common/io.h"
 #include "fusebox/h2/connection.h"
 
 namespace fusebox::io {
@@ -33,5 +36,32 @@ inline void clear_output(h2::Output& out, std::vector<boost::asio::const_buffer>
     buffers.clear();
   }
 }
+
+// What a connection's owner keeps to write its h2::Connection's output: one write at a time.
+class OutputWriter {
+ public:
+  bool writing() const { return writing_; }
+
+  // Takes what `conn` has to send and writes all of it to `socket`; then releases the storage
+  // and calls `done(ec)`. `done` must keep the writer's owner alive until it runs.
+  template <class Socket, class Done>
+  void write(h2::Connection& conn, Socket& socket, Done&& done) {
+    conn.take_output(out_);
+    output_buffers(out_, buffers_);
+    writing_ = true;
+    boost::asio::async_write(
+        socket, buffers_, TransferAllInLargeSends{},
+        [this, done = std::forward<Done>(done)](boost::system::error_code ec, std::size_t) mutable {
+          writing_ = false;
+          clear_output(out_, buffers_);
+          done(ec);
+        });
+  }
+
+ private:
+  h2::Output out_;  // being written
+  std::vector<boost::asio::const_buffer> buffers_;
+  bool writing_ = false;
+};
 
 }  // namespace fusebox::io
