@@ -562,8 +562,7 @@ void Connection::send_headers(std::uint32_t stream_id, HeaderRefs headers, bool 
   auto& stream = it->second;
   if (end_stream && stream.blocked) {
     stream.has_trailers = true;
-    stream.trailers.clear();
-    for (const auto& h : headers) stream.trailers.push_back({std::string(h.name), std::string(h.value)});
+    stream.trailers = owned(headers);
     stream.local_closed = true;
     return;
   }

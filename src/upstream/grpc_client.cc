@@ -127,7 +127,7 @@ class GrpcClient::Link final : public std::enable_shared_from_this<Link>,
               const grpc::ByteBuffer& payload) {
     ex->link = weak_from_this();
     if (connecting_ || !conn_.can_open_stream()) {
-      for (const auto& h : headers) ex->headers.push_back({std::string(h.name), std::string(h.value)});
+      ex->headers = h2::owned(headers);
       ex->payload = payload;  // shares the slices
       queued_.push_back(ex);
       return;

@@ -31,11 +31,17 @@ struct HeaderRef {
 };
 using HeaderRefs = std::span<const HeaderRef>;
 
-// Views of owned fields.
+// Views of owned fields, and owned copies of viewed ones.
 inline std::vector<HeaderRef> views(const HeaderList& list) {
   std::vector<HeaderRef> out;
   out.reserve(list.size());
   for (const auto& h : list) out.push_back({h.name, h.value});
+  return out;
+}
+inline HeaderList owned(HeaderRefs refs) {
+  HeaderList out;
+  out.reserve(refs.size());
+  for (const auto& h : refs) out.push_back({std::string(h.name), std::string(h.value)});
   return out;
 }
 
