@@ -250,6 +250,16 @@ class Process:
 atexit.register(Process.stop_all)
 
 
+def _exit_on_signal(_signum, _frame):
+    # A SIGTERM or SIGHUP (ctest's timeout, a kill) ends the run as Ctrl-C does: unittest stops,
+    # and atexit stops the children, which would otherwise outlive it (nginx, Prometheus...).
+    raise KeyboardInterrupt
+
+
+for _signum in (signal.SIGTERM, signal.SIGHUP):
+    signal.signal(_signum, _exit_on_signal)
+
+
 class TfsSim:
     def __init__(self, workdir, index):
         self.process = Process(f"tfs-sim {index}",
