@@ -473,8 +473,7 @@ void HpackEncoder::encode(HeaderRefs fields, std::string& out) {
 }
 
 void HpackEncoder::encode(const HeaderList& fields, std::string& out) {
-  write_pending_update(out);
-  for (const HeaderField& field : fields) encode(field.name, field.value, out);
+  encode(views(fields), out);
 }
 
 void HpackEncoder::encode(std::string_view name, std::string_view value, std::string& out) {

@@ -1,5 +1,6 @@
 #include "fusebox/proxy/grpc_handler.h"
 
+#include <boost/container/small_vector.hpp>
 #include <map>
 #include <utility>
 
@@ -468,26 +469,25 @@ void GrpcHandler::answer_failure(const std::shared_ptr<Call>& call,
 void GrpcHandler::finish(const std::shared_ptr<Call>& call, const grpc::Status& status,
                          grpc::ByteBuffer* response) {
   call->slot.reset();  // the answer is out: the next waiter may go
-  // At most six entries, each viewing `call` or static text.
-  server::MetadataRef trailing[6];
-  std::size_t n = 0;
-  std::string tier_label;  // a fallback tier's name, viewed by `trailing`
-  trailing[n++] = {"x-request-id", call->request_id};
-  if (!call->retry_after.empty()) trailing[n++] = {"retry-after", call->retry_after};
+  // Each entry views `call`, `tier_label` or static text; a handful fit inline.
+  boost::container::small_vector<server::MetadataRef, 6> trailing;
+  std::string tier_label;  // a fallback tier's name
+  trailing.push_back({"x-request-id", call->request_id});
+  if (!call->retry_after.empty()) trailing.push_back({"retry-after", call->retry_after});
   if (call->routed) {
     const auto& route = runtime_.config->routes[call->route];
     if (call->cache_hit) {
-      trailing[n++] = {"x-fusebox-tier", "cache"};
-      trailing[n++] = {"x-fusebox-cache", "hit"};
+      trailing.push_back({"x-fusebox-tier", "cache"});
+      trailing.push_back({"x-fusebox-cache", "hit"});
     } else if (call->tier == 0) {
-      trailing[n++] = {"x-fusebox-tier", "primary"};
+      trailing.push_back({"x-fusebox-tier", "primary"});
     } else {
       tier_label = degrade::tier_name(route.fallbacks[call->tier - 1]);
-      trailing[n++] = {"x-fusebox-tier", tier_label};
-      trailing[n++] = {"x-fusebox-degraded-reason", degrade::to_string(call->reason)};
+      trailing.push_back({"x-fusebox-tier", tier_label});
+      trailing.push_back({"x-fusebox-degraded-reason", degrade::to_string(call->reason)});
     }
-    if (call->cache_miss) trailing[n++] = {"x-fusebox-cache", "miss"};
-    if (!call->rule.empty()) trailing[n++] = {"x-fusebox-rule", call->rule};
+    if (call->cache_miss) trailing.push_back({"x-fusebox-cache", "miss"});
+    if (!call->rule.empty()) trailing.push_back({"x-fusebox-rule", call->rule});
     if (!call->cache_hit) runtime_.degrade_metrics->record(shard_, call->route, call->tier, call->reason,
                                                       degrade::Protocol::grpc);
   }
@@ -515,7 +515,8 @@ void GrpcHandler::finish(const std::shared_ptr<Call>& call, const grpc::Status& 
     entry.attempts = call->attempts;
     logging::access(entry);
   }
-  std::exchange(call->rpc, nullptr)->finish(status, response, server::MetadataRefs(trailing, n));
+  std::exchange(call->rpc, nullptr)->finish(status, response,
+                                            server::MetadataRefs(trailing.data(), trailing.size()));
 }
 
 }  // namespace fusebox::proxy

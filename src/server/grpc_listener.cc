@@ -1,6 +1,7 @@
 #include "fusebox/server/grpc_listener.h"
 
 #include <boost/asio/write.hpp>
+#include <boost/container/small_vector.hpp>
 #include <charconv>
 #include <optional>
 #include <set>
@@ -449,31 +450,25 @@ class GrpcSession final : public std::enable_shared_from_this<GrpcSession>,
   // Ends a stream with a status: trailers after a response, or a trailers-only response.
   void send_status(std::uint32_t id, grpc::StatusCode code, std::string_view message,
                    MetadataRefs trailing) {
-    constexpr std::size_t kFixed = 4;  // :status, content-type, grpc-status, grpc-message
-    constexpr std::size_t kInline = 12;
-    h2::HeaderRef inline_fields[kInline];
-    std::vector<h2::HeaderRef> more;
-    h2::HeaderRef* fields = inline_fields;
-    if (kFixed + trailing.size() > kInline) {
-      more.resize(kFixed + trailing.size());
-      fields = more.data();
-    }
-    std::size_t n = 0;
+    // :status, content-type, grpc-status, grpc-message and the handler's few trailers fit
+    // inline: no allocation per answer.
+    boost::container::small_vector<h2::HeaderRef, 12> fields;
     auto it = calls_.find(id);
     if (it == calls_.end() || !it->second->headers_sent()) {
-      fields[n++] = {":status", "200"};
-      fields[n++] = {"content-type", "application/grpc"};
+      fields.push_back({":status", "200"});
+      fields.push_back({"content-type", "application/grpc"});
     }
     char digits[12];
     auto end = std::to_chars(digits, digits + sizeof digits, static_cast<int>(code)).ptr;
-    fields[n++] = {"grpc-status", std::string_view(digits, static_cast<std::size_t>(end - digits))};
+    fields.push_back(
+        {"grpc-status", std::string_view(digits, static_cast<std::size_t>(end - digits))});
     std::string encoded;
     if (!message.empty()) {
       encoded = h2::percent_encode(message);
-      fields[n++] = {"grpc-message", encoded};
+      fields.push_back({"grpc-message", encoded});
     }
-    for (const auto& m : trailing) fields[n++] = {m.key, m.value};
-    conn_.send_headers(id, h2::HeaderRefs(fields, n), true);
+    for (const auto& m : trailing) fields.push_back({m.key, m.value});
+    conn_.send_headers(id, h2::HeaderRefs(fields.data(), fields.size()), true);
   }
 
   // The stream is answered: a client still sending is told to stop (RFC 9113 section 8.1).
