@@ -2,7 +2,6 @@
 
 #include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/dispatch.hpp>
-#include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -14,6 +13,7 @@
 
 #include "fusebox/common/lazy_deadline.h"
 #include "fusebox/common/uninitialized_resize.h"
+#include "fusebox/http/feed.h"
 #include "fusebox/http/json_error.h"
 #include "fusebox/http/wire.h"
 
@@ -240,11 +240,33 @@ class HttpSession final : public TrackedSession,
   void read_request() {
     if (draining_ && served_ > 0) return close();
     if (buffers_ && buffers_->buffer.size() > 0) return start_request();  // pipelined request
-    // Wait for the first bytes of the next request under the idle timeout, without buffers;
-    // the header timeout starts once the client begins to send.
+    auto now = Clock::now();
+    idle_until_ = now + (draining_ ? first_request_grace() : limits_.idle_timeout);
+    if (buffers_ && served_ >= 2 && !draining_ && buffers_->buffer.capacity() <= kFirstReadChunk) {
+      return wait_with_buffers(now);
+    }
+    wait_without_buffers();
+  }
+
+  // A connection its client has reused is likely to be reused again soon. It keeps its buffers
+  // while idle for a while (the shortest configured timeout; the deadline's timer then never
+  // needs moving) and waits for the next request with a read into them, which Asio queues
+  // without a system call; a wait without buffers costs an epoll_ctl per request. After that
+  // while, on a connection used once, or with buffers a large request grew, the buffers go back
+  // (wait_without_buffers): idle connections hold none.
+  void wait_with_buffers(Clock::time_point now) {
+    state_ = State::idle;
+    deadline_.expire_at(std::min(idle_until_, now + shortest_timeout(limits_)));
+    prepare_parser();
+    parse(::fusebox::http::Until::header);
+  }
+
+  // Waits for the first bytes of the next request under the idle timeout, without buffers; the
+  // header timeout starts once the client begins to send.
+  void wait_without_buffers() {
     tracker_.give_back(std::move(buffers_));
     state_ = State::idle;
-    arm_deadline(draining_ ? first_request_grace() : limits_.idle_timeout);
+    deadline_.expire_at(idle_until_);
     socket_.async_wait(asio::socket_base::wait_read,
                        asio::bind_allocator(SlotAllocator<void>(idle_wait_slot_),
                                             [self = shared_from_this()](beast::error_code ec) {
@@ -255,23 +277,74 @@ class HttpSession final : public TrackedSession,
                                             }));
   }
 
+  // An idle wait with buffers ended without a byte of a next request: after its while, the
+  // connection waits on without buffers; on a drain, the idle timeout or an error it closes.
+  void end_idle_read(beast::error_code ec) {
+    if (ec == asio::error::operation_aborted && !draining_ && deadline_.expired() &&
+        Clock::now() < idle_until_) {
+      return wait_without_buffers();
+    }
+    close();
+  }
+
   void start_request() {
     if (!buffers_) buffers_ = tracker_.take_buffers();
+    prepare_parser();
+    begin_reading(Clock::now());
+    parse(::fusebox::http::Until::header);
+  }
+
+  void prepare_parser() {
     auto& parser = buffers_->parser.emplace();
     parser.header_limit(static_cast<std::uint32_t>(limits_.max_request_headers));
     parser.body_limit(limits_.max_request_body);
-    read_header();
   }
 
-  void read_header() {
+  // The request has begun: its time starts, and its header must arrive within the timeout.
+  void begin_reading(Clock::time_point now) {
     state_ = State::reading;
-    start_ = Clock::now();
-    arm_deadline(limits_.request_header_timeout);
-    http::async_read_header(socket_, buffers_->buffer, *buffers_->parser,
-                            [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                              self->disarm_deadline();
-                              self->on_header(ec);
+    start_ = now;
+    deadline_.expire_at(now + limits_.request_header_timeout);
+  }
+
+  // Parses what the buffer holds and reads more until the parser has `until` (see
+  // http/feed.h); then goes on to on_header or dispatch_request. An idle connection's wait
+  // with buffers is this read too: its first bytes begin the request.
+  void parse(::fusebox::http::Until until) {
+    auto& b = *buffers_;
+    beast::error_code ec;
+    if (::fusebox::http::feed(*b.parser, b.buffer, until, ec)) {
+      disarm_deadline();
+      if (until == ::fusebox::http::Until::header) return on_header();
+      return dispatch_request(b.parser->release());
+    }
+    if (ec) {
+      disarm_deadline();
+      return on_read_error(ec, what_is_read(until));
+    }
+    socket_.async_read_some(::fusebox::http::read_space(b.buffer),
+                            [self = shared_from_this(), until](beast::error_code ec,
+                                                               std::size_t n) {
+                              self->on_read(until, ec, n);
                             });
+  }
+
+  void on_read(::fusebox::http::Until until, beast::error_code ec, std::size_t n) {
+    if (state_ == State::idle) {
+      if (ec || n == 0) return end_idle_read(ec);
+      begin_reading(Clock::now());
+    }
+    if (ec == asio::error::eof) ec = ::fusebox::http::at_end_of_stream(*buffers_->parser, until);
+    if (ec) {
+      disarm_deadline();
+      return on_read_error(ec, what_is_read(until));
+    }
+    buffers_->buffer.commit(n);
+    parse(until);
+  }
+
+  static std::string_view what_is_read(::fusebox::http::Until until) {
+    return until == ::fusebox::http::Until::header ? "request header" : "request body";
   }
 
   // Every wait on the socket (idle, reads, writes, lingering) runs under one deadline: when it
@@ -281,8 +354,7 @@ class HttpSession final : public TrackedSession,
   void arm_deadline(Clock::duration timeout) { deadline_.expire_after(timeout); }
   void disarm_deadline() { deadline_.clear(); }
 
-  void on_header(beast::error_code ec) {
-    if (ec) return on_read_error(ec, "request header");
+  void on_header() {
     auto& parser = *buffers_->parser;
     const auto& req = parser.get();
     if (auto problem = framing_problem(req); !problem.empty()) {
@@ -308,27 +380,27 @@ class HttpSession final : public TrackedSession,
 
   void read_body() {
     auto& parser = *buffers_->parser;
-    if (parser.is_done()) return dispatch_request(parser.release());
     auto& buffer = buffers_->buffer;
     const auto length = parser.content_length();
-    if (length && *length >= kDirectBodyMin && *length > buffer.size()) {
+    if (!parser.is_done() && length && *length >= kDirectBodyMin && *length > buffer.size()) {
       return read_body_directly(*length);
     }
-    // Beast reads at most the buffer's free capacity at a time, and the parser moves body bytes
-    // out as they come, so a large body read through the small first-read buffer would take
-    // thousands of reads. It gets a larger buffer (trimmed again when the buffers go back to
-    // the spare pool).
+    // Most bodies came with their header: no deadline, no read.
+    beast::error_code ec;
+    if (::fusebox::http::feed(parser, buffer, ::fusebox::http::Until::message, ec)) {
+      return dispatch_request(parser.release());
+    }
+    if (ec) return on_read_error(ec, "request body");
+    // A read takes at most the buffer's free capacity, and the parser moves body bytes out as
+    // they come, so a large body read through the small first-read buffer would take thousands
+    // of reads. It gets a larger buffer (trimmed again when the buffers go back to the spare
+    // pool).
     if (!length || *length > buffer.capacity() - buffer.size()) {
       buffer.reserve(buffer.size() + std::min<std::uint64_t>(length.value_or(kBodyReadChunk),
                                                              kBodyReadChunk));
     }
     arm_deadline(limits_.request_body_timeout);
-    http::async_read(socket_, buffers_->buffer, parser,
-                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                       self->disarm_deadline();
-                       if (ec) return self->on_read_error(ec, "request body");
-                       self->dispatch_request(self->buffers_->parser->release());
-                     });
+    parse(::fusebox::http::Until::message);
   }
 
   // A large body of known length (the parser already checked it against the limit) is read
@@ -482,6 +554,7 @@ class HttpSession final : public TrackedSession,
   ConnectionInfo connection_;
   State state_ = State::idle;
   Clock::time_point start_ = Clock::now();
+  Clock::time_point idle_until_{};  // when an idle connection is closed
   std::uint32_t served_ = 0;
   unsigned version_ = 11;
   std::size_t lingered_ = 0;

@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "fusebox/common/lazy_deadline.h"
+#include "fusebox/http/feed.h"
 #include "fusebox/http/wire.h"
 
 namespace fusebox::upstream {
@@ -158,10 +159,27 @@ class ConnectionPool::Exchange : public std::enable_shared_from_this<Exchange> {
   void read_response() {
     parser_.emplace();
     parser_->body_limit(pool_->limits_.max_response_body);
-    http::async_read(conn_->socket, conn_->buffer, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                       self->on_read(ec);
-                     });
+    parse_response();
+  }
+
+  // Parses what the connection's buffer holds and reads more until the answer is whole (see
+  // http/feed.h): an answer that arrives in one piece is parsed in its read's completion.
+  void parse_response() {
+    beast::error_code ec;
+    if (::fusebox::http::feed(*parser_, conn_->buffer, ::fusebox::http::Until::message, ec) || ec) {
+      return on_read(ec);
+    }
+    conn_->socket.async_read_some(
+        ::fusebox::http::read_space(conn_->buffer),
+        [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+          if (ec == asio::error::eof) {
+            ec = ::fusebox::http::at_end_of_stream(*self->parser_, ::fusebox::http::Until::message);
+            if (!ec) return self->on_read(ec);  // an answer delimited by the close
+          }
+          if (ec || !self->pool_alive() || self->cancelled_) return self->on_read(ec);
+          self->conn_->buffer.commit(n);
+          self->parse_response();
+        });
   }
 
   void on_read(beast::error_code ec) {

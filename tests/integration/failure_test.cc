@@ -187,6 +187,21 @@ TEST_F(FailureTest, ResponseCutShortIs502) {
   EXPECT_EQ(backend.request_count(), 1u) << "a partly answered request is not sent again";
 }
 
+// A response without Content-Length ends where the backend closes (RFC 9112 6.3): whole, not
+// cut short. The client gets it framed with a Content-Length.
+TEST_F(FailureTest, ResponseDelimitedByTheCloseIsRelayedWhole) {
+  ScriptedBackend backend(ScriptedReply::raw_bytes(
+      "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
+      R"({"predictions": [2.5, 3.0]})"));
+  start_gateway(single_route_config({backend.port()}));
+  auto c = client();
+  const auto r = c.post(kPredict, kThreeInstances);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, R"({"predictions": [2.5, 3.0]})");
+  EXPECT_EQ(r.header("Content-Length"), "27");
+  EXPECT_EQ(backend.request_count(), 1u);
+}
+
 TEST_F(FailureTest, ConnectionClosedWithoutAnswerIs502) {
   ScriptedBackend backend;
   backend.push(ScriptedReply::close_connection());

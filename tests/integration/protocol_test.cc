@@ -52,9 +52,10 @@ class ProtocolTest : public GatewayTest {
   }
 
   // Sends `bytes` (an incomplete request) with a 300 ms timeout configured, and expects a 408
-  // with `error` about that long after, then the close; nothing reaches the backend.
-  void expect_timed_out(std::string_view bytes, std::string_view error) {
-    auto c = client();
+  // with `error` about that long after, then the close; nothing more reaches the backend than
+  // the `served` requests `c` had made before.
+  void expect_timed_out(std::string_view bytes, std::string_view error, HttpClient c,
+                        int served = 0) {
     const auto begin = steady_clock::now();
     c.send_raw(bytes);
     const auto outcome = c.read_raw_response(Millis{3000});
@@ -66,7 +67,19 @@ class ProtocolTest : public GatewayTest {
     EXPECT_GE(elapsed.count(), 250);
     EXPECT_LT(elapsed.count(), 900) << "not within 3x the 300 ms timeout";
     EXPECT_TRUE(c.connection_closed(kCloseWait));
-    EXPECT_EQ(sim_stats(sim_port()).at("requests"), 0);
+    EXPECT_EQ(sim_stats(sim_port()).at("requests"), served);
+  }
+  void expect_timed_out(std::string_view bytes, std::string_view error) {
+    expect_timed_out(bytes, error, client());
+  }
+
+  // Expects the idle timeout (`idle`) to close `c`'s connection silently, counting from now.
+  static void expect_closed_when_idle(HttpClient& c, Millis idle) {
+    const auto begin = steady_clock::now();
+    EXPECT_TRUE(c.connection_closed(kCloseWait)) << "the idle timeout must close the connection";
+    const auto elapsed = std::chrono::duration_cast<Millis>(steady_clock::now() - begin);
+    EXPECT_GE(elapsed.count(), idle.count() * 7 / 8) << "closed before the idle timeout";
+    EXPECT_LT(elapsed.count(), idle.count() * 3) << "not within 3x idle_timeout";
   }
 };
 
@@ -254,12 +267,47 @@ TEST_F(ProtocolTest, IdleKeepAliveConnectionIsServedAgainThenClosedAfterTheIdleT
   EXPECT_EQ(again.status, 200);
   EXPECT_EQ(again.body, kThreePredictions);
   EXPECT_EQ(c.connections_opened(), 1);
-  const auto begin = steady_clock::now();
-  EXPECT_TRUE(c.connection_closed(kCloseWait)) << "the idle timeout must close the connection";
-  const auto elapsed = std::chrono::duration_cast<Millis>(steady_clock::now() - begin);
-  EXPECT_GE(elapsed.count(), 700);
-  EXPECT_LT(elapsed.count(), 2400) << "not within 3x idle_timeout";
+  expect_closed_when_idle(c, Millis{800});
   EXPECT_EQ(sim_stats(sim_port()).at("requests"), 2);
+}
+
+// A connection its client has reused waits for the next request with its buffers, for at most
+// the shortest configured timeout (here the header timeout), then without them. Both waits
+// serve the next request, and the idle timeout still closes it.
+TEST_F(ProtocolTest, ReusedConnectionIsServedWithinAndAfterItsBufferedWaitThenClosedWhenIdle) {
+  start({"request_header_timeout: 200ms", "idle_timeout: 800ms"});
+  auto c = client();
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(c.post(kPredict, kThreeInstances).status, 200);
+  std::this_thread::sleep_for(Millis{100});  // within the buffered wait
+  EXPECT_EQ(c.post(kPredict, kThreeInstances).status, 200);
+  std::this_thread::sleep_for(Millis{450});  // past it: waiting without buffers
+  const auto again = c.post(kPredict, kThreeInstances);
+  EXPECT_EQ(again.status, 200);
+  EXPECT_EQ(again.body, kThreePredictions);
+  EXPECT_EQ(c.connections_opened(), 1);
+  expect_closed_when_idle(c, Millis{800});  // not at the end of the buffered wait
+  EXPECT_EQ(sim_stats(sim_port()).at("requests"), 5);
+}
+
+// When the idle timeout is the shortest, the buffered wait ends with it: the connection closes
+// silently (no 408: no request had begun).
+TEST_F(ProtocolTest, ReusedConnectionIsClosedSilentlyAtTheIdleTimeout) {
+  start({"request_header_timeout: 5s", "idle_timeout: 300ms"});
+  auto c = client();
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(c.post(kPredict, kThreeInstances).status, 200);
+  expect_closed_when_idle(c, Millis{300});
+  EXPECT_EQ(sim_stats(sim_port()).at("requests"), 3);
+}
+
+// On a reused connection the header timeout starts with the first bytes of the next request,
+// which its buffered wait reads: half a header, then silence, is a 408 that long after.
+TEST_F(ProtocolTest, ReusedConnectionSlowHeaderIs408AfterTheHeaderTimeout) {
+  start({"request_header_timeout: 300ms", "idle_timeout: 5s"});
+  auto c = client();
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(c.post(kPredict, kThreeInstances).status, 200);
+  std::this_thread::sleep_for(Millis{150});  // the header timeout must not count this wait
+  expect_timed_out("POST /v1/models/half_plus_two:predict HTTP/1.1\r\nHost: fusebox\r\nContent-Le",
+                   "request header not received within the timeout", std::move(c), 3);
 }
 
 TEST_F(ProtocolTest, PipelinedRequestsAreAnsweredInOrder) {
