@@ -2,6 +2,7 @@
 
 #include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -477,21 +478,46 @@ class HttpSession final : public TrackedSession,
     handler_.handle(std::move(request), connection_, start_, shared_from_this());
   }
 
+  // Sends the answer at once when the socket takes it (most answers: no asynchronous operation),
+  // else writes the rest asynchronously under the deadline.
   void write_response(bool keep) {
     state_ = State::writing;
     auto& b = *buffers_;
     b.head.clear();
     ::fusebox::http::append_response_head(b.response, b.head);
     std::array<asio::const_buffer, 2> buffers{asio::buffer(b.head), asio::buffer(b.response.body())};
+    beast::error_code ec;
+    const auto sent = io::send_now(socket_, buffers, ec);
+    if (ec) {
+      b.response = {};
+      return close();
+    }
+    if (sent == asio::buffer_size(buffers)) return after_write(keep, /*in_place=*/true);
+    beast::buffers_suffix<std::array<asio::const_buffer, 2>> rest(buffers);
+    rest.consume(sent);
     arm_deadline(limits_.request_body_timeout);
-    asio::async_write(socket_, buffers, io::TransferAllInLargeSends(),
+    asio::async_write(socket_, rest, io::TransferAllInLargeSends(),
                       [self = shared_from_this(), keep](beast::error_code ec, std::size_t) {
                         self->disarm_deadline();
-                        self->buffers_->response = {};
-                        if (ec) return self->close();
-                        if (!keep) return self->linger_close();
-                        self->read_request();
+                        if (ec) {
+                          self->buffers_->response = {};
+                          return self->close();
+                        }
+                        self->after_write(keep, /*in_place=*/false);
                       });
+  }
+
+  // The answer is out. `in_place`: written within send(), so a pipelined request waiting in the
+  // buffer is started from the event loop instead: answering it here could recurse through a
+  // long pipeline.
+  void after_write(bool keep, bool in_place) {
+    buffers_->response = {};
+    if (!keep) return linger_close();
+    if (in_place && buffers_->buffer.size() > 0) {
+      return asio::post(socket_.get_executor(),
+                        [self = shared_from_this()] { self->read_request(); });
+    }
+    read_request();
   }
 
   // Answers a request the session cannot pass on, then closes the connection.

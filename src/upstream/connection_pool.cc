@@ -4,7 +4,9 @@
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/error.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/buffers_suffix.hpp>
 #include <boost/beast/http/error.hpp>
 #include <array>
 #include <optional>
@@ -136,14 +138,27 @@ class ConnectionPool::Exchange : public std::enable_shared_from_this<Exchange> {
     pool_->backend_.open_connections.fetch_add(1, std::memory_order_relaxed);
     conn_->counted = true;
     conn_->socket.set_option(asio::ip::tcp::no_delay(true), ec);
+    conn_->socket.non_blocking(true, ec);  // for send_now
     reused_ = false;
     write();
   }
 
+  // Sends the request at once when the socket takes it (most: no asynchronous operation), else
+  // writes the rest asynchronously. A failed send is reported from the event loop, never from
+  // within send(): the caller gets its handle before any completion.
   void write() {
     std::array<asio::const_buffer, 2> buffers{asio::buffer(head_), asio::buffer(request_.body())};
     conn_->deadline.expire_at(deadline_);
-    asio::async_write(conn_->socket, buffers, io::TransferAllInLargeSends(),
+    beast::error_code ec;
+    const auto sent = io::send_now(conn_->socket, buffers, ec);
+    if (ec) {
+      return asio::post(pool_->ioc_.get_executor(),
+                        [self = shared_from_this(), ec] { self->on_write(ec); });
+    }
+    if (sent == asio::buffer_size(buffers)) return on_write({});
+    beast::buffers_suffix<std::array<asio::const_buffer, 2>> rest(buffers);
+    rest.consume(sent);
+    asio::async_write(conn_->socket, rest, io::TransferAllInLargeSends(),
                       [self = shared_from_this()](beast::error_code ec, std::size_t) {
                         self->on_write(ec);
                       });

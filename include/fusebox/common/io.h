@@ -3,6 +3,8 @@
 // of Asio's type-erased any_io_executor) saves a copy and a virtual call on every asynchronous
 // operation of the data path.
 
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/error.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -27,5 +29,25 @@ struct TransferAllInLargeSends {
     return ec ? 0 : std::size_t{256 * 1024};
   }
 };
+
+// The most send_now sends in one call (as TransferAllInLargeSends).
+inline constexpr std::size_t kSendNowMax = 256 * 1024;
+
+// The first step of writing a message of up to kSendNowMax on a socket in non-blocking mode:
+// sends what the kernel takes at once, so a message that fits (most) needs no asynchronous
+// operation, no posted completion. Returns the bytes sent (0 for a larger message); `ec` is set
+// only for a real error, not when the socket has no room (the rest is then written
+// asynchronously).
+template <class ConstBuffers>
+std::size_t send_now(Socket& socket, const ConstBuffers& buffers, boost::system::error_code& ec) {
+  ec = {};
+  if (boost::asio::buffer_size(buffers) > kSendNowMax) return 0;
+  std::size_t sent = socket.write_some(buffers, ec);
+  if (ec == boost::asio::error::would_block || ec == boost::asio::error::try_again) {
+    ec = {};
+    sent = 0;
+  }
+  return sent;
+}
 
 }  // namespace fusebox::io
