@@ -72,7 +72,7 @@ bool is_hop_by_hop(std::string_view name) {
   return is_hop_by_hop_field(boost::beast::http::string_to_field(name));
 }
 
-void strip_hop_by_hop(boost::beast::http::fields& headers) {
+void strip_hop_by_hop(Fields& headers) {
   // One walk over the fields. The names the Connection fields nominate are views into them,
   // so those fields go last, in a second walk.
   boost::container::small_vector<std::string_view, 8> nominated;
@@ -101,7 +101,7 @@ void strip_hop_by_hop(boost::beast::http::fields& headers) {
   if (has_connection) headers.erase(boost::beast::http::field::connection);
 }
 
-void append_forwarded_for(boost::beast::http::fields& headers, std::string_view client_ip) {
+void append_forwarded_for(Fields& headers, std::string_view client_ip) {
   std::string merged;
   const auto existing = headers.equal_range(kForwardedFor);
   for (auto it = existing.first; it != existing.second; ++it) {

@@ -18,13 +18,13 @@ void append_version(std::string& out, unsigned version) {
 }
 
 // The serialized size of the fields, so the head is written with one allocation at most.
-std::size_t fields_size(const bhttp::fields& fields) {
+std::size_t fields_size(const Fields& fields) {
   std::size_t size = 2;
   for (const auto& field : fields) size += field.name_string().size() + field.value().size() + 4;
   return size;
 }
 
-void append_fields(const bhttp::fields& fields, std::string& out) {
+void append_fields(const Fields& fields, std::string& out) {
   for (const auto& field : fields) {
     append(out, field.name_string());
     out += ": ";
@@ -35,7 +35,7 @@ void append_fields(const bhttp::fields& fields, std::string& out) {
 }
 
 template <bool isRequest>
-bool framed_already(const bhttp::message<isRequest, bhttp::string_body>& m) {
+bool framed_already(const bhttp::message<isRequest, bhttp::string_body, Fields>& m) {
   const auto size = m.body().size();
   if (size == 0) return false;
   // One walk over the (few) fields, by their parsed codes: cheaper than three name lookups.
@@ -53,15 +53,15 @@ bool framed_already(const bhttp::message<isRequest, bhttp::string_body>& m) {
 
 }  // namespace
 
-void frame_payload(bhttp::request<bhttp::string_body>& req) {
+void frame_payload(Request& req) {
   if (!framed_already(req)) req.prepare_payload();
 }
 
-void frame_payload(bhttp::response<bhttp::string_body>& res) {
+void frame_payload(Response& res) {
   if (!framed_already(res)) res.prepare_payload();
 }
 
-void append_request_head(const bhttp::request<bhttp::string_body>& req, std::string& out) {
+void append_request_head(const Request& req, std::string& out) {
   out.reserve(out.size() + req.method_string().size() + req.target().size() + 12 +
               fields_size(req));
   append(out, req.method_string());
@@ -73,7 +73,7 @@ void append_request_head(const bhttp::request<bhttp::string_body>& req, std::str
   append_fields(req, out);
 }
 
-void append_response_head(const bhttp::response<bhttp::string_body>& res, std::string& out) {
+void append_response_head(const Response& res, std::string& out) {
   out.reserve(out.size() + 48 + fields_size(res));
   append_version(out, res.version());
   out += ' ';

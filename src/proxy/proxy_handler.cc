@@ -6,6 +6,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/beast/http/field.hpp>
 
+#include "fusebox/common/block_cache.h"
 #include "fusebox/http/json_error.h"
 #include "fusebox/http/rest_path.h"
 #include "fusebox/http/wire.h"
@@ -129,7 +130,7 @@ void ProxyHandler::close_idle_upstreams() { pipeline_.close_idle_upstreams(); }
 void ProxyHandler::handle(server::Request&& request, const server::ConnectionInfo& connection,
                           Clock::time_point start, std::shared_ptr<server::ResponseSink> sink) {
   runtime_.metrics.add_inflight(1);
-  auto call = std::make_shared<Call>();
+  auto call = std::allocate_shared<Call>(memory::PooledAllocator<Call>());
   call->alive = calls_.enter();
   call->request = std::move(request);
   auto& req = call->request;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "fusebox/common/block_cache.h"
 #include "fusebox/common/io.h"
 #include "fusebox/health/health_checker.h"
 #include "fusebox/resilience/retry.h"
@@ -462,11 +463,15 @@ Pipeline::Pipeline(asio::io_context& ioc, std::vector<upstream::PoolState>& pool
 Pipeline::~Pipeline() = default;
 
 void Pipeline::execute(const PipelineRequest& request, PipelineHandler done) {
-  std::make_shared<Call<HttpProtocol>>(*this, request, std::move(done))->start();
+  std::allocate_shared<Call<HttpProtocol>>(memory::PooledAllocator<Call<HttpProtocol>>(), *this,
+                                          request, std::move(done))
+      ->start();
 }
 
 void Pipeline::execute(const GrpcPipelineRequest& request, GrpcPipelineHandler done) {
-  std::make_shared<Call<GrpcProtocol>>(*this, request, std::move(done))->start();
+  std::allocate_shared<Call<GrpcProtocol>>(memory::PooledAllocator<Call<GrpcProtocol>>(), *this,
+                                          request, std::move(done))
+      ->start();
 }
 
 void Pipeline::abandon_grpc_calls() {

@@ -123,7 +123,7 @@ class SlotAllocator {
 // What a session needs only while it reads and answers a request.
 struct RequestBuffers {
   beast::flat_buffer buffer;
-  std::optional<http::request_parser<http::string_body>> parser;
+  std::optional<::fusebox::http::RequestParser> parser;
   Request request;  // a request whose large body is read past the parser (read_body_directly)
   Response response;
   std::string head;  // serialized status line and headers of `response`

@@ -12,6 +12,7 @@
 #include <optional>
 
 #include "fusebox/common/lazy_deadline.h"
+#include "fusebox/common/block_cache.h"
 #include "fusebox/http/feed.h"
 #include "fusebox/http/wire.h"
 
@@ -268,7 +269,7 @@ class ConnectionPool::Exchange : public std::enable_shared_from_this<Exchange> {
   std::optional<io::Timer> wait_timer_;  // only while waiting for a connection
   std::unique_ptr<Connection> conn_;
   std::string head_;  // serialized request line and headers, kept for a retry
-  std::optional<http::response_parser<http::string_body>> parser_;
+  std::optional<::fusebox::http::ResponseParser> parser_;
   bool waiting_ = false;
   bool reused_ = false;
   bool retried_stale_ = false;
@@ -287,7 +288,8 @@ ConnectionPool::~ConnectionPool() {
 
 ConnectionPool::ExchangeHandle ConnectionPool::send(Request& request, Clock::time_point deadline,
                                                     ResultHandler done) {
-  auto ex = std::make_shared<Exchange>(*this, request, deadline, std::move(done));
+  auto ex = std::allocate_shared<Exchange>(memory::PooledAllocator<Exchange>(), *this, request,
+                                          deadline, std::move(done));
   if (auto conn = take_idle()) {
     ex->use(std::move(conn), /*reused=*/true);
   } else if (open_ < limits_.max_connections) {

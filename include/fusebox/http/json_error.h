@@ -2,11 +2,10 @@
 // Every error fusebox makes itself is answered the way TF Serving answers errors, so clients
 // parse one shape: a JSON object {"error": "<message>"} with Content-Type application/json.
 
-#include <boost/beast/http/message.hpp>
-#include <boost/beast/http/string_body.hpp>
 #include <string>
 #include <string_view>
 
+#include "fusebox/http/message.h"
 #include "fusebox/logging/logging.h"
 
 namespace fusebox::http {
@@ -20,10 +19,10 @@ inline std::string json_error_body(std::string_view message) {
   return body;
 }
 
-inline boost::beast::http::response<boost::beast::http::string_body> json_error_response(
-    unsigned status, std::string_view message, unsigned version = 11) {
+inline Response json_error_response(unsigned status, std::string_view message,
+                                    unsigned version = 11) {
   namespace bhttp = boost::beast::http;
-  bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(status), version};
+  Response res{static_cast<bhttp::status>(status), version};
   res.set(bhttp::field::content_type, "application/json");
   res.body() = json_error_body(message);
   res.prepare_payload();

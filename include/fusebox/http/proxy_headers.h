@@ -3,11 +3,12 @@
 // hop-by-hop headers are dropped, X-Forwarded-For is appended, X-Request-Id and W3C
 // traceparent are kept or generated. Pure functions over Beast header containers.
 
-#include <boost/beast/http/fields.hpp>
 #include <cstdint>
 #include <random>
 #include <string>
 #include <string_view>
+
+#include "fusebox/http/message.h"
 
 namespace fusebox::http {
 
@@ -17,12 +18,12 @@ bool is_hop_by_hop(std::string_view name);
 
 // Removes the fixed hop-by-hop set and every header named in the Connection header(s)
 // (comma-separated tokens, case-insensitive, optional whitespace around each token).
-void strip_hop_by_hop(boost::beast::http::fields& headers);
+void strip_hop_by_hop(Fields& headers);
 
 // Appends `client_ip` to X-Forwarded-For (creating it), merging repeated X-Forwarded-For
 // headers into one comma-separated value first ("a, b" + "c" + ip -> "a, b, c, ip"; empty
 // values are dropped).
-void append_forwarded_for(boost::beast::http::fields& headers, std::string_view client_ip);
+void append_forwarded_for(Fields& headers, std::string_view client_ip);
 
 // A request id is accepted from the client when it is 1..128 visible ASCII characters;
 // otherwise a fresh one is generated.

@@ -17,14 +17,15 @@
 #include <vector>
 
 #include "fusebox/common/io.h"
+#include "fusebox/http/message.h"
 #include "fusebox/metrics/gateway_metrics.h"
 #include "fusebox/upstream/backend.h"
 
 namespace fusebox::upstream {
 
 namespace http = boost::beast::http;
-using Request = http::request<http::string_body>;
-using Response = http::response<http::string_body>;
+using Request = ::fusebox::http::Request;
+using Response = ::fusebox::http::Response;
 using Clock = std::chrono::steady_clock;
 
 struct UpstreamResult {

@@ -12,7 +12,7 @@ namespace {
 namespace bhttp = boost::beast::http;
 
 // Header names in the container, in order, lowercased for comparison.
-std::vector<std::string> names_of(const bhttp::fields& headers) {
+std::vector<std::string> names_of(const fusebox::http::Fields& headers) {
   std::vector<std::string> names;
   for (const auto& field : headers) {
     std::string name(field.name_string());
@@ -40,7 +40,7 @@ TEST(ProxyHeaders, HopByHopNames) {
 }
 
 TEST(ProxyHeaders, StripsFixedSetAndConnectionTokens) {
-  bhttp::fields headers;
+  fusebox::http::Fields headers;
   headers.insert("Host", "gw");
   headers.insert("Connection", "keep-alive, X-Foo ,\tx-bar\t,, close");
   headers.insert("Keep-Alive", "timeout=5");
@@ -64,13 +64,13 @@ TEST(ProxyHeaders, StripsFixedSetAndConnectionTokens) {
 }
 
 TEST(ProxyHeaders, ConnectionNamingItselfOrNothingIsHarmless) {
-  bhttp::fields headers;
+  fusebox::http::Fields headers;
   headers.insert("Connection", "connection, CONNECTION");
   headers.insert("Accept", "*/*");
   strip_hop_by_hop(headers);
   EXPECT_EQ(names_of(headers), (std::vector<std::string>{"accept"}));
 
-  bhttp::fields empty_tokens;
+  fusebox::http::Fields empty_tokens;
   empty_tokens.insert("Connection", " , ,, ");
   empty_tokens.insert("Date", "x");
   strip_hop_by_hop(empty_tokens);
@@ -79,7 +79,7 @@ TEST(ProxyHeaders, ConnectionNamingItselfOrNothingIsHarmless) {
 
 TEST(ProxyHeaders, NominatedHeaderNextToConnectionIsRemoved) {
   // Removing a field that directly follows the Connection fields must not disturb the walk.
-  bhttp::fields headers;
+  fusebox::http::Fields headers;
   headers.insert("Connection", "X-Next, X-Other");
   headers.insert("X-Next", "1");
   headers.insert("X-Next", "2");
@@ -90,16 +90,16 @@ TEST(ProxyHeaders, NominatedHeaderNextToConnectionIsRemoved) {
 }
 
 TEST(ProxyHeaders, ForwardedForCreatedAppendedAndMerged) {
-  bhttp::fields none;
+  fusebox::http::Fields none;
   append_forwarded_for(none, "192.0.2.7");
   EXPECT_EQ(none["X-Forwarded-For"], "192.0.2.7");
 
-  bhttp::fields one;
+  fusebox::http::Fields one;
   one.insert("X-Forwarded-For", "203.0.113.1");
   append_forwarded_for(one, "192.0.2.7");
   EXPECT_EQ(one["X-Forwarded-For"], "203.0.113.1, 192.0.2.7");
 
-  bhttp::fields repeated;
+  fusebox::http::Fields repeated;
   repeated.insert("X-Forwarded-For", "203.0.113.1, 198.51.100.2");
   repeated.insert("Host", "gw");
   repeated.insert("x-forwarded-for", "198.51.100.3");

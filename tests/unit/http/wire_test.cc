@@ -6,8 +6,8 @@ namespace fusebox::http {
 namespace {
 
 namespace bhttp = boost::beast::http;
-using Request = bhttp::request<bhttp::string_body>;
-using Response = bhttp::response<bhttp::string_body>;
+using Request = fusebox::http::Request;
+using Response = fusebox::http::Response;
 
 Request post(std::string body) {
   Request req{bhttp::verb::post, "/v1/models/m:predict", 11};
