@@ -8,9 +8,13 @@ namespace {
 
 namespace bhttp = boost::beast::http;
 
-void append(std::string& out, boost::beast::string_view s) { out.append(s.data(), s.size()); }
+template <class String>
+void append(String& out, boost::beast::string_view s) {
+  out.append(s.data(), s.size());
+}
 
-void append_version(std::string& out, unsigned version) {
+template <class String>
+void append_version(String& out, unsigned version) {
   out += "HTTP/";
   out += static_cast<char>('0' + version / 10);
   out += '.';
@@ -24,7 +28,8 @@ std::size_t fields_size(const Fields& fields) {
   return size;
 }
 
-void append_fields(const Fields& fields, std::string& out) {
+template <class String>
+void append_fields(const Fields& fields, String& out) {
   for (const auto& field : fields) {
     append(out, field.name_string());
     out += ": ";
@@ -51,17 +56,8 @@ bool framed_already(const bhttp::message<isRequest, bhttp::string_body, Fields>&
   return length == boost::beast::string_view(digits, end - digits);
 }
 
-}  // namespace
-
-void frame_payload(Request& req) {
-  if (!framed_already(req)) req.prepare_payload();
-}
-
-void frame_payload(Response& res) {
-  if (!framed_already(res)) res.prepare_payload();
-}
-
-void append_request_head(const Request& req, std::string& out) {
+template <class String>
+void append_head(const Request& req, String& out) {
   out.reserve(out.size() + req.method_string().size() + req.target().size() + 12 +
               fields_size(req));
   append(out, req.method_string());
@@ -72,6 +68,19 @@ void append_request_head(const Request& req, std::string& out) {
   out += "\r\n";
   append_fields(req, out);
 }
+
+}  // namespace
+
+void frame_payload(Request& req) {
+  if (!framed_already(req)) req.prepare_payload();
+}
+
+void frame_payload(Response& res) {
+  if (!framed_already(res)) res.prepare_payload();
+}
+
+void append_request_head(const Request& req, std::string& out) { append_head(req, out); }
+void append_request_head(const Request& req, PooledString& out) { append_head(req, out); }
 
 void append_response_head(const Response& res, std::string& out) {
   out.reserve(out.size() + 48 + fields_size(res));

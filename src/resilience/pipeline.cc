@@ -1,5 +1,6 @@
 #include "fusebox/resilience/pipeline.h"
 
+#include <boost/container/small_vector.hpp>
 #include <algorithm>
 
 #include "fusebox/common/block_cache.h"
@@ -68,7 +69,7 @@ struct HttpProtocol {
   static constexpr const char* kMissingPort = "a REST port";
 
   static Handle send(Pipeline& p, BackendState& backend, Request& request, TimePoint now,
-                     TimePoint attempt_end, std::function<void(Result&&)> done) {
+                     TimePoint attempt_end, upstream::ResultHandler done) {
     auto remaining_ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(attempt_end - now).count();
     request.set("X-Fusebox-Timeout-Ms", std::to_string(std::max<std::int64_t>(1, remaining_ms)));
@@ -103,7 +104,7 @@ class Pipeline::Call : public std::enable_shared_from_this<Call<Protocol>> {
   using Request = typename Protocol::Request;
   using Result = typename Protocol::Result;
   using PipelineResultT = BasicPipelineResult<Result>;
-  using Handler = std::function<void(PipelineResultT&&)>;
+  using Handler = InlineFunction<void(PipelineResultT&&)>;
   using std::enable_shared_from_this<Call<Protocol>>::shared_from_this;
 
   Call(Pipeline& p, const BasicPipelineRequest<Request>& req, Handler done)
@@ -414,8 +415,9 @@ class Pipeline::Call : public std::enable_shared_from_this<Call<Protocol>> {
   BasicPipelineRequest<Request> req_;
   upstream::PoolState& pool_;
   Handler done_;
-  std::vector<bool> tried_;
-  std::vector<Attempt> attempts_;
+  // Inline for the usual pool sizes and attempt counts: no allocation per call.
+  boost::container::small_vector<bool, 16> tried_;
+  boost::container::small_vector<Attempt, 2> attempts_;
   // Made when first needed: most calls neither retry nor hedge, and making a timer looks its
   // service up under the io_context's lock.
   std::optional<io::Timer> backoff_timer_;

@@ -268,7 +268,7 @@ class ConnectionPool::Exchange : public std::enable_shared_from_this<Exchange> {
   ResultHandler done_;
   std::optional<io::Timer> wait_timer_;  // only while waiting for a connection
   std::unique_ptr<Connection> conn_;
-  std::string head_;  // serialized request line and headers, kept for a retry
+  ::fusebox::http::PooledString head_;  // serialized request line and headers, kept for a retry
   std::optional<::fusebox::http::ResponseParser> parser_;
   bool waiting_ = false;
   bool reused_ = false;

@@ -6,6 +6,7 @@
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
+#include <string>
 
 #include "fusebox/common/block_cache.h"
 
@@ -19,5 +20,8 @@ using RequestParser =
     boost::beast::http::request_parser<boost::beast::http::string_body, FieldAllocator>;
 using ResponseParser =
     boost::beast::http::response_parser<boost::beast::http::string_body, FieldAllocator>;
+
+// A serialized message head made per request (an upstream request's).
+using PooledString = std::basic_string<char, std::char_traits<char>, FieldAllocator>;
 
 }  // namespace fusebox::http

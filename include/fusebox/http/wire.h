@@ -11,6 +11,7 @@ namespace fusebox::http {
 
 // Appends "METHOD target HTTP/x.y\r\n" + fields + "\r\n" to `out`.
 void append_request_head(const Request& req, std::string& out);
+void append_request_head(const Request& req, PooledString& out);
 // Appends "HTTP/x.y code reason\r\n" + fields + "\r\n" to `out`.
 void append_response_head(const Response& res, std::string& out);
 

@@ -20,6 +20,7 @@
 #include "fusebox/common/live_counter.h"
 #include "fusebox/balancer/load_balancer.h"
 #include "fusebox/common/clock.h"
+#include "fusebox/common/inline_function.h"
 #include "fusebox/metrics/gateway_metrics.h"
 #include "fusebox/resilience/resilience_metrics.h"
 #include "fusebox/upstream/connection_pool.h"
@@ -73,10 +74,10 @@ struct BasicPipelineRequest {
 
 using PipelineResult = BasicPipelineResult<upstream::UpstreamResult>;
 using PipelineRequest = BasicPipelineRequest<upstream::Request>;
-using PipelineHandler = std::function<void(PipelineResult&&)>;
+using PipelineHandler = InlineFunction<void(PipelineResult&&)>;
 using GrpcPipelineResult = BasicPipelineResult<upstream::GrpcResult>;
 using GrpcPipelineRequest = BasicPipelineRequest<upstream::GrpcRequest>;
-using GrpcPipelineHandler = std::function<void(GrpcPipelineResult&&)>;
+using GrpcPipelineHandler = InlineFunction<void(GrpcPipelineResult&&)>;
 
 // Breaker transitions and health changes are reported here (logging, metrics, slow start).
 class TransitionSink {

@@ -16,6 +16,7 @@
 #include <memory>
 #include <vector>
 
+#include "fusebox/common/inline_function.h"
 #include "fusebox/common/io.h"
 #include "fusebox/http/message.h"
 #include "fusebox/metrics/gateway_metrics.h"
@@ -35,7 +36,7 @@ struct UpstreamResult {
   bool reused_connection = false;
 };
 
-using ResultHandler = std::function<void(UpstreamResult&&)>;
+using ResultHandler = InlineFunction<void(UpstreamResult&&)>;
 
 struct PoolLimits {
   std::size_t max_connections = 1024;           // this worker's share of the backend's limit
