@@ -174,8 +174,9 @@ void ProxyHandler::handle(server::Request&& request, const server::ConnectionInf
   const auto& route_config = runtime_.config->routes[*route];
 
   auto client_timeout = req["X-Fusebox-Timeout-Ms"];
+  // The deadline counts from the request's first byte (its start), as its latency does.
   auto deadline = resilience::request_deadline(
-      route_config, Clock::now(),
+      route_config, call->start,
       client_timeout.empty() ? std::nullopt : std::optional<std::string_view>(to_sv(client_timeout)));
   if (!deadline) {
     return respond_local(call, 400, "X-Fusebox-Timeout-Ms must be a whole number of milliseconds");
@@ -360,12 +361,12 @@ void ProxyHandler::send_to_primary(const std::shared_ptr<Call>& call) {
   pipeline_request.request = &call->request;
   pipeline_request.route = &route_config;
   pipeline_request.pool = runtime_.route_pool[call->route];
-  pipeline_request.deadline =
-      resilience::primary_deadline(route_config, call->deadline, Clock::now());
+  const auto now = Clock::now();
+  pipeline_request.deadline = resilience::primary_deadline(route_config, call->deadline, now);
   // Inference is a pure function of its input, so a predict may race a hedged copy of itself.
   pipeline_request.idempotent = call->inference;
   call->canary_attempt = false;
-  call->primary_start = Clock::now();
+  call->primary_start = now;
   pipeline_.execute(pipeline_request, [this, call](resilience::PipelineResult&& result) {
     on_pipeline_result(call, std::move(result));
   });
@@ -428,14 +429,16 @@ void ProxyHandler::on_pipeline_result(const std::shared_ptr<Call>& call,
     return send_to_primary(call);
   }
   if (call->tier == 0) {
-    if (const auto& degrader = runtime_.load_degraders[call->route]) {
-      degrader->record_latency(shard_, Clock::now() - call->primary_start);
-    }
-    if (call->slot) {
-      bool dropped = result.kind == Kind::deadline_exceeded ||
-                     (result.kind == Kind::upstream_failure &&
-                      result.upstream.outcome == metrics::UpstreamOutcome::timeout);
-      runtime_.admission->record_latency(call->route, Clock::now() - call->primary_start, dropped);
+    const auto& degrader = runtime_.load_degraders[call->route];
+    if (degrader || call->slot) {
+      const auto primary_latency = Clock::now() - call->primary_start;
+      if (degrader) degrader->record_latency(shard_, primary_latency);
+      if (call->slot) {
+        bool dropped = result.kind == Kind::deadline_exceeded ||
+                       (result.kind == Kind::upstream_failure &&
+                        result.upstream.outcome == metrics::UpstreamOutcome::timeout);
+        runtime_.admission->record_latency(call->route, primary_latency, dropped);
+      }
     }
   }
   if (answer) {
