@@ -142,8 +142,12 @@ end
 LUA
 done
 
-# Backends.
-"$bin/tfs-sim" --rest-port 0 --threads 1 >"$work/sim.port" 2>"$out/proxy-tfs-sim.log" &
+# Backends. tfs-sim keeps idle connections 300 s, as the nginx backend does (its default is
+# 60 s): a round takes longer than a minute, and with 60 s its one thread would close the
+# hundreds of connections a contender's 500-connection run left idle in the middle of a later
+# run, stalling whichever contender runs then.
+"$bin/tfs-sim" --rest-port 0 --threads 1 --idle-timeout 300s >"$work/sim.port" \
+  2>"$out/proxy-tfs-sim.log" &
 sim_pid=$!
 started+=("$sim_pid")
 wait_lines "$work/sim.port" 1 tfs-sim
