@@ -53,7 +53,6 @@ class InlineFunction<R(Args...), Capacity> {
   ~InlineFunction() { reset(); }
 
   explicit operator bool() const noexcept { return ops_ != nullptr; }
-  bool operator==(std::nullptr_t) const noexcept { return ops_ == nullptr; }
 
   R operator()(Args... args) { return ops_->invoke(storage_, std::forward<Args>(args)...); }
 
