@@ -812,7 +812,7 @@ void Connection::maybe_forget(std::uint32_t stream_id) {
   if (s.local_closed && s.remote_closed && !s.blocked) forget(it);
 }
 
-void Connection::forget(std::unordered_map<std::uint32_t, Stream>::iterator it) {
+void Connection::forget(StreamMap::iterator it) {
   pending_bytes_ -= it->second.pending.size() - it->second.pending_off + it->second.borrowed.size();
   streams_.erase(it);  // a stale id left in blocked_ is skipped there
 }

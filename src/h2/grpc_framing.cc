@@ -2,7 +2,7 @@
 
 #include <algorithm>
 #include <array>
-#include <vector>
+#include <cstring>
 
 #include "fusebox/h2/connection.h"
 
@@ -47,45 +47,32 @@ GrpcMessage read_grpc_message(std::string_view data, std::uint64_t max_bytes) {
   return m;
 }
 
-grpc::ByteBuffer adopt_bytes(std::string&& bytes, std::size_t offset, std::size_t length) {
-  auto* owner = new std::string(std::move(bytes));
-  grpc::Slice slice(
-      owner->data() + offset, length, [](void* p) { delete static_cast<std::string*>(p); }, owner);
-  return grpc::ByteBuffer(&slice, 1);
-}
-
-void send_grpc_message(Connection& conn, std::uint32_t stream_id, const grpc::ByteBuffer& message,
+void send_grpc_message(Connection& conn, std::uint32_t stream_id, const SharedBytes& message,
                        bool end_stream) {
-  std::vector<grpc::Slice> slices;
-  (void)message.Dump(&slices);
-  std::size_t n = 0;
-  for (const auto& s : slices) n += s.size();
-  const auto prefix_bytes = message_prefix(n);
+  const auto prefix_bytes = message_prefix(message.size());
   const std::string_view prefix(prefix_bytes.data(), prefix_bytes.size());
-  auto view = [](const grpc::Slice& s) {
-    return std::string_view(reinterpret_cast<const char*>(s.begin()), s.size());
-  };
-  if (slices.empty()) return conn.send_data(stream_id, prefix, {}, end_stream);
-  if (slices.size() == 1) {
-    // The slice is reference-counted: a large message is written from it, and what the peer's
-    // window holds back waits in it, uncopied (a small one is cheaper to copy than to share).
-    constexpr std::size_t kShareFrom = 16 * 1024;
-    std::shared_ptr<const grpc::Slice> owner;
-    if (slices[0].size() >= kShareFrom) owner = std::make_shared<const grpc::Slice>(slices[0]);
-    return conn.send_data(stream_id, prefix, view(slices[0]), end_stream, std::move(owner));
-  }
-  std::string joined;
-  joined.reserve(n);
-  for (const auto& s : slices) joined.append(view(s));
-  conn.send_data(stream_id, prefix, joined, end_stream);
+  // What the peer's window holds back of a large message waits in the message's own buffer,
+  // uncopied (a small one is cheaper to copy than to share).
+  constexpr std::size_t kShareFrom = 16 * 1024;
+  std::shared_ptr<const void> owner;
+  if (message.size() >= kShareFrom) owner = message.owner();
+  conn.send_data(stream_id, prefix, message.view(), end_stream, std::move(owner));
 }
 
 void append_message_data(std::string& buffer, std::string_view data, std::uint64_t max_bytes) {
-  const bool had_prefix = buffer.size() >= kMessagePrefix;
+  const std::size_t have = buffer.size();
+  if (have < kMessagePrefix && have + data.size() >= kMessagePrefix) {
+    // This piece completes the prefix: room for the whole message is made once, before the
+    // first byte beyond the prefix is appended.
+    char prefix[kMessagePrefix];
+    std::memcpy(prefix, buffer.data(), have);
+    std::memcpy(prefix + have, data.data(), kMessagePrefix - have);
+    auto m = read_grpc_message(std::string_view(prefix, kMessagePrefix), max_bytes);
+    if (m.status == GrpcMessage::Status::incomplete || m.status == GrpcMessage::Status::complete) {
+      buffer.reserve(kMessagePrefix + m.length);
+    }
+  }
   buffer.append(data);
-  if (had_prefix || buffer.size() < kMessagePrefix) return;
-  auto m = read_grpc_message(buffer, max_bytes);
-  if (m.status == GrpcMessage::Status::incomplete) buffer.reserve(kMessagePrefix + m.length);
 }
 
 std::optional<std::chrono::nanoseconds> parse_grpc_timeout(std::string_view value) {

@@ -198,8 +198,11 @@ const char* read_integer(Cursor& in, int prefix_bits, std::uint64_t& value) {
   }
 }
 
+template <class String>
+bool huffman_decode_into(std::string_view in, String& out);
+
 // Into an empty `out`.
-const char* read_string(Cursor& in, std::string& out) {
+const char* read_string(Cursor& in, memory::PooledString& out) {
   if (in.at == in.end) return "truncated string";
   const bool huffman = (*in.at & 0x80) != 0;
   std::uint64_t length = 0;
@@ -211,7 +214,7 @@ const char* read_string(Cursor& in, std::string& out) {
     out.assign(data);
     return nullptr;
   }
-  return huffman_decode(data, out) ? nullptr : "malformed Huffman string";
+  return huffman_decode_into(data, out) ? nullptr : "malformed Huffman string";
 }
 
 }  // namespace
@@ -259,7 +262,12 @@ void huffman_encode(std::string_view in, std::string& out) {
   huffman_encode_into(in, out.data() + at);
 }
 
-bool huffman_decode(std::string_view in, std::string& out) {
+bool huffman_decode(std::string_view in, std::string& out) { return huffman_decode_into(in, out); }
+
+namespace {
+
+template <class String>
+bool huffman_decode_into(std::string_view in, String& out) {
   const HuffmanDecodeTables& tables = huffman_decode_tables();
   const std::size_t start = out.size();
   // Every code is at least 5 bits long: this bounds the output, so the loop never reallocates.
@@ -299,6 +307,8 @@ bool huffman_decode(std::string_view in, std::string& out) {
   return true;
 }
 
+}  // namespace
+
 // ---- HpackTable ----
 
 const HeaderField* HpackTable::at(std::size_t index) const {
@@ -316,7 +326,7 @@ void HpackTable::add(std::string_view name, std::string_view value) {
     return;
   }
   // Copied before evicting: `name` may be the name of an entry about to be evicted (4.4).
-  HeaderField field{std::string(name), std::string(value)};
+  HeaderField field{memory::PooledString(name), memory::PooledString(value)};
   evict_to(max_size_ - entry_size);
   entries_.push_front(std::move(field));
   size_ += entry_size;

@@ -13,8 +13,6 @@
 
 #include "fusebox/health/health_checker.h"
 
-#include <grpcpp/impl/codegen/proto_utils.h>
-
 #include <boost/asio/connect.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/post.hpp>
@@ -88,9 +86,7 @@ upstream::GrpcRequest grpc_status_request(const std::string& model) {
   message.mutable_model_spec()->set_name(model);
   upstream::GrpcRequest request;
   request.method = rpc::kGetModelStatusMethod;
-  bool own_buffer = false;
-  (void)grpc::SerializationTraits<tensorflow::serving::GetModelStatusRequest>::Serialize(
-      message, &request.payload, &own_buffer);
+  request.payload = SharedBytes(message.SerializeAsString());
   return request;
 }
 
@@ -288,9 +284,7 @@ class HealthChecker::Prober : public std::enable_shared_from_this<Prober> {
     }
     tensorflow::serving::GetModelStatusResponse response;
     if (result.status.ok() &&
-        !grpc::SerializationTraits<tensorflow::serving::GetModelStatusResponse>::Deserialize(
-             &result.response, &response)
-             .ok()) {
+        !response.ParseFromArray(result.response.data(), static_cast<int>(result.response.size()))) {
       return model_done(ProbeResult::bad_response, "response is not a GetModelStatusResponse");
     }
     auto verdict = evaluate_model_status(result.status, response, expected_version_);

@@ -34,29 +34,6 @@ MethodKind method_kind(std::string_view method) {
   return MethodKind::unsupported;
 }
 
-// The bytes of a message: the single slice without copying when it is one, else one copy.
-struct MessageBytes {
-  grpc::Slice slice;
-  std::string copy;
-  std::string_view view;
-};
-
-void read_bytes(const grpc::ByteBuffer& buffer, MessageBytes& out) {
-  if (buffer.TrySingleSlice(&out.slice).ok()) {
-    out.view = {reinterpret_cast<const char*>(out.slice.begin()), out.slice.size()};
-    return;
-  }
-  std::vector<grpc::Slice> slices;
-  (void)buffer.Dump(&slices);
-  for (const auto& s : slices) out.copy.append(reinterpret_cast<const char*>(s.begin()), s.size());
-  out.view = out.copy;
-}
-
-grpc::ByteBuffer to_buffer(std::string bytes) {
-  grpc::Slice slice(std::move(bytes));
-  return grpc::ByteBuffer(&slice, 1);
-}
-
 constexpr std::string_view kGrpcContentType = "application/grpc+proto";
 
 // A default tier's message: the body's "error" when it is {"error": "..."}, else a fixed text.
@@ -86,7 +63,7 @@ struct GrpcHandler::Call {
   std::string request_id;
   std::string traceparent;
   MethodKind kind = MethodKind::unsupported;
-  MessageBytes bytes;
+  SharedBytes message;                 // the client's request message
   std::size_t route = 0;
   bool routed = false;
   std::string model;                   // the ModelSpec's name, once routed
@@ -166,7 +143,7 @@ GrpcHandler::GrpcHandler(Runtime& runtime, resilience::Pipeline& pipeline, std::
 GrpcHandler::~GrpcHandler() = default;
 
 void GrpcHandler::handle(server::GrpcCall* rpc) {
-  auto call = std::make_shared<Call>();
+  auto call = std::allocate_shared<Call>(memory::PooledAllocator<Call>());
   call->alive = calls_.enter();
   call->rpc = rpc;
   call->start = Clock::now();
@@ -189,10 +166,10 @@ void GrpcHandler::handle(server::GrpcCall* rpc) {
                                      "fusebox does not proxy " + rpc->method()),
                   nullptr);
   }
-  read_bytes(rpc->request(), call->bytes);
+  call->message = rpc->request();
   std::optional<rpc::ModelSpec> spec;
   if (call->kind == MethodKind::multi_inference) {
-    auto tasks = rpc::parse_task_model_specs(call->bytes.view);
+    auto tasks = rpc::parse_task_model_specs(call->message.view());
     if (!tasks.ok()) {
       return finish(call, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                                        std::string("cannot parse the request: ") +
@@ -210,7 +187,7 @@ void GrpcHandler::handle(server::GrpcCall* rpc) {
       spec = task;
     }
   } else {
-    auto parsed = rpc::parse_model_spec(call->bytes.view);
+    auto parsed = rpc::parse_model_spec(call->message.view());
     if (!parsed.ok()) {
       return finish(call, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                                        std::string("cannot parse the request: ") +
@@ -268,7 +245,7 @@ void GrpcHandler::handle(server::GrpcCall* rpc) {
 
   auto& request = call->request;
   request.method = rpc->method();
-  request.payload = rpc->request();  // shares the slices
+  request.payload = call->message;  // shares the bytes
   request.request_id = call->request_id;
   const auto& listener = runtime_.config->listeners.grpc;
   for (const auto& [key, value] : rpc->client_metadata()) {
@@ -286,7 +263,7 @@ void GrpcHandler::handle(server::GrpcCall* rpc) {
   bool inference = call->kind == MethodKind::inference || call->kind == MethodKind::multi_inference;
   if (runtime_.cache && inference && route_config.cache.mode != config::CacheMode::off) {
     // Equal messages share a key however they were encoded (map order, packing, defaults).
-    if (auto identity = rpc::deterministic_request_key(rpc->method(), call->bytes.view)) {
+    if (auto identity = rpc::deterministic_request_key(rpc->method(), call->message.view())) {
       std::string version_or_label;
       if (spec->version) version_or_label = "v:" + std::to_string(*spec->version);
       if (spec->version_label) version_or_label = "l:" + *spec->version_label;
@@ -297,7 +274,7 @@ void GrpcHandler::handle(server::GrpcCall* rpc) {
       auto hit = runtime_.cache->lookup(*call->cache_key, /*allow_stale=*/true);
       if (hit && hit->age < route_config.cache.ttl) {
         call->cache_hit = true;
-        auto response = to_buffer(hit->response->body);
+        SharedBytes response(hit->response, hit->response->body);
         return finish(call, grpc::Status::OK, &response);
       }
       call->cache_miss = true;
@@ -350,7 +327,7 @@ void GrpcHandler::on_result(const std::shared_ptr<Call>& call,
         cache::CachedResponse cached;
         cached.status = 200;
         cached.content_type = std::string(kGrpcContentType);
-        cached.body = server::flatten(result.upstream.response);
+        cached.body = result.upstream.response.view();
         runtime_.cache->insert(*call->cache_key, std::move(cached));
       }
       return finish(call, grpc::Status::OK, &result.upstream.response);
@@ -386,11 +363,11 @@ void GrpcHandler::next_tier(const std::shared_ptr<Call>& call) {
         }
         if (!tier.signature.empty()) rewrite.signature_name = tier.signature;
         auto rewritten = call->kind == MethodKind::multi_inference
-                             ? rpc::rewrite_task_model_specs(call->bytes.view, rewrite)
-                             : rpc::rewrite_model_spec(call->bytes.view, rewrite);
+                             ? rpc::rewrite_task_model_specs(call->message.view(), rewrite)
+                             : rpc::rewrite_model_spec(call->message.view(), rewrite);
         if (!rewritten.ok()) continue;  // parsed before, so this does not happen
         call->tier_request = call->request;
-        call->tier_request.payload = to_buffer(std::move(rewritten.bytes));
+        call->tier_request.payload = SharedBytes(std::move(rewritten.bytes));
         resilience::GrpcPipelineRequest pipeline_request;
         pipeline_request.trace.assign(http::trace_id_of_valid(call->traceparent));
         pipeline_request.request = &call->tier_request;
@@ -405,7 +382,7 @@ void GrpcHandler::next_tier(const std::shared_ptr<Call>& call) {
       }
       case config::TierKind::default_: {
         if (!tier.grpc_response.empty() && call->rpc->method() == rpc::kPredictMethod) {
-          auto response = to_buffer(tier.grpc_response);
+          SharedBytes response(tier.grpc_response);
           return finish(call, grpc::Status::OK, &response);
         }
         if (tier.status == 200) continue;  // a REST body cannot answer a gRPC call
@@ -416,13 +393,13 @@ void GrpcHandler::next_tier(const std::shared_ptr<Call>& call) {
         if (!call->cache_key) continue;
         auto hit = runtime_.cache->lookup(*call->cache_key, /*allow_stale=*/true);
         if (!hit || hit->age >= route.cache.ttl + route.cache.stale_if_error) continue;
-        auto response = to_buffer(hit->response->body);
+        SharedBytes response(hit->response, hit->response->body);
         return finish(call, grpc::Status::OK, &response);
       }
       case config::TierKind::rules: {
         // The rules written for REST, over the REST view of the PredictRequest; the answer is
         // built back into a PredictResponse shaped like the model's.
-        auto view = rpc::rules_json_view(call->rpc->method(), call->bytes.view);
+        auto view = rpc::rules_json_view(call->rpc->method(), call->message.view());
         if (!view) continue;
         std::map<std::string, std::string> headers;
         for (const auto& [key, value] : call->rpc->client_metadata()) {
@@ -434,11 +411,11 @@ void GrpcHandler::next_tier(const std::shared_ptr<Call>& call) {
         rules_request.body = *view;
         auto answer = degrade::evaluate(runtime_.tier_rules[call->route][call->tier - 1], rules_request);
         if (!answer) continue;
-        auto response = rpc::predict_response_from_rules(call->bytes.view, answer->body, tier.grpc_output);
+        auto response = rpc::predict_response_from_rules(call->message.view(), answer->body, tier.grpc_output);
         if (!response) continue;
         call->rule = answer->rule;
-        auto buffer = to_buffer(std::move(*response));
-        return finish(call, grpc::Status::OK, &buffer);
+        SharedBytes bytes(std::move(*response));
+        return finish(call, grpc::Status::OK, &bytes);
       }
     }
   }
@@ -467,7 +444,7 @@ void GrpcHandler::answer_failure(const std::shared_ptr<Call>& call,
 }
 
 void GrpcHandler::finish(const std::shared_ptr<Call>& call, const grpc::Status& status,
-                         grpc::ByteBuffer* response) {
+                         const SharedBytes* response) {
   call->slot.reset();  // the answer is out: the next waiter may go
   // Each entry views `call`, `tier_label` or static text; a handful fit inline.
   boost::container::small_vector<server::MetadataRef, 6> trailing;
@@ -509,8 +486,8 @@ void GrpcHandler::finish(const std::shared_ptr<Call>& call, const grpc::Status& 
                                : std::string_view("unmatched");
     entry.backend = call->backend ? std::string_view(call->backend->label) : std::string_view();
     entry.status = upstream::http_status_for(code);
-    entry.bytes_received = call->bytes.view.size();
-    entry.bytes_sent = response ? response->Length() : 0;
+    entry.bytes_received = call->message.view().size();
+    entry.bytes_sent = response ? response->size() : 0;
     entry.duration_seconds = seconds.count();
     entry.attempts = call->attempts;
     logging::access(entry);

@@ -87,7 +87,7 @@ struct GrpcProtocol {
   static constexpr const char* kMissingPort = "a grpc_port";
 
   static Handle send(Pipeline& p, BackendState& backend, Request& request, TimePoint,
-                     TimePoint attempt_end, std::function<void(Result&&)> done) {
+                     TimePoint attempt_end, upstream::GrpcResultHandler done) {
     return p.grpc_upstream(backend).send(request, attempt_end, std::move(done));
   }
   static void cancel(const Handle& handle) { upstream::GrpcClient::cancel(handle); }

@@ -89,12 +89,12 @@ class StreamCall final : public GrpcCall {
              const std::string* method, h2::HeaderList&& headers);
 
   const std::string& method() const override { return *method_; }
-  grpc::ByteBuffer& request() override { return request_; }
+  const SharedBytes& request() const override { return request_; }
   std::chrono::system_clock::time_point deadline() const override { return deadline_; }
   MetadataRefs client_metadata() const override { return metadata_; }
   std::string peer() const override;
   bool cancelled() const override { return cancelled_; }
-  void finish(const grpc::Status& status, grpc::ByteBuffer* response,
+  void finish(const grpc::Status& status, const SharedBytes* response,
               MetadataRefs trailing) override;
 
   std::uint32_t id() const { return id_; }
@@ -102,7 +102,7 @@ class StreamCall final : public GrpcCall {
   bool dispatched() const { return dispatched_; }
   // The request message is bytes [kMessagePrefix, kMessagePrefix + length) of body().
   void set_dispatched(std::size_t length) {
-    request_ = h2::adopt_bytes(std::move(body_), h2::kMessagePrefix, length);
+    request_ = SharedBytes(std::move(body_), h2::kMessagePrefix, length);
     body_.clear();
     dispatched_ = true;
   }
@@ -119,10 +119,10 @@ class StreamCall final : public GrpcCall {
   StreamKind kind_;
   const std::string* method_;
   h2::HeaderList headers_;  // the metadata's storage
-  std::vector<MetadataRef> metadata_;  // views of headers_
+  std::vector<MetadataRef, memory::PooledAllocator<MetadataRef>> metadata_;  // views of headers_
   std::chrono::system_clock::time_point deadline_ = std::chrono::system_clock::time_point::max();
   std::string body_;  // request data received so far
-  grpc::ByteBuffer request_;
+  SharedBytes request_;
   std::set<std::string> sent_files_;  // reflection: files already sent on this stream
   bool dispatched_ = false;
   bool cancelled_ = false;
@@ -167,12 +167,12 @@ class GrpcSession final : public std::enable_shared_from_this<GrpcSession>,
   const std::string& peer() const { return peer_; }
 
   // A proxied call's answer, from StreamCall::finish() on this thread.
-  void answer(StreamCall& call, const grpc::Status& status, grpc::ByteBuffer* response,
+  void answer(StreamCall& call, const grpc::Status& status, const SharedBytes* response,
               MetadataRefs trailing) {
     const auto id = call.id();
     if (!closed_ && conn_.is_open(id)) {
       if (status.ok() && response != nullptr) {
-        const auto size = response->Length();
+        const auto size = response->size();
         if (size > services_.config->max_message_bytes) {
           send_status(id, grpc::StatusCode::RESOURCE_EXHAUSTED,
                       "the answer is larger than the gateway's max_message_bytes (" +
@@ -305,7 +305,8 @@ class GrpcSession final : public std::enable_shared_from_this<GrpcSession>,
     for (const auto& h : headers) {
       if (h.name == "grpc-encoding" && h.value != "identity") {
         return refuse(id, grpc::StatusCode::UNIMPLEMENTED,
-                      "grpc-encoding " + h.value + " is not supported; send uncompressed messages");
+                      "grpc-encoding " + std::string(h.value) +
+                          " is not supported; send uncompressed messages");
       }
     }
     StreamKind kind;
@@ -498,7 +499,11 @@ class GrpcSession final : public std::enable_shared_from_this<GrpcSession>,
   std::string peer_;
   io::AdaptiveReadBuffer read_buf_;
   io::OutputWriter writer_;
-  std::unordered_map<std::uint32_t, std::unique_ptr<StreamCall>> calls_;
+  // Nodes from the thread's block cache (one per call).
+  std::unordered_map<std::uint32_t, std::unique_ptr<StreamCall>, std::hash<std::uint32_t>,
+                     std::equal_to<>,
+                     memory::PooledAllocator<std::pair<const std::uint32_t, std::unique_ptr<StreamCall>>>>
+      calls_;
   bool reading_ = false;
   bool closed_ = false;
   bool close_after_write_ = false;
@@ -528,7 +533,7 @@ StreamCall::StreamCall(std::shared_ptr<GrpcSession> session, std::uint32_t id, S
 
 std::string StreamCall::peer() const { return session_->peer(); }
 
-void StreamCall::finish(const grpc::Status& status, grpc::ByteBuffer* response,
+void StreamCall::finish(const grpc::Status& status, const SharedBytes* response,
                         MetadataRefs trailing) {
   auto session = session_;  // `this` is destroyed inside answer()
   session->answer(*this, status, response, trailing);
@@ -544,14 +549,6 @@ extern const void* const kReflectedServiceFiles[];
 const void* const kReflectedServiceFiles[] = {
     &descriptor_table_tensorflow_5fserving_2fapis_2fprediction_5fservice_2eproto,
     &descriptor_table_tensorflow_5fserving_2fapis_2fmodel_5fservice_2eproto};
-
-std::string flatten(const grpc::ByteBuffer& buffer) {
-  std::vector<grpc::Slice> slices;
-  std::string out;
-  if (!buffer.Dump(&slices).ok()) return out;
-  for (const auto& s : slices) out.append(reinterpret_cast<const char*>(s.begin()), s.size());
-  return out;
-}
 
 void start_grpc_session(io::Socket socket, const GrpcServices& services, SessionTracker& tracker) {
   std::make_shared<GrpcSession>(std::move(socket), services, tracker)->start();

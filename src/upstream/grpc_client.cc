@@ -10,6 +10,7 @@
 
 #include "fusebox/common/adaptive_buffer.h"
 #include "fusebox/common/address.h"
+#include "fusebox/common/block_cache.h"
 #include "fusebox/common/io.h"
 #include "fusebox/h2/connection.h"
 #include "fusebox/h2/grpc_framing.h"
@@ -62,15 +63,15 @@ bool is_status_field(std::string_view name) {
 class GrpcClient::Exchange {
  public:
   GrpcClient* client = nullptr;            // null once the client is gone
-  std::function<void(GrpcResult&&)> done;  // empty once finished
+  GrpcResultHandler done;                  // empty once finished
   std::weak_ptr<Link> link;
   std::uint32_t stream = 0;
-  std::multimap<TimePoint, std::weak_ptr<Exchange>>::iterator deadline_entry;
+  Deadlines::iterator deadline_entry;
   bool has_deadline_entry = false;
   // The request, kept only while the call waits for the connection or a stream slot (the
-  // payload shares the caller's slices); a call sent at once is encoded from the caller's.
+  // payload shares the caller's bytes); a call sent at once is encoded from the caller's.
   h2::HeaderList headers;
-  grpc::ByteBuffer payload;
+  SharedBytes payload;
   // The answer so far.
   bool headers_seen = false;
   unsigned http_status = 0;
@@ -124,11 +125,11 @@ class GrpcClient::Link final : public std::enable_shared_from_this<Link>,
   // Sends the call now, or queues it (with copies of `headers` and `payload`) until the
   // connection is up or a stream slot frees.
   void submit(const std::shared_ptr<Exchange>& ex, h2::HeaderRefs headers,
-              const grpc::ByteBuffer& payload) {
+              const SharedBytes& payload) {
     ex->link = weak_from_this();
     if (connecting_ || !conn_.can_open_stream()) {
       ex->headers = h2::owned(headers);
-      ex->payload = payload;  // shares the slices
+      ex->payload = payload;  // shares the bytes
       queued_.push_back(ex);
       return;
     }
@@ -208,7 +209,7 @@ class GrpcClient::Link final : public std::enable_shared_from_this<Link>,
   }
 
   void open(const std::shared_ptr<Exchange>& ex, h2::HeaderRefs headers,
-            const grpc::ByteBuffer& payload) {
+            const SharedBytes& payload) {
     auto id = conn_.open_stream(headers, false);
     ex->stream = id;
     streams_.emplace(id, ex);
@@ -224,7 +225,7 @@ class GrpcClient::Link final : public std::enable_shared_from_this<Link>,
       if (!ex->done) continue;
       open(ex, h2::views(ex->headers), ex->payload);
       ex->headers.clear();
-      ex->payload.Clear();
+      ex->payload = {};
     }
   }
 
@@ -421,7 +422,7 @@ class GrpcClient::Link final : public std::enable_shared_from_this<Link>,
         r.outcome = metrics::UpstreamOutcome::protocol_error;
         r.error = r.status.error_message();
       } else {
-        r.response = h2::adopt_bytes(std::move(ex->body), h2::kMessagePrefix, m.message.size());
+        r.response = SharedBytes(std::move(ex->body), h2::kMessagePrefix, m.message.size());
         r.outcome = metrics::UpstreamOutcome::success;
       }
     }
@@ -432,7 +433,10 @@ class GrpcClient::Link final : public std::enable_shared_from_this<Link>,
   GrpcClient* client_;
   io::Socket socket_;
   h2::Connection conn_;
-  std::unordered_map<std::uint32_t, std::shared_ptr<Exchange>> streams_;
+  std::unordered_map<std::uint32_t, std::shared_ptr<Exchange>, std::hash<std::uint32_t>,
+                     std::equal_to<>,
+                     memory::PooledAllocator<std::pair<const std::uint32_t, std::shared_ptr<Exchange>>>>
+      streams_;  // nodes from the thread's block cache (one per call)
   std::deque<std::shared_ptr<Exchange>> queued_;
   io::AdaptiveReadBuffer read_buf_;
   io::OutputWriter writer_;
@@ -492,8 +496,8 @@ GrpcClient::Link& GrpcClient::usable_link() {
 }
 
 GrpcClient::ExchangeHandle GrpcClient::send(const GrpcRequest& request, TimePoint deadline,
-                                            std::function<void(GrpcResult&&)> done) {
-  auto ex = std::make_shared<Exchange>();
+                                            GrpcResultHandler done) {
+  auto ex = std::allocate_shared<Exchange>(memory::PooledAllocator<Exchange>());
   ex->client = this;
   ex->done = std::move(done);
   auto left = deadline - std::chrono::steady_clock::now();
@@ -556,10 +560,14 @@ void GrpcClient::post_finished() {
 
 void GrpcClient::run_finished() {
   // A done callback may start new calls (a retry), which may finish and append here.
+  // The two vectors trade places, so their storage is reused rather than allocated anew.
   while (!finished_.empty()) {
     auto batch = std::move(finished_);
+    finished_ = std::move(spare_finished_);
     finished_.clear();
     for (auto& [done, result] : batch) done(std::move(result));
+    batch.clear();
+    spare_finished_ = std::move(batch);
   }
 }
 

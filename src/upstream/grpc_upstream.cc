@@ -69,6 +69,15 @@ const char* grpc_code_name(grpc::StatusCode code) {
 
 namespace {
 
+// A received message's bytes, in one string.
+std::string bytes_of(const grpc::ByteBuffer& buffer) {
+  std::vector<grpc::Slice> slices;
+  std::string out;
+  if (!buffer.Dump(&slices).ok()) return out;
+  for (const auto& s : slices) out.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  return out;
+}
+
 int clamp_int(std::uint64_t v) { return v > INT_MAX ? INT_MAX : static_cast<int>(v); }
 
 std::chrono::system_clock::time_point to_system(TimePoint deadline) {
@@ -86,7 +95,7 @@ class GrpcChannel::Exchange : public std::enable_shared_from_this<Exchange> {
   grpc::ByteBuffer request;
   grpc::ByteBuffer response;
   std::mutex mutex;                        // guards done and ioc against abandon()
-  std::function<void(GrpcResult&&)> done;  // empty once abandoned
+  GrpcResultHandler done;                  // empty once abandoned
   boost::asio::io_context* ioc = nullptr;  // null once abandoned
   std::atomic<bool> cancelled{false};
 };
@@ -122,9 +131,10 @@ GrpcChannel::~GrpcChannel() = default;
 
 GrpcChannel::ExchangeHandle GrpcChannel::send(const GrpcRequest& request, TimePoint deadline,
                                               boost::asio::io_context& ioc,
-                                              std::function<void(GrpcResult&&)> done) {
+                                              GrpcResultHandler done) {
   auto ex = std::make_shared<Exchange>();
-  ex->request = request.payload;
+  grpc::Slice slice(request.payload.data(), request.payload.size());
+  ex->request = grpc::ByteBuffer(&slice, 1);
   ex->done = std::move(done);
   ex->ioc = &ioc;
   ex->context.set_deadline(to_system(deadline));
@@ -143,7 +153,7 @@ GrpcChannel::ExchangeHandle GrpcChannel::send(const GrpcRequest& request, TimePo
                       result.error = "cancelled";
                     } else if (code == grpc::StatusCode::OK) {
                       result.outcome = UpstreamOutcome::success;
-                      result.response = std::move(keep->response);
+                      result.response = SharedBytes(bytes_of(keep->response));
                     } else if (code == grpc::StatusCode::DEADLINE_EXCEEDED) {
                       result.outcome = UpstreamOutcome::timeout;
                       result.error = "upstream request timeout";
@@ -165,7 +175,7 @@ GrpcChannel::ExchangeHandle GrpcChannel::send(const GrpcRequest& request, TimePo
                     std::lock_guard lock(keep->mutex);
                     if (keep->ioc == nullptr) return;  // abandoned: the worker is gone
                     boost::asio::post(*keep->ioc, [keep, result = std::move(result)]() mutable {
-                      std::function<void(GrpcResult&&)> done;
+                      GrpcResultHandler done;
                       {
                         std::lock_guard lock(keep->mutex);
                         done = std::move(keep->done);
@@ -179,7 +189,7 @@ GrpcChannel::ExchangeHandle GrpcChannel::send(const GrpcRequest& request, TimePo
 void GrpcChannel::abandon(const ExchangeHandle& handle) {
   auto ex = handle.lock();
   if (!ex) return;
-  std::function<void(GrpcResult&&)> done;
+  GrpcResultHandler done;
   {
     std::lock_guard lock(ex->mutex);
     done = std::move(ex->done);

@@ -54,13 +54,15 @@ class H2Client final : private h2::Connection::Handler {
   bool peer_closed() const { return peer_closed_; }
 
   // Starts a gRPC call to `path` with `message` (framed unless `raw_body`).
-  std::uint32_t call(const std::string& path, std::string_view body, h2::HeaderList extra = {},
-                     std::string method = "POST", std::string content_type = "application/grpc") {
-    h2::HeaderList h{{":method", std::move(method)},
+  std::uint32_t call(std::string_view path, std::string_view body, h2::HeaderList extra = {},
+                     std::string_view method = "POST",
+                     std::string_view content_type = "application/grpc") {
+    using S = fusebox::memory::PooledString;
+    h2::HeaderList h{{":method", S(method)},
                      {":scheme", "http"},
-                     {":path", path},
+                     {":path", S(path)},
                      {":authority", "localhost"},
-                     {"content-type", std::move(content_type)},
+                     {"content-type", S(content_type)},
                      {"te", "trailers"}};
     h.insert(h.end(), extra.begin(), extra.end());
     auto id = conn_.open_stream(h, false);
@@ -97,7 +99,7 @@ class H2Client final : private h2::Connection::Handler {
     auto& s = streams_[id];
     if (s.blocks.empty()) return "";
     for (const auto& f : s.blocks.back()) {
-      if (f.name == name) return f.value;
+      if (std::string_view(f.name) == name) return std::string(f.value);
     }
     return "";
   }

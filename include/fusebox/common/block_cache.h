@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <new>
+#include <string>
 #include <type_traits>
 #include <utility>
 
@@ -105,5 +106,9 @@ class PooledAllocator {
     return true;
   }
 };
+
+// A string whose bytes (when they do not fit inline) come from the thread's cache: for strings
+// made and dropped per request (header fields, a serialized head).
+using PooledString = std::basic_string<char, std::char_traits<char>, PooledAllocator<char>>;
 
 }  // namespace fusebox::memory

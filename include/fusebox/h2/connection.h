@@ -249,7 +249,11 @@ class Connection {
   // header is whole).
   std::size_t unit_size(std::string_view data) const;
   void maybe_forget(std::uint32_t stream_id);
-  void forget(std::unordered_map<std::uint32_t, Stream>::iterator it);
+  // Streams by id; their nodes come from the thread's block cache (one per call).
+  using StreamMap =
+      std::unordered_map<std::uint32_t, Stream, std::hash<std::uint32_t>, std::equal_to<>,
+                         memory::PooledAllocator<std::pair<const std::uint32_t, Stream>>>;
+  void forget(StreamMap::iterator it);
   // A stream error (RFC 9113 section 5.4.2): RST_STREAM, and the handler hears of it.
   void stream_error(std::uint32_t stream_id, ErrorCode code);
   // Whether `stream_id` was opened earlier and is closed now (frames on it may still be in
@@ -269,7 +273,7 @@ class Connection {
   std::vector<Output::Lent> lent_;  // runs lent to out_ (see Output)
   bool preface_pending_;          // server: the client preface not yet received
   bool settings_pending_ = true;  // the peer's first frame must be SETTINGS
-  std::unordered_map<std::uint32_t, Stream> streams_;
+  StreamMap streams_;
   std::deque<std::uint32_t> blocked_;  // streams with data waiting for window, in order
   std::size_t pending_bytes_ = 0;
   std::int64_t conn_send_window_ = kDefaultWindow;

@@ -2,13 +2,13 @@
 // gRPC over HTTP/2, the parts both ends of a fusebox hop need: length-prefixed messages, the
 // grpc-timeout header and the percent-encoded grpc-message (gRPC's PROTOCOL-HTTP2.md).
 
-#include <grpcpp/support/byte_buffer.h>
-
 #include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+
+#include "fusebox/common/shared_bytes.h"
 
 namespace fusebox::h2 {
 
@@ -44,13 +44,10 @@ std::string format_grpc_timeout(std::chrono::nanoseconds timeout);
 
 class Connection;
 
-// A ByteBuffer holding bytes[offset, offset + length) of `bytes`, which it takes over: a message
-// received in a stream's data becomes the call's request or answer without a copy.
-grpc::ByteBuffer adopt_bytes(std::string&& bytes, std::size_t offset, std::size_t length);
 // Sends `message` as one uncompressed gRPC message on a stream: the prefix and the bytes go out
-// together. A large message in one slice is lent to the connection's output (written from the
-// slice, never copied); a small one is copied into it.
-void send_grpc_message(Connection& conn, std::uint32_t stream_id, const grpc::ByteBuffer& message,
+// together. A large message is lent to the connection's output (written from its buffer, never
+// copied); a small one is copied into it.
+void send_grpc_message(Connection& conn, std::uint32_t stream_id, const SharedBytes& message,
                        bool end_stream);
 
 // grpc-message: bytes outside 0x20..0x7e and '%' become %XX (UTF-8 text stays readable).

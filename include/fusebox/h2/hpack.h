@@ -14,14 +14,18 @@
 #include <string_view>
 #include <vector>
 
+#include "fusebox/common/block_cache.h"
+
 namespace fusebox::h2 {
 
+// A received field. Its strings, and a list's storage, come from the thread's block cache: a
+// header block is decoded into a dozen of them on every call.
 struct HeaderField {
-  std::string name;  // lower case on the wire in HTTP/2; the decoder does not change it
-  std::string value;
+  memory::PooledString name;  // lower case on the wire in HTTP/2; the decoder does not change it
+  memory::PooledString value;
   bool operator==(const HeaderField&) const = default;
 };
-using HeaderList = std::vector<HeaderField>;
+using HeaderList = std::vector<HeaderField, memory::PooledAllocator<HeaderField>>;
 
 // A field to send, viewing bytes the caller keeps alive until the call that takes it returns:
 // what the sending side passes, so that a header block costs no string per field.
@@ -41,7 +45,7 @@ inline std::vector<HeaderRef> views(const HeaderList& list) {
 inline HeaderList owned(HeaderRefs refs) {
   HeaderList out;
   out.reserve(refs.size());
-  for (const auto& h : refs) out.push_back({std::string(h.name), std::string(h.value)});
+  for (const auto& h : refs) out.push_back({memory::PooledString(h.name), memory::PooledString(h.value)});
   return out;
 }
 

@@ -22,6 +22,6 @@ using ResponseParser =
     boost::beast::http::response_parser<boost::beast::http::string_body, FieldAllocator>;
 
 // A serialized message head made per request (an upstream request's).
-using PooledString = std::basic_string<char, std::char_traits<char>, FieldAllocator>;
+using PooledString = memory::PooledString;
 
 }  // namespace fusebox::http

@@ -39,7 +39,7 @@ class GrpcHandler {
   void next_tier(const std::shared_ptr<Call>& call);
   void answer_failure(const std::shared_ptr<Call>& call, resilience::GrpcPipelineResult&& result);
   void finish(const std::shared_ptr<Call>& call, const grpc::Status& status,
-              grpc::ByteBuffer* response);
+              const SharedBytes* response);
 
   Runtime& runtime_;
   resilience::Pipeline& pipeline_;

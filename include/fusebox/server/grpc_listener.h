@@ -9,7 +9,6 @@
 //
 // Every TF Serving method is proxied as bytes; nothing is parsed here but the gRPC framing.
 
-#include <grpcpp/support/byte_buffer.h>
 #include <grpcpp/support/status.h>
 
 #include <chrono>
@@ -24,6 +23,7 @@
 #include <vector>
 
 #include "fusebox/common/io.h"
+#include "fusebox/common/shared_bytes.h"
 #include "fusebox/config/config.h"
 
 namespace fusebox::rpc {
@@ -46,18 +46,15 @@ class GrpcCall {
  public:
   virtual ~GrpcCall() = default;
   virtual const std::string& method() const = 0;                       // "/package.Service/Method"
-  virtual grpc::ByteBuffer& request() = 0;                             // the request message
+  virtual const SharedBytes& request() const = 0;                      // the request message
   virtual std::chrono::system_clock::time_point deadline() const = 0;  // max() when none
   virtual MetadataRefs client_metadata() const = 0;  // in the order received
   virtual std::string peer() const = 0;  // "ipv4:127.0.0.1:5555"
   virtual bool cancelled() const = 0;    // the client went away
   // Sends `response` (only when status is OK) and `status`, with trailing metadata.
-  virtual void finish(const grpc::Status& status, grpc::ByteBuffer* response,
+  virtual void finish(const grpc::Status& status, const SharedBytes* response,
                       MetadataRefs trailing) = 0;
 };
-
-// The bytes of a message, in one string (a copy).
-std::string flatten(const grpc::ByteBuffer& buffer);
 
 // grpc.health.v1 answers for a service name: SERVING, NOT_SERVING, or unknown (NOT_FOUND).
 enum class GrpcServingStatus : std::uint8_t { serving = 1, not_serving = 2, unknown = 3 };

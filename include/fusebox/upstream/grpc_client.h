@@ -13,10 +13,10 @@
 // inside send() or cancel().
 
 #include <boost/asio/io_context.hpp>
-#include <functional>
 #include <map>
 #include <memory>
 
+#include "fusebox/common/block_cache.h"
 #include "fusebox/common/clock.h"
 #include "fusebox/config/config.h"
 #include "fusebox/h2/hpack.h"
@@ -38,7 +38,7 @@ class GrpcClient {
 
   // Starts one call ending by `deadline`; `done` runs exactly once (later, on this thread).
   ExchangeHandle send(const GrpcRequest& request, TimePoint deadline,
-                      std::function<void(GrpcResult&&)> done);
+                      GrpcResultHandler done);
   // Cancels a call still in flight: RST_STREAM to the backend, and done runs with outcome
   // reset, error "cancelled".
   static void cancel(const ExchangeHandle& handle);
@@ -69,10 +69,14 @@ class GrpcClient {
   std::vector<h2::HeaderRef> header_scratch_;  // send()'s header block, reused
   std::shared_ptr<Link> link_;                   // the connection new calls go to
   std::vector<std::shared_ptr<Link>> retiring_;  // after GOAWAY, finishing their calls
-  std::multimap<TimePoint, std::weak_ptr<Exchange>> deadlines_;
+  // Calls by deadline; nodes from the thread's block cache (one per call).
+  using Deadlines = std::multimap<TimePoint, std::weak_ptr<Exchange>, std::less<>,
+                                  memory::PooledAllocator<std::pair<const TimePoint, std::weak_ptr<Exchange>>>>;
+  Deadlines deadlines_;
   std::unique_ptr<boost::asio::steady_timer> deadline_timer_;
   TimePoint timer_at_ = TimePoint::max();
-  std::vector<std::pair<std::function<void(GrpcResult&&)>, GrpcResult>> finished_;
+  std::vector<std::pair<GrpcResultHandler, GrpcResult>> finished_;
+  std::vector<std::pair<GrpcResultHandler, GrpcResult>> spare_finished_;  // finished_'s last storage
   bool finished_posted_ = false;
   std::shared_ptr<bool> alive_;
 };

@@ -1,6 +1,6 @@
 #pragma once
 // gRPC calls from fusebox to one backend (a TF Serving process's gRPC port), forwarding the
-// client's serialized request unchanged (generic ByteBuffer calls: nothing is parsed here).
+// client's serialized request unchanged (generic calls: nothing is parsed here).
 //
 // GrpcChannel runs on gRPC's own library and threads: the health checker probes a backend's
 // gRPC port with it (ModelService/GetModelStatus). Completions arrive on gRPC's threads and are
@@ -22,6 +22,8 @@
 #include <vector>
 
 #include "fusebox/common/clock.h"
+#include "fusebox/common/inline_function.h"
+#include "fusebox/common/shared_bytes.h"
 #include "fusebox/config/config.h"
 #include "fusebox/metrics/gateway_metrics.h"
 
@@ -29,7 +31,7 @@ namespace fusebox::upstream {
 
 struct GrpcRequest {
   std::string method;                 // "/tensorflow.serving.PredictionService/Predict"
-  grpc::ByteBuffer payload;           // the serialized request message
+  SharedBytes payload;                // the serialized request message
   std::vector<std::pair<std::string, std::string>> metadata;  // sent with every attempt
   std::string request_id;             // sent as x-request-id
 };
@@ -37,10 +39,13 @@ struct GrpcRequest {
 struct GrpcResult {
   metrics::UpstreamOutcome outcome = metrics::UpstreamOutcome::success;
   grpc::Status status;                // the call's status (OK, the backend's error, or local)
-  grpc::ByteBuffer response;          // the answer when status.ok()
+  SharedBytes response;               // the answer when status.ok()
   std::vector<std::pair<std::string, std::string>> trailing_metadata;
   std::string error;                  // a one-line reason when outcome is not success/http_5xx
 };
+
+// Where a call's result goes: runs once, on the caller's thread.
+using GrpcResultHandler = InlineFunction<void(GrpcResult&&)>;
 
 // The HTTP status TF Serving's REST API gives for a gRPC / TF status code (http_server.cc): the
 // policies written in HTTP terms (retry_on statuses, breaker failure_statuses) judge gRPC
@@ -70,9 +75,9 @@ class GrpcChannel {
   using ExchangeHandle = std::weak_ptr<Exchange>;
 
   // Starts one call ending by `deadline` and calls `done` exactly once on `ioc`'s thread.
-  // `request` is copied into the call (ByteBuffer copies share the slices, not the bytes).
+  // `request`'s message is copied into the call (gRPC's library owns what it sends).
   ExchangeHandle send(const GrpcRequest& request, TimePoint deadline,
-                      boost::asio::io_context& ioc, std::function<void(GrpcResult&&)> done);
+                      boost::asio::io_context& ioc, GrpcResultHandler done);
 
   // Cancels a call still in flight (its result comes back as reset, "cancelled"). Any thread.
   static void cancel(const ExchangeHandle& handle);

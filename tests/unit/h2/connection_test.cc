@@ -52,10 +52,10 @@ struct Recorder : Connection::Handler {
   }
 };
 
-HeaderList request_headers(std::string path = "/pkg.Service/Method") {
+HeaderList request_headers(std::string_view path = "/pkg.Service/Method") {
   return {{":method", "POST"},
           {":scheme", "http"},
-          {":path", std::move(path)},
+          {":path", memory::PooledString(path)},
           {":authority", "localhost"},
           {"content-type", "application/grpc"},
           {"te", "trailers"}};
@@ -246,7 +246,7 @@ TEST(H2Output, ClearingFreesWhatALargeMessageGrew) {
 TEST(H2Connection, HeaderBlockLargerThanAFrameGoesInContinuations) {
   Pair p;
   auto headers = request_headers();
-  headers.push_back({"x-big", std::string(40000, 'v')});  // above 16 KiB frames, not indexed
+  headers.push_back({"x-big", memory::PooledString(40000, 'v')});  // above 16 KiB frames, not indexed
   p.client.open_stream(headers, true);
   p.pump();
   ASSERT_TRUE(p.server_ok) << p.server.error();
@@ -312,7 +312,7 @@ TEST(H2Connection, HeaderListAboveTheLimitIsReportedAndTheStreamReset) {
   server.settings.max_header_list_size = 1024;
   Pair p({}, server);
   auto headers = request_headers();
-  headers.push_back({"x-big", std::string(2000, 'v')});
+  headers.push_back({"x-big", memory::PooledString(2000, 'v')});
   auto id = p.client.open_stream(headers, true);
   p.pump();
   ASSERT_TRUE(p.server_ok) << "a stream error, not a connection error";

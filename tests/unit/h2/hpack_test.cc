@@ -42,13 +42,15 @@ std::string from_bits(std::string_view bits) {
 
 Fields pairs(const HeaderList& list) {
   Fields out;
-  for (const auto& field : list) out.emplace_back(field.name, field.value);
+  for (const auto& field : list) out.emplace_back(std::string(field.name), std::string(field.value));
   return out;
 }
 
 HeaderList list_of(const Fields& fields) {
   HeaderList out;
-  for (const auto& [name, value] : fields) out.push_back({name, value});
+  for (const auto& [name, value] : fields) {
+    out.push_back({memory::PooledString(name), memory::PooledString(value)});
+  }
   return out;
 }
 
@@ -57,7 +59,7 @@ Fields dynamic_entries(const HpackTable& table) {
   Fields out;
   for (std::size_t i = 0; i < table.dynamic_count(); ++i) {
     const HeaderField* entry = table.at(62 + i);
-    out.emplace_back(entry->name, entry->value);
+    out.emplace_back(std::string(entry->name), std::string(entry->value));
   }
   return out;
 }
