@@ -162,8 +162,14 @@ std::size_t Connection::unit_size(std::string_view data) const {
   if (preface_pending_) return kClientPreface.size();
   if (data.size() < kFrameHeaderSize) return kFrameHeaderSize;
   const auto length = frame_length(data);
-  // An oversized frame fails in parse() as soon as its header is known.
-  return length > local_.max_frame_size ? kFrameHeaderSize : kFrameHeaderSize + length;
+  // An oversized frame fails in parse() as soon as its header is known; an unpadded DATA
+  // frame's payload is taken in pieces after its header.
+  const auto type = static_cast<FrameType>(data[3]);
+  const auto flags = static_cast<std::uint8_t>(data[4]);
+  if (length > local_.max_frame_size || (type == FrameType::data && (flags & kPadded) == 0)) {
+    return kFrameHeaderSize;
+  }
+  return kFrameHeaderSize + length;
 }
 
 bool Connection::receive(std::string_view bytes) {
@@ -191,6 +197,14 @@ bool Connection::receive(std::string_view bytes) {
     in_.clear();
     if (!ok) return false;
   }
+  // The rest of a DATA frame's payload comes first (its header was in an earlier read, or in
+  // in_ just now).
+  if (data_left_ != 0) {
+    const auto take = std::min(data_left_, bytes.size());
+    if (!data_piece(bytes.substr(0, take))) return false;
+    bytes.remove_prefix(take);
+    if (data_left_ != 0) return true;
+  }
   std::size_t used = 0;
   if (!parse(bytes, used)) return false;
   in_.assign(bytes.substr(used));
@@ -217,16 +231,35 @@ bool Connection::parse(std::string_view data, std::size_t& used) {
       return fail(ErrorCode::frame_size_error,
                   "frame of " + std::to_string(length) + " bytes exceeds SETTINGS_MAX_FRAME_SIZE");
     }
-    if (data.size() - pos - kFrameHeaderSize < length) break;
     auto type = static_cast<FrameType>(data[pos + 3]);
     auto flags = static_cast<std::uint8_t>(data[pos + 4]);
     auto stream_id = read32(data, pos + 5) & kMaxWindow;
+    if (data.size() - pos - kFrameHeaderSize < length) {
+      // An unpadded DATA frame cut by the end of the read is taken in pieces: splitting a DATA
+      // frame changes nothing for flow control or its stream (END_STREAM stays with the last
+      // piece), and the checks run on the first piece, as for the whole frame.
+      if (type != FrameType::data || (flags & kPadded) != 0) break;
+      data_stream_ = stream_id;
+      data_flags_ = flags;
+      data_left_ = length;
+      const auto piece = data.substr(pos + kFrameHeaderSize);
+      pos = data.size();
+      used = pos;
+      return data_piece(piece);
+    }
     auto payload = data.substr(pos + kFrameHeaderSize, length);
     pos += kFrameHeaderSize + length;
     if (!handle_frame(type, flags, stream_id, payload)) return false;
   }
   used = pos;
   return true;
+}
+
+bool Connection::data_piece(std::string_view piece) {
+  data_left_ -= piece.size();
+  const auto flags =
+      data_left_ == 0 ? data_flags_ : static_cast<std::uint8_t>(data_flags_ & ~kEndStream);
+  return handle_frame(FrameType::data, flags, data_stream_, piece);
 }
 
 bool Connection::handle_frame(FrameType type, std::uint8_t flags, std::uint32_t stream_id,

@@ -4,6 +4,7 @@
 #include <array>
 #include <cstring>
 
+#include "fusebox/common/uninitialized_resize.h"
 #include "fusebox/h2/connection.h"
 
 namespace fusebox::h2 {
@@ -61,6 +62,9 @@ void send_grpc_message(Connection& conn, std::uint32_t stream_id, const SharedBy
 
 void append_message_data(std::string& buffer, std::string_view data, std::uint64_t max_bytes) {
   const std::size_t have = buffer.size();
+  if (!data.empty() && data.size() <= have && data.data() == buffer.data() + have - data.size()) {
+    return;  // read into place
+  }
   if (have < kMessagePrefix && have + data.size() >= kMessagePrefix) {
     // This piece completes the prefix: room for the whole message is made once, before the
     // first byte beyond the prefix is appended.
@@ -73,6 +77,31 @@ void append_message_data(std::string& buffer, std::string_view data, std::uint64
     }
   }
   buffer.append(data);
+}
+
+std::size_t direct_read_size(const Connection& conn, const std::string& buffer) {
+  // Smaller pieces come through the read buffer: a read of their own would cost more than the
+  // copy it saves.
+  constexpr std::size_t kDirectReadMin = 32 * 1024;
+  if (buffer.size() < kMessagePrefix) return 0;  // no room reserved yet
+  const auto n = std::min(conn.pending_data_bytes(), buffer.capacity() - buffer.size());
+  return n >= kDirectReadMin ? n : 0;
+}
+
+char* DirectRead::lend(std::string& buffer, std::size_t n) {
+  orphan_.clear();
+  held_.swap(buffer);
+  at_ = held_.size();
+  resize_uninitialized(held_, at_ + n);
+  return held_.data() + at_;
+}
+
+std::string_view DirectRead::give_back(std::string* owner, std::size_t got) {
+  held_.resize(at_ + got);
+  if (owner == nullptr) owner = &orphan_;
+  owner->swap(held_);
+  held_.clear();  // free for the next lend, which the caller's receive() may make
+  return std::string_view(*owner).substr(at_);
 }
 
 std::optional<std::chrono::nanoseconds> parse_grpc_timeout(std::string_view value) {

@@ -199,6 +199,9 @@ class GrpcSession final : public std::enable_shared_from_this<GrpcSession>,
     h2::Connection::Options options;
     options.settings.max_concurrent_streams = 1024;
     options.settings.initial_window_size = 4u << 20;
+    // Large frames let a large message's payload be read straight into its buffer (see
+    // h2::direct_read_size()); gRPC's library sends frames as large as the peer allows.
+    options.settings.max_frame_size = 1u << 20;
     options.settings.max_header_list_size = 64u << 10;
     options.connection_window = 16u << 20;
     return options;
@@ -210,6 +213,7 @@ class GrpcSession final : public std::enable_shared_from_this<GrpcSession>,
     if (closed_ || reading_) return;
 
     reading_ = true;
+    if (read_directly()) return;
     socket_.async_read_some(
         asio::buffer(read_buf_.data(), read_buf_.size()),
         [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
@@ -218,11 +222,39 @@ class GrpcSession final : public std::enable_shared_from_this<GrpcSession>,
         });
   }
 
+  // The rest of a large DATA frame goes straight into its call's message buffer, not through
+  // the read buffer.
+  bool read_directly() {
+    const auto id = conn_.pending_data_stream();
+    auto it = id != 0 ? calls_.find(id) : calls_.end();
+    if (it == calls_.end() || it->second->dispatched()) return false;
+    const auto n = h2::direct_read_size(conn_, it->second->body());
+    if (n == 0) return false;
+    socket_.async_read_some(
+        asio::buffer(direct_.lend(it->second->body(), n), n),
+        [self = shared_from_this(), id](boost::system::error_code ec, std::size_t got) {
+          self->reading_ = false;
+          auto it = self->calls_.find(id);
+          auto* owner = it != self->calls_.end() && !it->second->dispatched()
+                            ? &it->second->body()
+                            : nullptr;
+          auto bytes = self->direct_.give_back(owner, got);
+          if (self->closed_) return;
+          if (ec) return self->close();
+          self->received(bytes);
+        });
+    return true;
+  }
+
   void on_read(boost::system::error_code ec, std::size_t n) {
     if (closed_) return;
     if (ec) return close();
     read_buf_.filled(n);
-    if (!conn_.receive(read_buf_.view(n))) {
+    received(read_buf_.view(n));
+  }
+
+  void received(std::string_view bytes) {
+    if (!conn_.receive(bytes)) {
       logging::log().debug("gRPC connection from {}: {}", peer_, conn_.error());
       conn_.abort_streams(h2::ErrorCode::cancel);
       close_after_write_ = true;
@@ -498,6 +530,7 @@ class GrpcSession final : public std::enable_shared_from_this<GrpcSession>,
   io::LazyDeadline deadline_;
   std::string peer_;
   io::AdaptiveReadBuffer read_buf_;
+  h2::DirectRead direct_;
   io::OutputWriter writer_;
   // Nodes from the thread's block cache (one per call).
   std::unordered_map<std::uint32_t, std::unique_ptr<StreamCall>, std::hash<std::uint32_t>,

@@ -174,6 +174,9 @@ class GrpcClient::Link final : public std::enable_shared_from_this<Link>,
   static h2::Connection::Options options() {
     h2::Connection::Options o;
     o.settings.initial_window_size = 4u << 20;
+    // Large frames let a large message's payload be read straight into its buffer (see
+    // h2::direct_read_size()); gRPC's library sends frames as large as the peer allows.
+    o.settings.max_frame_size = 1u << 20;
     o.settings.max_header_list_size = 64u << 10;
     o.connection_window = 16u << 20;
     return o;
@@ -230,12 +233,36 @@ class GrpcClient::Link final : public std::enable_shared_from_this<Link>,
   }
 
   void read() {
+    if (read_directly()) return;
     socket_.async_read_some(asio::buffer(read_buf_.data(), read_buf_.size()),
                             [self = shared_from_this()](boost::system::error_code ec,
                                                         std::size_t n) { self->on_read(ec, n); });
   }
 
+  // The rest of a large DATA frame goes straight into its call's answer buffer, not through the
+  // read buffer.
+  bool read_directly() {
+    const auto id = conn_.pending_data_stream();
+    auto it = id != 0 ? streams_.find(id) : streams_.end();
+    if (it == streams_.end()) return false;
+    const auto n = h2::direct_read_size(conn_, it->second->body);
+    if (n == 0) return false;
+    socket_.async_read_some(
+        asio::buffer(direct_.lend(it->second->body, n), n),
+        [self = shared_from_this(), id](boost::system::error_code ec, std::size_t got) {
+          auto it = self->streams_.find(id);
+          auto* owner = it != self->streams_.end() ? &it->second->body : nullptr;
+          self->received(ec, self->direct_.give_back(owner, got));
+        });
+    return true;
+  }
+
   void on_read(boost::system::error_code ec, std::size_t n) {
+    if (!ec) read_buf_.filled(n);
+    received(ec, read_buf_.view(ec ? 0 : n));
+  }
+
+  void received(boost::system::error_code ec, std::string_view bytes) {
     if (closed_ || client_ == nullptr) return;
     if (ec) {
       close(metrics::UpstreamOutcome::reset, "upstream connection lost: " + ec.message());
@@ -243,8 +270,7 @@ class GrpcClient::Link final : public std::enable_shared_from_this<Link>,
     }
     last_activity_ = std::chrono::steady_clock::now();
     ping_outstanding_ = false;
-    read_buf_.filled(n);
-    if (!conn_.receive(read_buf_.view(n))) {
+    if (!conn_.receive(bytes)) {
       flush();
       close(metrics::UpstreamOutcome::protocol_error,
             "HTTP/2 error from the backend: " + conn_.error());
@@ -439,6 +465,7 @@ class GrpcClient::Link final : public std::enable_shared_from_this<Link>,
       streams_;  // nodes from the thread's block cache (one per call)
   std::deque<std::shared_ptr<Exchange>> queued_;
   io::AdaptiveReadBuffer read_buf_;
+  h2::DirectRead direct_;
   io::OutputWriter writer_;
   std::unique_ptr<asio::steady_timer> connect_timer_;
   std::unique_ptr<tcp::resolver> resolver_;

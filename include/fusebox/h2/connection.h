@@ -138,7 +138,18 @@ class Connection {
 
   // Feeds received bytes. False on a connection error: a GOAWAY with the error is queued (send
   // it, then close); error() says what went wrong. Nothing is accepted after that.
+  //
+  // A DATA frame without padding is taken in pieces as its payload arrives (Handler::on_data
+  // gets each piece; END_STREAM comes with the last): a large frame is never gathered first.
   bool receive(std::string_view bytes);
+
+  // The DATA frame whose payload is arriving: its stream and how many payload bytes are still
+  // to come (0: none). Those bytes come next on the wire, so the owner may read them straight
+  // into storage of its own and pass that storage to receive(): a large message is then
+  // written once, by the kernel, where its stream's handler keeps it (see
+  // grpc_framing.h's append_message_data).
+  std::uint32_t pending_data_stream() const { return data_left_ != 0 ? data_stream_ : 0; }
+  std::size_t pending_data_bytes() const { return data_left_; }
 
   // Bytes to write, in order. The owner takes them with take_output() and writes them as a
   // sequence of buffers: a large message's bytes are lent to the output, not copied into it.
@@ -245,6 +256,8 @@ class Connection {
   // Feeds complete units (the preface, frames) of `data` to the frame handlers; `used` is how
   // many bytes they took (an incomplete unit at the end is left).
   bool parse(std::string_view data, std::size_t& used);
+  // Takes the next piece of the DATA frame being received (see data_left_).
+  bool data_piece(std::string_view piece);
   // The size of the unit starting `data` (as far as it is known: a header's size until the
   // header is whole).
   std::size_t unit_size(std::string_view data) const;
@@ -269,6 +282,11 @@ class Connection {
   HpackEncoder encoder_;
 
   std::string in_;  // an incomplete frame (or preface) carried over
+  // The DATA frame being taken in pieces: payload bytes still to come, its stream and flags.
+  // in_ is empty meanwhile (those bytes come first).
+  std::size_t data_left_ = 0;
+  std::uint32_t data_stream_ = 0;
+  std::uint8_t data_flags_ = 0;
   std::string out_;
   std::vector<Output::Lent> lent_;  // runs lent to out_ (see Output)
   bool preface_pending_;          // server: the client preface not yet received

@@ -432,6 +432,84 @@ TEST(H2ConnectionErrors, ZeroWindowUpdateOnTheConnectionIsAProtocolError) {
   EXPECT_FALSE(s.server.receive(frame(FrameType::window_update, 0, 0, std::string(4, '\0'))));
 }
 
+// A server that takes frames up to 1 MiB and messages of several, with stream 1 opened.
+struct LargeFrameServer {
+  Recorder log;
+  Connection server{Connection::Role::server, log, [] {
+                      Connection::Options options;
+                      options.settings.max_frame_size = 1 << 20;
+                      options.settings.initial_window_size = 4u << 20;
+                      options.connection_window = 16u << 20;
+                      return options;
+                    }()};
+  LargeFrameServer() {
+    server.start();
+    EXPECT_TRUE(server.receive(std::string(kClientPreface) + frame(FrameType::settings, 0, 0, "") +
+                               frame(FrameType::headers, 0x4, 1, "\x83\x86\x84")));  // POST http /
+  }
+};
+
+TEST(H2Connection, LargeDataFrameIsTakenInPiecesAsItArrives) {
+  LargeFrameServer s;
+  std::string payload(300000, '\0');
+  for (std::size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>('a' + i % 26);
+  const std::string wire = frame(FrameType::data, 0x1, 1, payload);
+  // The header cut in two, then the payload in reads of 7000 bytes.
+  ASSERT_TRUE(s.server.receive(std::string_view(wire).substr(0, 4)));
+  EXPECT_EQ(s.server.pending_data_bytes(), 0u) << "the header is not whole yet";
+  ASSERT_TRUE(s.server.receive(std::string_view(wire).substr(4, 5)));
+  EXPECT_EQ(s.server.pending_data_stream(), 1u);
+  EXPECT_EQ(s.server.pending_data_bytes(), payload.size());
+  std::size_t at = kFrameHeaderSize;
+  while (at < wire.size()) {
+    const auto n = std::min<std::size_t>(7000, wire.size() - at);
+    ASSERT_TRUE(s.server.receive(std::string_view(wire).substr(at, n)));
+    at += n;
+    const auto& stream = s.log.streams[1];
+    ASSERT_EQ(stream.data.size(), at - kFrameHeaderSize) << "each piece is handed on at once";
+    EXPECT_EQ(stream.ended, at == wire.size()) << "END_STREAM comes with the last piece";
+    EXPECT_EQ(s.server.pending_data_bytes(), wire.size() - at);
+  }
+  EXPECT_EQ(s.log.streams[1].data, payload);
+  EXPECT_EQ(s.server.pending_data_stream(), 0u);
+  // The next frame after the pieces is read as a frame again.
+  ASSERT_TRUE(s.server.receive(frame(FrameType::ping, 0, 0, "12345678")));
+  EXPECT_FALSE(s.server.failed());
+}
+
+TEST(H2Connection, DataFrameEndingAReadIsTakenWithTheFramesAfterIt) {
+  LargeFrameServer s;
+  const std::string wire = frame(FrameType::data, 0x0, 1, std::string(5000, 'p')) +
+                           frame(FrameType::data, 0x1, 1, std::string(10, 'q')) +
+                           frame(FrameType::ping, 0, 0, "12345678");
+  ASSERT_TRUE(s.server.receive(std::string_view(wire).substr(0, 100)));
+  ASSERT_TRUE(s.server.receive(std::string_view(wire).substr(100)));
+  EXPECT_EQ(s.log.streams[1].data, std::string(5000, 'p') + std::string(10, 'q'));
+  EXPECT_TRUE(s.log.streams[1].ended);
+  EXPECT_NE(s.server.output().find(frame(FrameType::ping, 0x1, 0, "12345678")), std::string::npos)
+      << "the PING behind the pieces was answered";
+}
+
+TEST(H2Connection, PaddedDataFrameIsTakenWholeWithoutItsPadding) {
+  LargeFrameServer s;
+  const std::string body(3000, 'b');
+  const std::string wire =
+      frame(FrameType::data, 0x8 | 0x1, 1, std::string(1, '\x05') + body + std::string(5, '\0'));
+  ASSERT_TRUE(s.server.receive(std::string_view(wire).substr(0, 1000)));
+  EXPECT_TRUE(s.log.streams[1].data.empty()) << "padding is stripped from the whole frame";
+  EXPECT_EQ(s.server.pending_data_bytes(), 0u);
+  ASSERT_TRUE(s.server.receive(std::string_view(wire).substr(1000)));
+  EXPECT_EQ(s.log.streams[1].data, body);
+  EXPECT_TRUE(s.log.streams[1].ended);
+}
+
+TEST(H2ConnectionErrors, DataFrameOnAStreamNeverOpenedFailsOnItsFirstPiece) {
+  LargeFrameServer s;
+  const std::string wire = frame(FrameType::data, 0x1, 3, std::string(100000, 'x'));
+  EXPECT_FALSE(s.server.receive(std::string_view(wire).substr(0, 2000)));
+  EXPECT_NE(s.server.error().find("never opened"), std::string::npos) << s.server.error();
+}
+
 TEST(H2ConnectionErrors, DataBeyondTheConnectionWindowIsAFlowControlError) {
   Recorder log;
   Connection::Options options;

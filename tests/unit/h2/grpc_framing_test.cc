@@ -2,6 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstring>
+
+#include "fusebox/common/uninitialized_resize.h"
+#include "fusebox/h2/connection.h"
+
 namespace fusebox::h2 {
 namespace {
 
@@ -42,6 +48,87 @@ TEST(GrpcFraming, MessageDataReservesTheWholeMessageOnceThePrefixIsIn) {
   std::string huge;
   append_message_data(huge, std::string("\0\x7f\0\0\0", 5), 1000);
   EXPECT_LT(huge.capacity(), 1000u) << "an announced length above the limit reserves nothing";
+}
+
+// A server connection whose one stream's data goes into a message buffer, as a session's does.
+struct MessageServer : Connection::Handler {
+  std::string body;
+  bool ended = false;
+  Connection conn{Connection::Role::server, *this, [] {
+                    Connection::Options options;
+                    options.settings.max_frame_size = 1 << 20;
+                    options.settings.initial_window_size = 4u << 20;
+                    return options;
+                  }()};
+  void on_headers(std::uint32_t, HeaderList&, bool) override {}
+  void on_data(std::uint32_t, std::string_view data, bool end) override {
+    append_message_data(body, data, 1 << 20);
+    ended = end;
+  }
+  void on_stream_reset(std::uint32_t, ErrorCode) override {}
+  // The client's preface and SETTINGS, and stream 1 opened.
+  bool open() {
+    conn.start();
+    std::string preface(kClientPreface);
+    append_frame_header(preface, 0, FrameType::settings, 0, 0);
+    append_frame_header(preface, 3, FrameType::headers, 0x4, 1);
+    preface.append("\x83\x86\x84");  // POST http /
+    return conn.receive(preface);
+  }
+};
+
+std::string data_frame(std::uint32_t stream, std::string_view payload, bool end) {
+  std::string out;
+  append_frame_header(out, static_cast<std::uint32_t>(payload.size()), FrameType::data,
+                      end ? 0x1 : 0x0, stream);
+  out.append(payload);
+  return out;
+}
+
+TEST(GrpcFraming, LargeFramePayloadIsReadStraightIntoTheMessageBuffer) {
+  MessageServer s;
+  ASSERT_TRUE(s.open());
+
+  std::string message;
+  append_grpc_message(message, std::string(600000, 'm'));
+  const std::string wire = data_frame(1, message, true);
+  // What a read through the read buffer brought: the header and the message's first bytes.
+  ASSERT_TRUE(s.conn.receive(std::string_view(wire).substr(0, 20000)));
+  EXPECT_EQ(s.body.capacity(), message.size()) << "room for the whole message";
+  const char* storage = s.body.data();
+  std::size_t at = 20000;
+  int direct_reads = 0;
+  while (const auto n = direct_read_size(s.conn, s.body)) {
+    // The kernel writes up to n bytes after the buffer's end; the buffer is extended over them.
+    const auto got = std::min<std::size_t>(n, 100000);
+    const auto end = s.body.size();
+    resize_uninitialized(s.body, end + got);
+    std::memcpy(s.body.data() + end, wire.data() + at, got);
+    ASSERT_TRUE(s.conn.receive(std::string_view(s.body).substr(end)));
+    at += got;
+    ++direct_reads;
+  }
+  EXPECT_EQ(direct_reads, 6) << "the frame's rest, read by the owner";
+  EXPECT_EQ(at, wire.size());
+  EXPECT_EQ(s.conn.pending_data_bytes(), 0u);
+  EXPECT_TRUE(s.ended) << "END_STREAM came with the last piece";
+  EXPECT_EQ(s.body, message) << "each byte once, in order";
+  EXPECT_EQ(s.body.data(), storage) << "never copied to grow";
+}
+
+TEST(GrpcFraming, NoDirectReadBeforeTheMessagesRoomIsKnownOrForSmallFrames) {
+  MessageServer s;
+  ASSERT_TRUE(s.open());
+  std::string message;
+  append_grpc_message(message, std::string(200000, 'm'));
+  const std::string wire = data_frame(1, message, true);
+  ASSERT_TRUE(s.conn.receive(std::string_view(wire).substr(0, 12)));  // 3 bytes of the prefix
+  EXPECT_EQ(s.conn.pending_data_bytes(), message.size() - 3);
+  EXPECT_EQ(direct_read_size(s.conn, s.body), 0u) << "the message's length is not known yet";
+  ASSERT_TRUE(s.conn.receive(std::string_view(wire).substr(12, wire.size() - 12 - 1000)));
+  EXPECT_EQ(direct_read_size(s.conn, s.body), 0u) << "1000 bytes left: not worth a read";
+  ASSERT_TRUE(s.conn.receive(std::string_view(wire).substr(wire.size() - 1000)));
+  EXPECT_EQ(s.body, message);
 }
 
 TEST(GrpcFraming, CompressedAndTooLargeAreKnownFromThePrefix) {
