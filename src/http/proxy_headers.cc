@@ -132,10 +132,14 @@ bool is_acceptable_request_id(std::string_view id) {
 IdGenerator::IdGenerator(std::uint64_t seed) : rng_(seed) {}
 
 std::string IdGenerator::request_id() {
-  std::string id(32, '0');
-  write_hex64(id.data(), rng_());
-  write_hex64(id.data() + 16, rng_());
+  std::string id(kRequestIdLength, '0');
+  write_request_id(id.data());
   return id;
+}
+
+void IdGenerator::write_request_id(char* out) {
+  write_hex64(out, rng_());
+  write_hex64(out + 16, rng_());
 }
 
 void IdGenerator::write_trace_id(char* out) {
@@ -190,10 +194,17 @@ std::string_view trace_id_of(std::string_view traceparent) {
 }
 
 std::string make_traceparent(IdGenerator& ids) {
-  std::string value = "00-................................-................-01";  // 55
-  ids.write_trace_id(value.data() + 3);
-  ids.write_span_id(value.data() + 36);
+  std::string value(kTraceparentLength, '\0');
+  write_traceparent(ids, value.data());
   return value;
+}
+
+void write_traceparent(IdGenerator& ids, char* out) {
+  constexpr std::string_view kLayout = "00-................................-................-01";
+  static_assert(kLayout.size() == kTraceparentLength);
+  kLayout.copy(out, kLayout.size());
+  ids.write_trace_id(out + 3);
+  ids.write_span_id(out + 36);
 }
 
 }  // namespace fusebox::http

@@ -60,8 +60,8 @@ struct GrpcHandler::Call {
   LiveCounter::Token alive;
   server::GrpcCall* rpc = nullptr;  // null once finished
   Clock::time_point start;
-  std::string request_id;
-  std::string traceparent;
+  memory::PooledString request_id;
+  memory::PooledString traceparent;
   MethodKind kind = MethodKind::unsupported;
   SharedBytes message;                 // the client's request message
   std::size_t route = 0;
@@ -156,10 +156,18 @@ void GrpcHandler::handle(server::GrpcCall* rpc) {
     if (k == "x-request-id") client_id = v;
     if (k == "traceparent") client_trace = v;
   }
-  call->request_id = http::is_acceptable_request_id(client_id) ? std::string(client_id)
-                                                                : ids_.request_id();
-  call->traceparent = http::is_valid_traceparent(client_trace) ? std::string(client_trace)
-                                                               : http::make_traceparent(ids_);
+  if (http::is_acceptable_request_id(client_id)) {
+    call->request_id.assign(client_id);
+  } else {
+    call->request_id.resize(http::kRequestIdLength);
+    ids_.write_request_id(call->request_id.data());
+  }
+  if (http::is_valid_traceparent(client_trace)) {
+    call->traceparent.assign(client_trace);
+  } else {
+    call->traceparent.resize(http::kTraceparentLength);
+    http::write_traceparent(ids_, call->traceparent.data());
+  }
 
   if (call->kind == MethodKind::unsupported) {
     return finish(call, grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
@@ -246,7 +254,7 @@ void GrpcHandler::handle(server::GrpcCall* rpc) {
   auto& request = call->request;
   request.method = rpc->method();
   request.payload = call->message;  // shares the bytes
-  request.request_id = call->request_id;
+  request.request_id = call->request_id;  // a view: the call outlives its attempts
   const auto& listener = runtime_.config->listeners.grpc;
   for (const auto& [key, value] : rpc->client_metadata()) {
     std::string_view k(key.data(), key.size());

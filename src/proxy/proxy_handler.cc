@@ -28,7 +28,7 @@ struct ProxyHandler::Call {
   std::string client;
   std::string_view method;      // into `request`, which outlives every use
   std::string_view target;
-  std::string request_id;
+  memory::PooledString request_id;
   std::string_view trace_id;    // into `request`'s traceparent header
   std::size_t route = 0;
   upstream::BackendState* backend = nullptr;
@@ -145,14 +145,17 @@ void ProxyHandler::handle(server::Request&& request, const server::ConnectionInf
 
   // Identity of the request: accepted from the client when sane, otherwise made here.
   if (auto id = to_sv(req["X-Request-Id"]); http::is_acceptable_request_id(id)) {
-    call->request_id = std::string(id);
+    call->request_id.assign(id);
   } else {
-    call->request_id = ids_.request_id();
+    call->request_id.resize(http::kRequestIdLength);
+    ids_.write_request_id(call->request_id.data());
     req.set("X-Request-Id", call->request_id);
   }
   auto traceparent = to_sv(req["traceparent"]);
   if (!http::is_valid_traceparent(traceparent)) {
-    req.set("traceparent", http::make_traceparent(ids_));
+    char fresh[http::kTraceparentLength];
+    http::write_traceparent(ids_, fresh);
+    req.set("traceparent", std::string_view(fresh, sizeof fresh));
     traceparent = to_sv(req["traceparent"]);
   }
   call->trace_id = http::trace_id_of_valid(traceparent);
@@ -420,7 +423,7 @@ void ProxyHandler::on_pipeline_result(const std::shared_ptr<Call>& call,
     }
     runtime_.split_metrics->record_handoff(shard_, call->route, call->split_target);
     logging::log().debug("request {}: canary {} could not answer ({}), handed to stable",
-                         call->request_id,
+                         std::string_view(call->request_id),
                          degrade::split_target_name(route.split, call->split_target),
                          result.kind == Kind::response
                              ? std::to_string(result.upstream.response.result_int())
@@ -583,8 +586,8 @@ void ProxyHandler::answer_failure(const std::shared_ptr<Call>& call,
     case Kind::deadline_exceeded:
       return respond_local(call, 504, result.error);
     case Kind::upstream_failure:
-      logging::log().debug("request {}: {} after {} attempts", call->request_id, result.error,
-                           result.attempts);
+      logging::log().debug("request {}: {} after {} attempts",
+                           std::string_view(call->request_id), result.error, result.attempts);
       return respond_local(call, status_for(result.upstream.outcome), result.error);
   }
 }

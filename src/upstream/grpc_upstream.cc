@@ -141,7 +141,9 @@ GrpcChannel::ExchangeHandle GrpcChannel::send(const GrpcRequest& request, TimePo
   // Unavailable backends fail fast (connect failure) instead of waiting for the deadline.
   ex->context.set_wait_for_ready(false);
   for (const auto& [key, value] : request.metadata) ex->context.AddMetadata(key, value);
-  if (!request.request_id.empty()) ex->context.AddMetadata("x-request-id", request.request_id);
+  if (!request.request_id.empty()) {
+    ex->context.AddMetadata("x-request-id", std::string(request.request_id));
+  }
   auto keep = ex;  // the completion owns the exchange until it has run
   stub_.UnaryCall(&ex->context, request.method, grpc::StubOptions(), &ex->request, &ex->response,
                   [keep](grpc::Status status) {

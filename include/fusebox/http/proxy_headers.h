@@ -32,10 +32,14 @@ bool is_acceptable_request_id(std::string_view id);
 // Fast, non-cryptographic id source, one per thread. Ids are 32 lowercase hex digits
 // (128 random bits); trace/span ids follow W3C Trace Context (never all zero).
 // Not thread-safe: one instance per thread.
+inline constexpr std::size_t kRequestIdLength = 32;
+inline constexpr std::size_t kTraceparentLength = 55;
+
 class IdGenerator {
  public:
   explicit IdGenerator(std::uint64_t seed);
   std::string request_id();
+  void write_request_id(char* out);  // the kRequestIdLength hex digits of a request id at `out`
   std::string trace_id();   // 32 hex
   std::string span_id();    // 16 hex
   void write_trace_id(char* out);  // the 32 hex digits of a trace id at `out`
@@ -56,5 +60,7 @@ inline std::string_view trace_id_of_valid(std::string_view traceparent) {
 }
 // A fresh traceparent for a request that came without a valid one (sampled flag 01).
 std::string make_traceparent(IdGenerator& ids);
+// The same written at `out` (kTraceparentLength characters): no string made.
+void write_traceparent(IdGenerator& ids, char* out);
 
 }  // namespace fusebox::http

@@ -33,7 +33,7 @@ struct GrpcRequest {
   std::string method;                 // "/tensorflow.serving.PredictionService/Predict"
   SharedBytes payload;                // the serialized request message
   std::vector<std::pair<std::string, std::string>> metadata;  // sent with every attempt
-  std::string request_id;             // sent as x-request-id
+  std::string_view request_id;        // sent as x-request-id (the caller keeps it alive)
 };
 
 struct GrpcResult {
