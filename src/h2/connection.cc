@@ -239,6 +239,7 @@ bool Connection::parse(std::string_view data, std::size_t& used) {
       // frame changes nothing for flow control or its stream (END_STREAM stays with the last
       // piece), and the checks run on the first piece, as for the whole frame.
       if (type != FrameType::data || (flags & kPadded) != 0) break;
+      if (!data_frame_fits(stream_id, length)) return false;
       data_stream_ = stream_id;
       data_flags_ = flags;
       data_left_ = length;
@@ -252,6 +253,18 @@ bool Connection::parse(std::string_view data, std::size_t& used) {
     if (!handle_frame(type, flags, stream_id, payload)) return false;
   }
   used = pos;
+  return true;
+}
+
+bool Connection::data_frame_fits(std::uint32_t stream_id, std::uint32_t length) {
+  if (length > connection_window_ - conn_recv_unacked_) {
+    return fail(ErrorCode::flow_control_error, "DATA beyond the connection window");
+  }
+  auto it = streams_.find(stream_id);
+  if (it != streams_.end() && !it->second.remote_closed &&
+      length > local_.initial_window_size - it->second.recv_unacked) {
+    stream_error(stream_id, ErrorCode::flow_control_error);  // its pieces are then ignored
+  }
   return true;
 }
 

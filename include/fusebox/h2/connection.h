@@ -254,8 +254,13 @@ class Connection {
                                 std::string_view body, bool end_stream,
                                 const std::shared_ptr<const void>& body_owner = nullptr);
   // Feeds complete units (the preface, frames) of `data` to the frame handlers; `used` is how
-  // many bytes they took (an incomplete unit at the end is left).
+  // many bytes they took (an incomplete unit at the end is left, but for an unpadded DATA
+  // frame, whose first piece is taken).
   bool parse(std::string_view data, std::size_t& used);
+  // Flow control for a DATA frame taken in pieces, checked on its whole length at its header,
+  // as for a whole frame: false (a connection error) beyond the connection window; a stream
+  // beyond its window is reset.
+  bool data_frame_fits(std::uint32_t stream_id, std::uint32_t length);
   // Takes the next piece of the DATA frame being received (see data_left_).
   bool data_piece(std::string_view piece);
   // The size of the unit starting `data` (as far as it is known: a header's size until the

@@ -510,6 +510,50 @@ TEST(H2ConnectionErrors, DataFrameOnAStreamNeverOpenedFailsOnItsFirstPiece) {
   EXPECT_NE(s.server.error().find("never opened"), std::string::npos) << s.server.error();
 }
 
+// A server with stream 1 open, taking frames up to 16 MiB, with the given windows.
+struct WindowServer {
+  Recorder log;
+  Connection server;
+  WindowServer(std::uint32_t stream_window, std::uint32_t connection_window)
+      : server(Connection::Role::server, log, [&] {
+          Connection::Options options;
+          options.settings.max_frame_size = (1u << 24) - 1;
+          options.settings.initial_window_size = stream_window;
+          options.connection_window = connection_window;
+          return options;
+        }()) {
+    server.start();
+    EXPECT_TRUE(server.receive(std::string(kClientPreface) + frame(FrameType::settings, 0, 0, "") +
+                               frame(FrameType::headers, 0x4, 1, "\x83\x86\x84")));
+  }
+  // A DATA frame's header announcing `length` bytes on stream 1, and the first `have` of them.
+  static std::string start_of_data(std::uint32_t length, std::size_t have) {
+    std::string out;
+    append_frame_header(out, length, FrameType::data, 0x1, 1);
+    out.append(have, 'x');
+    return out;
+  }
+};
+
+TEST(H2ConnectionErrors, DataFrameBeyondTheStreamWindowResetsTheStreamAtItsHeader) {
+  WindowServer s(/*stream_window=*/1u << 20, /*connection_window=*/16u << 20);
+  ASSERT_TRUE(s.server.receive(WindowServer::start_of_data(2u << 20, 1000)))
+      << "a stream error, not a connection error";
+  EXPECT_TRUE(s.log.streams[1].data.empty()) << "no piece of it is handed on";
+  EXPECT_NE(s.server.output().find(frame(FrameType::rst_stream, 0, 1, std::string("\0\0\0\x03", 4))),
+            std::string::npos)
+      << "RST_STREAM with FLOW_CONTROL_ERROR";
+  ASSERT_TRUE(s.server.receive(std::string(5000, 'x'))) << "the rest of the frame is skipped";
+  EXPECT_TRUE(s.log.streams[1].data.empty());
+}
+
+TEST(H2ConnectionErrors, DataFrameBeyondTheConnectionWindowFailsAtItsHeader) {
+  WindowServer s(/*stream_window=*/4u << 20, /*connection_window=*/1u << 20);
+  EXPECT_FALSE(s.server.receive(WindowServer::start_of_data(2u << 20, 1000)));
+  EXPECT_EQ(s.server.error(), "DATA beyond the connection window");
+  EXPECT_TRUE(s.log.streams[1].data.empty());
+}
+
 TEST(H2ConnectionErrors, DataBeyondTheConnectionWindowIsAFlowControlError) {
   Recorder log;
   Connection::Options options;
