@@ -283,8 +283,9 @@ class HealthChecker::Prober : public std::enable_shared_from_this<Prober> {
           "no answer within " + std::to_string(timeout_.count()) + "ms (gRPC " + code + ")");
     }
     tensorflow::serving::GetModelStatusResponse response;
+    const auto& bytes = result.response;
     if (result.status.ok() &&
-        !response.ParseFromArray(result.response.data(), static_cast<int>(result.response.size()))) {
+        !response.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
       return model_done(ProbeResult::bad_response, "response is not a GetModelStatusResponse");
     }
     auto verdict = evaluate_model_status(result.status, response, expected_version_);

@@ -419,7 +419,8 @@ void GrpcHandler::next_tier(const std::shared_ptr<Call>& call) {
         rules_request.body = *view;
         auto answer = degrade::evaluate(runtime_.tier_rules[call->route][call->tier - 1], rules_request);
         if (!answer) continue;
-        auto response = rpc::predict_response_from_rules(call->message.view(), answer->body, tier.grpc_output);
+        auto response = rpc::predict_response_from_rules(call->message.view(), answer->body,
+                                                         tier.grpc_output);
         if (!response) continue;
         call->rule = answer->rule;
         SharedBytes bytes(std::move(*response));

@@ -533,9 +533,9 @@ class GrpcSession final : public std::enable_shared_from_this<GrpcSession>,
   h2::DirectRead direct_;
   io::OutputWriter writer_;
   // Nodes from the thread's block cache (one per call).
+  using CallEntry = std::pair<const std::uint32_t, std::unique_ptr<StreamCall>>;
   std::unordered_map<std::uint32_t, std::unique_ptr<StreamCall>, std::hash<std::uint32_t>,
-                     std::equal_to<>,
-                     memory::PooledAllocator<std::pair<const std::uint32_t, std::unique_ptr<StreamCall>>>>
+                     std::equal_to<>, memory::PooledAllocator<CallEntry>>
       calls_;
   bool reading_ = false;
   bool closed_ = false;

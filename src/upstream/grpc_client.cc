@@ -459,9 +459,9 @@ class GrpcClient::Link final : public std::enable_shared_from_this<Link>,
   GrpcClient* client_;
   io::Socket socket_;
   h2::Connection conn_;
+  using StreamEntry = std::pair<const std::uint32_t, std::shared_ptr<Exchange>>;
   std::unordered_map<std::uint32_t, std::shared_ptr<Exchange>, std::hash<std::uint32_t>,
-                     std::equal_to<>,
-                     memory::PooledAllocator<std::pair<const std::uint32_t, std::shared_ptr<Exchange>>>>
+                     std::equal_to<>, memory::PooledAllocator<StreamEntry>>
       streams_;  // nodes from the thread's block cache (one per call)
   std::deque<std::shared_ptr<Exchange>> queued_;
   io::AdaptiveReadBuffer read_buf_;

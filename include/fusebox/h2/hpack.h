@@ -45,7 +45,9 @@ inline std::vector<HeaderRef> views(const HeaderList& list) {
 inline HeaderList owned(HeaderRefs refs) {
   HeaderList out;
   out.reserve(refs.size());
-  for (const auto& h : refs) out.push_back({memory::PooledString(h.name), memory::PooledString(h.value)});
+  for (const auto& h : refs) {
+    out.push_back({memory::PooledString(h.name), memory::PooledString(h.value)});
+  }
   return out;
 }
 

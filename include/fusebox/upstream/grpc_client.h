@@ -70,13 +70,15 @@ class GrpcClient {
   std::shared_ptr<Link> link_;                   // the connection new calls go to
   std::vector<std::shared_ptr<Link>> retiring_;  // after GOAWAY, finishing their calls
   // Calls by deadline; nodes from the thread's block cache (one per call).
+  using DeadlineEntry = std::pair<const TimePoint, std::weak_ptr<Exchange>>;
   using Deadlines = std::multimap<TimePoint, std::weak_ptr<Exchange>, std::less<>,
-                                  memory::PooledAllocator<std::pair<const TimePoint, std::weak_ptr<Exchange>>>>;
+                                  memory::PooledAllocator<DeadlineEntry>>;
   Deadlines deadlines_;
   std::unique_ptr<boost::asio::steady_timer> deadline_timer_;
   TimePoint timer_at_ = TimePoint::max();
   std::vector<std::pair<GrpcResultHandler, GrpcResult>> finished_;
-  std::vector<std::pair<GrpcResultHandler, GrpcResult>> spare_finished_;  // finished_'s last storage
+  // finished_'s storage while run_finished() works through a batch, reused for the next.
+  std::vector<std::pair<GrpcResultHandler, GrpcResult>> spare_finished_;
   bool finished_posted_ = false;
   std::shared_ptr<bool> alive_;
 };

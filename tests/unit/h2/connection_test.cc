@@ -246,7 +246,8 @@ TEST(H2Output, ClearingFreesWhatALargeMessageGrew) {
 TEST(H2Connection, HeaderBlockLargerThanAFrameGoesInContinuations) {
   Pair p;
   auto headers = request_headers();
-  headers.push_back({"x-big", memory::PooledString(40000, 'v')});  // above 16 KiB frames, not indexed
+  // Above 16 KiB frames, not indexed.
+  headers.push_back({"x-big", memory::PooledString(40000, 'v')});
   p.client.open_stream(headers, true);
   p.pump();
   ASSERT_TRUE(p.server_ok) << p.server.error();
@@ -540,8 +541,8 @@ TEST(H2ConnectionErrors, DataFrameBeyondTheStreamWindowResetsTheStreamAtItsHeade
   ASSERT_TRUE(s.server.receive(WindowServer::start_of_data(2u << 20, 1000)))
       << "a stream error, not a connection error";
   EXPECT_TRUE(s.log.streams[1].data.empty()) << "no piece of it is handed on";
-  EXPECT_NE(s.server.output().find(frame(FrameType::rst_stream, 0, 1, std::string("\0\0\0\x03", 4))),
-            std::string::npos)
+  const auto reset = frame(FrameType::rst_stream, 0, 1, std::string("\0\0\0\x03", 4));
+  EXPECT_NE(s.server.output().find(reset), std::string::npos)
       << "RST_STREAM with FLOW_CONTROL_ERROR";
   ASSERT_TRUE(s.server.receive(std::string(5000, 'x'))) << "the rest of the frame is skipped";
   EXPECT_TRUE(s.log.streams[1].data.empty());

@@ -42,7 +42,9 @@ std::string from_bits(std::string_view bits) {
 
 Fields pairs(const HeaderList& list) {
   Fields out;
-  for (const auto& field : list) out.emplace_back(std::string(field.name), std::string(field.value));
+  for (const auto& field : list) {
+    out.emplace_back(std::string(field.name), std::string(field.value));
+  }
   return out;
 }
 
