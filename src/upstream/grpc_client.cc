@@ -590,8 +590,7 @@ void GrpcClient::run_finished() {
   // The two vectors trade places, so their storage is reused rather than allocated anew.
   while (!finished_.empty()) {
     auto batch = std::move(finished_);
-    finished_ = std::move(spare_finished_);
-    finished_.clear();
+    finished_ = std::move(spare_finished_);  // empty: cleared before it was put aside
     for (auto& [done, result] : batch) done(std::move(result));
     batch.clear();
     spare_finished_ = std::move(batch);

@@ -77,6 +77,13 @@ struct MessageServer : Connection::Handler {
   }
 };
 
+// A gRPC message of `bytes` bytes, with its prefix.
+std::string grpc_message(std::size_t bytes) {
+  std::string out;
+  append_grpc_message(out, std::string(bytes, 'm'));
+  return out;
+}
+
 std::string data_frame(std::uint32_t stream, std::string_view payload, bool end) {
   std::string out;
   append_frame_header(out, static_cast<std::uint32_t>(payload.size()), FrameType::data,
@@ -88,9 +95,7 @@ std::string data_frame(std::uint32_t stream, std::string_view payload, bool end)
 TEST(GrpcFraming, LargeFramePayloadIsReadStraightIntoTheMessageBuffer) {
   MessageServer s;
   ASSERT_TRUE(s.open());
-
-  std::string message;
-  append_grpc_message(message, std::string(600000, 'm'));
+  const std::string message = grpc_message(600000);
   const std::string wire = data_frame(1, message, true);
   // What a read through the read buffer brought: the header and the message's first bytes.
   ASSERT_TRUE(s.conn.receive(std::string_view(wire).substr(0, 20000)));
@@ -119,8 +124,7 @@ TEST(GrpcFraming, LargeFramePayloadIsReadStraightIntoTheMessageBuffer) {
 TEST(GrpcFraming, NoDirectReadBeforeTheMessagesRoomIsKnownOrForSmallFrames) {
   MessageServer s;
   ASSERT_TRUE(s.open());
-  std::string message;
-  append_grpc_message(message, std::string(200000, 'm'));
+  const std::string message = grpc_message(200000);
   const std::string wire = data_frame(1, message, true);
   ASSERT_TRUE(s.conn.receive(std::string_view(wire).substr(0, 12)));  // 3 bytes of the prefix
   EXPECT_EQ(s.conn.pending_data_bytes(), message.size() - 3);
