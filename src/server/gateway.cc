@@ -198,7 +198,11 @@ struct Worker final : RequestHandler {
   // the tracker.
   SessionTracker tracker;
   GrpcServices grpc_services;  // what this worker's gRPC sessions call
-  asio::io_context ioc{1};
+  // One thread runs this context, and a socket is only ever used by the worker that owns it
+  // (an accepted one is registered here by the acceptors' thread, under the reactor's
+  // registration lock, then handed over with a post): the reactor need not lock each I/O.
+  // Posting from other threads stays safe (the scheduler still locks).
+  asio::io_context ioc{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   std::size_t shard;
   std::size_t workers;
   Released released;
