@@ -27,7 +27,7 @@ class ExactAllocator {
 }  // namespace
 
 LazyDeadline::LazyDeadline(const Executor& executor, Clock::duration longest_sleep,
-                           std::function<void()> on_expiry)
+                           Expiry on_expiry)
     : timer_(executor),
       longest_sleep_(std::max<Clock::duration>(longest_sleep, std::chrono::milliseconds(1))),
       on_expiry_(std::move(on_expiry)),

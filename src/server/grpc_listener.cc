@@ -9,6 +9,7 @@
 
 #include "fusebox/common/adaptive_buffer.h"
 #include "fusebox/common/lazy_deadline.h"
+#include "fusebox/common/read_watch.h"
 #include "fusebox/h2/connection.h"
 #include "fusebox/h2/grpc_framing.h"
 #include "fusebox/h2/socket_output.h"
@@ -214,7 +215,7 @@ class GrpcSession final : public std::enable_shared_from_this<GrpcSession>,
 
     reading_ = true;
     if (read_directly()) return;
-    socket_.async_read_some(
+    watch_.async_read_some(
         asio::buffer(read_buf_.data(), read_buf_.size()),
         [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
           self->reading_ = false;
@@ -230,7 +231,7 @@ class GrpcSession final : public std::enable_shared_from_this<GrpcSession>,
     if (it == calls_.end() || it->second->dispatched()) return false;
     const auto n = h2::direct_read_size(conn_, it->second->body());
     if (n == 0) return false;
-    socket_.async_read_some(
+    watch_.async_read_some(
         asio::buffer(direct_.lend(it->second->body(), n), n),
         [self = shared_from_this(), id](boost::system::error_code ec, std::size_t got) {
           self->reading_ = false;
@@ -524,6 +525,7 @@ class GrpcSession final : public std::enable_shared_from_this<GrpcSession>,
   }
 
   io::Socket socket_;
+  io::ReadWatch watch_{socket_};  // every read of socket_ goes through it
   const GrpcServices& services_;
   SessionTracker& tracker_;
   h2::Connection conn_;

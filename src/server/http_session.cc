@@ -1,18 +1,17 @@
 #include "fusebox/server/http_session.h"
 
-#include <boost/asio/bind_allocator.hpp>
+#include <algorithm>
+#include <array>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <algorithm>
-#include <array>
 #include <cstddef>
-#include <new>
 #include <optional>
 
 #include "fusebox/common/lazy_deadline.h"
+#include "fusebox/common/read_watch.h"
 #include "fusebox/common/uninitialized_resize.h"
 #include "fusebox/http/feed.h"
 #include "fusebox/http/json_error.h"
@@ -62,61 +61,6 @@ std::string_view framing_problem(const Request& req) {
   if (transfer_encodings && !iequals(trim(te), "chunked")) return "unsupported Transfer-Encoding";
   return {};
 }
-
-// Where the operations an idle connection keeps pending live. Asio's default per-thread
-// recycling would place them in whatever larger block a recent operation left (a header
-// read's is about 220 bytes), doubling their share of an idle connection; instead the wait for
-// the next request lives inside the session object (Asio's custom allocation pattern: its
-// handler owns the session, so the session outlives it), and the deadline timer's wait in a
-// block of its own size (io::LazyDeadline).
-//
-// Memory for one asynchronous operation at a time. A second operation while the slot is
-// taken, or a larger one, goes to the heap.
-class OperationSlot {
- public:
-  OperationSlot() = default;
-  OperationSlot(const OperationSlot&) = delete;
-  OperationSlot& operator=(const OperationSlot&) = delete;
-
-  void* allocate(std::size_t size) {
-    if (!in_use_ && size <= sizeof(storage_)) {
-      in_use_ = true;
-      return storage_;
-    }
-    return ::operator new(size);
-  }
-  void deallocate(void* pointer) {
-    if (pointer == storage_) {
-      in_use_ = false;
-    } else {
-      ::operator delete(pointer);
-    }
-  }
-
- private:
-  // Fits the socket wait operation of Boost 1.81 on x86-64 (about 100 bytes).
-  alignas(std::max_align_t) unsigned char storage_[112];
-  bool in_use_ = false;
-};
-
-template <class T>
-class SlotAllocator {
- public:
-  using value_type = T;
-  explicit SlotAllocator(OperationSlot& slot) noexcept : slot_(&slot) {}
-  template <class U>
-  SlotAllocator(const SlotAllocator<U>& other) noexcept : slot_(other.slot()) {}
-
-  T* allocate(std::size_t n) { return static_cast<T*>(slot_->allocate(n * sizeof(T))); }
-  void deallocate(T* pointer, std::size_t) noexcept { slot_->deallocate(pointer); }
-  OperationSlot* slot() const noexcept { return slot_; }
-
-  template <class U>
-  bool operator==(const SlotAllocator<U>& other) const noexcept { return slot_ == other.slot(); }
-
- private:
-  OperationSlot* slot_;
-};
 
 }  // namespace
 
@@ -225,7 +169,7 @@ class HttpSession final : public TrackedSession,
   }
 
  private:
-  enum class State { idle, reading, handling, writing, closing };
+  enum class State : std::uint8_t { idle, reading, handling, writing, closing };
 
   // The timer never sleeps longer than this, so a later deadline never needs it moved earlier.
   static Clock::duration shortest_timeout(const config::HttpListenerConfig& limits) {
@@ -251,10 +195,11 @@ class HttpSession final : public TrackedSession,
 
   // A connection its client has reused is likely to be reused again soon. It keeps its buffers
   // while idle for a while (the shortest configured timeout; the deadline's timer then never
-  // needs moving) and waits for the next request with a read into them, which Asio queues
-  // without a system call; a wait without buffers costs an epoll_ctl per request. After that
+  // needs moving) and waits for the next request with a read into them: the request is read in
+  // the wake-up that signals it, where a wait would need a second turn of the loop. After that
   // while, on a connection used once, or with buffers a large request grew, the buffers go back
-  // (wait_without_buffers): idle connections hold none.
+  // (wait_without_buffers): idle connections hold none. Neither wait makes a system call (the
+  // socket's io::ReadWatch).
   void wait_with_buffers(Clock::time_point now) {
     state_ = State::idle;
     deadline_.expire_at(std::min(idle_until_, now + shortest_timeout(limits_)));
@@ -268,14 +213,11 @@ class HttpSession final : public TrackedSession,
     tracker_.give_back(std::move(buffers_));
     state_ = State::idle;
     deadline_.expire_at(idle_until_);
-    socket_.async_wait(asio::socket_base::wait_read,
-                       asio::bind_allocator(SlotAllocator<void>(idle_wait_slot_),
-                                            [self = shared_from_this()](beast::error_code ec) {
-                                              self->disarm_deadline();
-                                              // idle timeout, drain, or an error
-                                              if (ec) return self->close();
-                                              self->start_request();
-                                            }));
+    watch_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      self->disarm_deadline();
+      if (ec) return self->close();  // idle timeout, drain, or an error
+      self->start_request();
+    });
   }
 
   // An idle wait with buffers ended without a byte of a next request: after its while, the
@@ -323,11 +265,10 @@ class HttpSession final : public TrackedSession,
       disarm_deadline();
       return on_read_error(ec, what_is_read(until));
     }
-    socket_.async_read_some(::fusebox::http::read_space(b.buffer),
-                            [self = shared_from_this(), until](beast::error_code ec,
-                                                               std::size_t n) {
-                              self->on_read(until, ec, n);
-                            });
+    watch_.async_read_some(::fusebox::http::read_space(b.buffer),
+                           [self = shared_from_this(), until](beast::error_code ec, std::size_t n) {
+                             self->on_read(until, ec, n);
+                           });
   }
 
   void on_read(::fusebox::http::Until until, beast::error_code ec, std::size_t n) {
@@ -428,8 +369,8 @@ class HttpSession final : public TrackedSession,
     auto& body = buffers_->request.body();
     beast::error_code ec;
     if (body_read_ < body.size()) {
-      body_read_ += socket_.read_some(
-          asio::buffer(body.data() + body_read_, body.size() - body_read_), ec);
+      body_read_ +=
+          watch_.read_now(asio::buffer(body.data() + body_read_, body.size() - body_read_), ec);
       if (ec == asio::error::would_block) ec = {};
     }
     if (ec || body_read_ == body.size()) {
@@ -439,13 +380,12 @@ class HttpSession final : public TrackedSession,
       return dispatch_request(std::move(buffers_->request));
     }
     set_receive_low_water(std::min(body.size() - body_read_, kBodyPiece));
-    socket_.async_wait(asio::socket_base::wait_read,
-                       [self = shared_from_this()](beast::error_code ec) {
-                         if (!ec) return self->read_body_piece();
-                         self->disarm_deadline();
-                         self->set_receive_low_water(1);
-                         self->on_read_error(ec, "request body");
-                       });
+    watch_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (!ec) return self->read_body_piece();
+      self->disarm_deadline();
+      self->set_receive_low_water(1);
+      self->on_read_error(ec, "request body");
+    });
   }
 
   void set_receive_low_water(std::size_t bytes) {
@@ -552,12 +492,12 @@ class HttpSession final : public TrackedSession,
   }
 
   void discard_more() {
-    socket_.async_read_some(buffers_->buffer.prepare(16384), [self = shared_from_this()](
-                                                                 beast::error_code ec, std::size_t n) {
-      self->lingered_ += n;
-      if (ec || self->lingered_ > kLingerMaxBytes) return self->close();
-      self->discard_more();
-    });
+    watch_.async_read_some(buffers_->buffer.prepare(16384),
+                           [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                             self->lingered_ += static_cast<std::uint32_t>(n);
+                             if (ec || self->lingered_ > kLingerMaxBytes) return self->close();
+                             self->discard_more();
+                           });
   }
 
   void close() {
@@ -569,23 +509,23 @@ class HttpSession final : public TrackedSession,
     socket_.close(ec);
   }
 
-  // Declared first: destroyed last, after anything that could still hold an operation there.
-  OperationSlot idle_wait_slot_;
   io::Socket socket_;
+  io::ReadWatch watch_{socket_};  // every read and read wait on socket_ goes through it
   io::LazyDeadline deadline_;  // after socket_: its expiry cancels the socket's operations
   RequestBuffersPtr buffers_;  // only while a request is read, handled or answered
   const config::HttpListenerConfig& limits_;
   RequestHandler& handler_;
   SessionTracker& tracker_;
   ConnectionInfo connection_;
-  State state_ = State::idle;
+  // Every open connection holds these: the small ones go last, packed.
   Clock::time_point start_ = Clock::now();
-  Clock::time_point idle_until_{};  // when an idle connection is closed
-  std::uint32_t served_ = 0;
-  unsigned version_ = 11;
-  std::size_t lingered_ = 0;
+  Clock::time_point idle_until_{};      // when an idle connection is closed
   std::size_t body_read_ = 0;           // bytes of a directly read body received so far
   std::size_t receive_low_water_ = 1;   // the socket's SO_RCVLOWAT
+  std::uint32_t served_ = 0;
+  unsigned version_ = 11;
+  std::uint32_t lingered_ = 0;  // bytes discarded while lingering (kLingerMaxBytes at most)
+  State state_ = State::idle;
   bool keep_alive_ = true;
   bool draining_ = false;
 };

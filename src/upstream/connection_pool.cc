@@ -2,17 +2,18 @@
 
 #include <sys/socket.h>
 
+#include <array>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/buffers_suffix.hpp>
 #include <boost/beast/http/error.hpp>
-#include <array>
 #include <optional>
 
-#include "fusebox/common/lazy_deadline.h"
 #include "fusebox/common/block_cache.h"
+#include "fusebox/common/lazy_deadline.h"
+#include "fusebox/common/read_watch.h"
 #include "fusebox/http/feed.h"
 #include "fusebox/http/wire.h"
 
@@ -47,6 +48,9 @@ class ConnectionPool::Connection {
     return ec;
   }
   io::Socket socket;
+  // Every read of socket goes through it. Between answers it watches the idle connection: a
+  // backend's close (or bytes it sends unasked) shows as ready() without a system call.
+  io::ReadWatch watch{socket};
   io::LazyDeadline deadline;  // after socket: its expiry cancels the socket's operations
   beast::flat_buffer buffer;
   Clock::time_point idle_since{};
@@ -185,7 +189,7 @@ class ConnectionPool::Exchange : public std::enable_shared_from_this<Exchange> {
     if (::fusebox::http::feed(*parser_, conn_->buffer, ::fusebox::http::Until::message, ec) || ec) {
       return on_read(ec);
     }
-    conn_->socket.async_read_some(
+    conn_->watch.async_read_some(
         ::fusebox::http::read_space(conn_->buffer),
         [self = shared_from_this()](beast::error_code ec, std::size_t n) {
           if (ec == asio::error::eof) {
@@ -306,8 +310,6 @@ void ConnectionPool::cancel(const ExchangeHandle& handle) {
 }
 
 namespace {
-constexpr auto kPeekAfterIdle = std::chrono::seconds(1);
-
 // True when the peer has closed (or sent unsolicited bytes on) an idle connection.
 bool idle_connection_unusable(io::Socket& socket) {
   char byte;
@@ -323,11 +325,12 @@ std::unique_ptr<ConnectionPool::Connection> ConnectionPool::take_idle() {
   while (!idle_.empty()) {
     auto conn = std::move(idle_.back());
     idle_.pop_back();
-    auto idle_for = now - conn->idle_since;
-    // A connection idle for a moment is almost surely fine (and a stale one is retried once
-    // anyway); only longer-idle ones are worth a syscall to check.
-    if (idle_for < limits_.idle_timeout &&
-        (idle_for < kPeekAfterIdle || !idle_connection_unusable(conn->socket))) {
+    // The connection's watch has seen every event on its socket since the last answer was
+    // read: one that saw none is open and clean, with no system call to ask; one that did
+    // (the backend closed it, or sent bytes unasked) is checked. A close that has not reached
+    // the event loop yet is caught by the stale-connection retry.
+    if (now - conn->idle_since < limits_.idle_timeout &&
+        (!conn->watch.ready() || !idle_connection_unusable(conn->socket))) {
       return conn;
     }
     forget(std::move(conn));

@@ -12,6 +12,7 @@
 #include "fusebox/common/address.h"
 #include "fusebox/common/block_cache.h"
 #include "fusebox/common/io.h"
+#include "fusebox/common/read_watch.h"
 #include "fusebox/h2/connection.h"
 #include "fusebox/h2/grpc_framing.h"
 #include "fusebox/h2/socket_output.h"
@@ -234,9 +235,9 @@ class GrpcClient::Link final : public std::enable_shared_from_this<Link>,
 
   void read() {
     if (read_directly()) return;
-    socket_.async_read_some(asio::buffer(read_buf_.data(), read_buf_.size()),
-                            [self = shared_from_this()](boost::system::error_code ec,
-                                                        std::size_t n) { self->on_read(ec, n); });
+    watch_.async_read_some(asio::buffer(read_buf_.data(), read_buf_.size()),
+                           [self = shared_from_this()](boost::system::error_code ec,
+                                                       std::size_t n) { self->on_read(ec, n); });
   }
 
   // The rest of a large DATA frame goes straight into its call's answer buffer, not through the
@@ -247,7 +248,7 @@ class GrpcClient::Link final : public std::enable_shared_from_this<Link>,
     if (it == streams_.end()) return false;
     const auto n = h2::direct_read_size(conn_, it->second->body);
     if (n == 0) return false;
-    socket_.async_read_some(
+    watch_.async_read_some(
         asio::buffer(direct_.lend(it->second->body, n), n),
         [self = shared_from_this(), id](boost::system::error_code ec, std::size_t got) {
           auto it = self->streams_.find(id);
@@ -458,6 +459,7 @@ class GrpcClient::Link final : public std::enable_shared_from_this<Link>,
 
   GrpcClient* client_;
   io::Socket socket_;
+  io::ReadWatch watch_{socket_};  // every read of socket_ goes through it
   h2::Connection conn_;
   using StreamEntry = std::pair<const std::uint32_t, std::shared_ptr<Exchange>>;
   std::unordered_map<std::uint32_t, std::shared_ptr<Exchange>, std::hash<std::uint32_t>,

@@ -15,9 +15,9 @@
 // owner's executor. The expiry callback runs there, never after the LazyDeadline is destroyed.
 
 #include <chrono>
-#include <functional>
 #include <memory>
 
+#include "fusebox/common/inline_function.h"
 #include "fusebox/common/io.h"
 
 namespace fusebox::io {
@@ -28,8 +28,10 @@ class LazyDeadline {
 
   // `on_expiry` runs (on `executor`) when a deadline passes before `clear` or a later
   // `expire_at`; typically it cancels the owner's socket.
-  LazyDeadline(const Executor& executor, Clock::duration longest_sleep,
-               std::function<void()> on_expiry);
+  // Every open connection has one: the callback keeps a pointer's worth inline (a larger one
+  // goes to the heap).
+  using Expiry = InlineFunction<void(), sizeof(void*)>;
+  LazyDeadline(const Executor& executor, Clock::duration longest_sleep, Expiry on_expiry);
   ~LazyDeadline();
   LazyDeadline(const LazyDeadline&) = delete;
   LazyDeadline& operator=(const LazyDeadline&) = delete;
@@ -48,7 +50,7 @@ class LazyDeadline {
 
   Timer timer_;
   Clock::duration longest_sleep_;
-  std::function<void()> on_expiry_;
+  Expiry on_expiry_;
   Clock::time_point deadline_ = Clock::time_point::max();
   Clock::time_point timer_at_ = Clock::time_point::max();  // max: no wait pending
   bool expired_ = false;

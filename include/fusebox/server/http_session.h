@@ -23,7 +23,6 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <unordered_set>
 #include <vector>
 
 #include "fusebox/common/io.h"
@@ -76,6 +75,12 @@ class TrackedSession {
   virtual ~TrackedSession() = default;
   // Closes now if waiting for a request; otherwise after the current response.
   virtual void drain() = 0;
+
+ private:
+  friend class SessionTracker;
+  // The tracker's list (in the session: no allocation per connection).
+  TrackedSession* prev_ = nullptr;
+  TrackedSession* next_ = nullptr;
 };
 
 // The working memory of one request in a session (defined in http_session.cc).
@@ -101,29 +106,39 @@ class SessionTracker {
   static constexpr std::size_t kSpareBuffers = 64;
 
   void add(TrackedSession* s) {
-    sessions_.insert(s);
+    s->prev_ = nullptr;
+    s->next_ = first_;
+    if (first_) first_->prev_ = s;
+    first_ = s;
+    ++count_;
     on_change_(+1);
   }
   void remove(TrackedSession* s) {
-    sessions_.erase(s);
+    (s->prev_ ? s->prev_->next_ : first_) = s->next_;
+    if (s->next_) s->next_->prev_ = s->prev_;
+    s->prev_ = s->next_ = nullptr;
+    --count_;
     on_change_(-1);
   }
   // Asks every session to finish; new sessions are drained at once.
   void drain_all() {
     draining_ = true;
-    auto copy = sessions_;
-    for (auto* s : copy) s->drain();
+    std::vector<TrackedSession*> all;  // a drain may close (and remove) a session
+    all.reserve(count_);
+    for (auto* s = first_; s; s = s->next_) all.push_back(s);
+    for (auto* s : all) s->drain();
   }
   bool draining() const { return draining_; }
   // The first phase of a drain (drain.delay): sessions keep serving, but every response says
   // `Connection: close`, so clients and proxies move their next requests elsewhere.
   void close_after_response() { closing_ = true; }
   bool closing() const { return closing_ || draining_; }
-  std::size_t size() const { return sessions_.size(); }
+  std::size_t size() const { return count_; }
 
  private:
   Hook on_change_;
-  std::unordered_set<TrackedSession*> sessions_;
+  TrackedSession* first_ = nullptr;
+  std::size_t count_ = 0;
   std::vector<RequestBuffersPtr> spare_buffers_;
   bool draining_ = false;
   bool closing_ = false;
