@@ -117,15 +117,16 @@ void CircuitBreaker::record(const Admission& admission, CallOutcome outcome,
 
 void CircuitBreaker::record_closed(bool failure, bool slow, std::chrono::nanoseconds latency,
                                    const EjectionGuard& guard) {
-  expire_window();
-  add_to_window(failure, slow, latency);
+  const TimePoint now = clock_.now();  // one reading for the whole record
+  expire_window(now);
+  add_to_window(failure, slow, latency, now);
   consecutive_failures_ = failure ? consecutive_failures_ + 1 : 0;
 
   if (config_.consecutive_failures > 0 && consecutive_failures_ >= config_.consecutive_failures) {
     trip("consecutive_failures", guard);
     return;
   }
-  const WindowStats stats = stats_at(clock_.now());
+  const WindowStats stats = stats_at(now);
   if (stats.calls < config_.minimum_calls) return;
   if (config_.failure_rate_percent > 0 &&
       stats.failure_rate_percent >= config_.failure_rate_percent) {
@@ -138,8 +139,9 @@ void CircuitBreaker::record_closed(bool failure, bool slow, std::chrono::nanosec
 
 void CircuitBreaker::record_half_open(bool failure, bool slow,
                                       std::chrono::nanoseconds latency) {
-  expire_window();
-  add_to_window(failure, slow, latency);
+  const TimePoint now = clock_.now();
+  expire_window(now);
+  add_to_window(failure, slow, latency, now);
   consecutive_failures_ = failure ? consecutive_failures_ + 1 : 0;
   if (failure) {
     ++trips_;
@@ -230,10 +232,10 @@ void CircuitBreaker::set_operator_state(std::optional<BreakerState> state) {
   health_passed_since_open_ = false;
 }
 
-void CircuitBreaker::add_to_window(bool failure, bool slow, std::chrono::nanoseconds latency) {
+void CircuitBreaker::add_to_window(bool failure, bool slow, std::chrono::nanoseconds latency,
+                                   TimePoint now) {
   window_.push_back(
-      Call{clock_.now(), failure, slow,
-           std::chrono::duration_cast<std::chrono::microseconds>(latency)});
+      Call{now, failure, slow, std::chrono::duration_cast<std::chrono::microseconds>(latency)});
   window_failures_ += failure;
   window_slow_ += slow;
   if (config_.window_type == config::WindowType::count) {
@@ -251,8 +253,7 @@ bool CircuitBreaker::expired(const Call& call, TimePoint now) const {
          now - call.at >= config_.window_duration;
 }
 
-void CircuitBreaker::expire_window() {
-  const TimePoint now = clock_.now();
+void CircuitBreaker::expire_window(TimePoint now) {
   while (!window_.empty() && expired(window_.front(), now)) {
     window_failures_ -= window_.front().failure;
     window_slow_ -= window_.front().slow;

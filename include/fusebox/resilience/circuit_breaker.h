@@ -137,9 +137,9 @@ class CircuitBreaker {
     bool slow;
     std::chrono::microseconds latency{0};
   };
-  void add_to_window(bool failure, bool slow, std::chrono::nanoseconds latency = {});
+  void add_to_window(bool failure, bool slow, std::chrono::nanoseconds latency, TimePoint now);
   WindowStats transition_stats(TimePoint now) const;  // stats_at() plus the window's p99
-  void expire_window();
+  void expire_window(TimePoint now);  // drops the calls a time window no longer holds at `now`
   void trip(const char* reason, const EjectionGuard& guard);
   void move_to(BreakerState to, std::string reason, std::chrono::milliseconds open_for = {});
   std::chrono::milliseconds next_open_period();
