@@ -13,6 +13,10 @@
 // hands it every edge; it remembers whether bytes may have come since the socket was last
 // found empty (`ready`). A read or wait then starts at once only when they may have, and
 // otherwise takes over the queued operation: no system call until the bytes are there.
+// "Found empty" comes from the kernel: with TCP_INQ every receive also says what it left
+// behind, counting a close that came right after the bytes (whose edge was spent with theirs;
+// nginx learns the same from EPOLLRDHUP). Where the count is not available, every receive
+// leaves the watch ready: correct, only without the saving.
 //
 // Rules:
 // - Every read-side operation on the socket goes through its watch: an Asio read or wait on
