@@ -253,7 +253,8 @@ void ReadWatch::start(Mode mode, asio::mutable_buffer buffer, Callback callback)
     return complete_later(std::move(callback), {}, 0);
   }
   if (op_ && op_->mode != Mode::watch) {
-    // A second read or wait while one is pending: as with Asio, a caller's error.
+    // A second read or wait while one is pending is refused (Asio would queue it behind the
+    // first; nothing here reads a socket twice at once).
     return complete_later(std::move(callback), asio::error::in_progress, 0);
   }
   if (op_ && ready_) {
