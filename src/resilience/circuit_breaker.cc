@@ -117,11 +117,7 @@ void CircuitBreaker::record(const Admission& admission, CallOutcome outcome,
 
 void CircuitBreaker::record_closed(bool failure, bool slow, std::chrono::nanoseconds latency,
                                    const EjectionGuard& guard) {
-  const TimePoint now = clock_.now();  // one reading for the whole record
-  expire_window(now);
-  add_to_window(failure, slow, latency, now);
-  consecutive_failures_ = failure ? consecutive_failures_ + 1 : 0;
-
+  const TimePoint now = count_call(failure, slow, latency);
   if (config_.consecutive_failures > 0 && consecutive_failures_ >= config_.consecutive_failures) {
     trip("consecutive_failures", guard);
     return;
@@ -139,10 +135,7 @@ void CircuitBreaker::record_closed(bool failure, bool slow, std::chrono::nanosec
 
 void CircuitBreaker::record_half_open(bool failure, bool slow,
                                       std::chrono::nanoseconds latency) {
-  const TimePoint now = clock_.now();
-  expire_window(now);
-  add_to_window(failure, slow, latency, now);
-  consecutive_failures_ = failure ? consecutive_failures_ + 1 : 0;
+  count_call(failure, slow, latency);
   if (failure) {
     ++trips_;
     enter_open("probe_failed");
@@ -230,6 +223,14 @@ void CircuitBreaker::set_operator_state(std::optional<BreakerState> state) {
   ++generation_;
   open_until_ = {};
   health_passed_since_open_ = false;
+}
+
+TimePoint CircuitBreaker::count_call(bool failure, bool slow, std::chrono::nanoseconds latency) {
+  const TimePoint now = clock_.now();  // one reading for the whole record
+  expire_window(now);
+  add_to_window(failure, slow, latency, now);
+  consecutive_failures_ = failure ? consecutive_failures_ + 1 : 0;
+  return now;
 }
 
 void CircuitBreaker::add_to_window(bool failure, bool slow, std::chrono::nanoseconds latency,

@@ -137,6 +137,9 @@ class CircuitBreaker {
     bool slow;
     std::chrono::microseconds latency{0};
   };
+  // Counts a finished call in the window and the consecutive failures; returns the time it
+  // was counted at (the clock is read once per record).
+  TimePoint count_call(bool failure, bool slow, std::chrono::nanoseconds latency);
   void add_to_window(bool failure, bool slow, std::chrono::nanoseconds latency, TimePoint now);
   WindowStats transition_stats(TimePoint now) const;  // stats_at() plus the window's p99
   void expire_window(TimePoint now);  // drops the calls a time window no longer holds at `now`
