@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <array>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/error.hpp>
@@ -281,7 +282,11 @@ class ConnectionPool::Exchange : public std::enable_shared_from_this<Exchange> {
 };
 
 ConnectionPool::ConnectionPool(asio::io_context& ioc, BackendState& backend, PoolLimits limits)
-    : ioc_(ioc), backend_(backend), limits_(limits), alive_(std::make_shared<bool>(true)) {
+    : ioc_(ioc),
+      backend_(backend),
+      limits_(limits),
+      alive_(std::make_shared<bool>(true)),
+      expiry_timer_(ioc.get_executor()) {
   if (limits_.max_connections == 0) limits_.max_connections = 1;
 }
 
@@ -345,14 +350,31 @@ void ConnectionPool::release(std::unique_ptr<Connection> conn) {
     if (waiter && waiter->waiting()) return waiter->use(std::move(conn), /*reused=*/true);
   }
   conn->idle_since = Clock::now();
-  // Drop expired connections from the cold end so idle sockets do not pile up.
-  auto now = conn->idle_since;
-  while (!idle_.empty() && now - idle_.front()->idle_since >= limits_.idle_timeout) {
-    auto old = std::move(idle_.front());
-    idle_.erase(idle_.begin());
-    forget(std::move(old));
-  }
-  idle_.push_back(std::move(conn));
+  idle_.push_back(std::move(conn));  // idle_ stays in the order the connections went idle
+  if (!expiry_armed_) arm_expiry();
+}
+
+void ConnectionPool::arm_expiry() {
+  if (idle_.empty()) return;
+  expiry_armed_ = true;
+  expiry_timer_.expires_at(idle_.front()->idle_since + limits_.idle_timeout);
+  expiry_timer_.async_wait([this, alive = alive_](boost::system::error_code ec) {
+    if (!*alive) return;  // the pool is gone
+    expiry_armed_ = false;
+    if (!ec) expire_idle();
+  });
+}
+
+void ConnectionPool::expire_idle() {
+  const auto now = Clock::now();
+  const auto fresh = std::find_if(idle_.begin(), idle_.end(), [&](const auto& conn) {
+    return now - conn->idle_since < limits_.idle_timeout;
+  });
+  std::vector<std::unique_ptr<Connection>> expired(std::make_move_iterator(idle_.begin()),
+                                                   std::make_move_iterator(fresh));
+  idle_.erase(idle_.begin(), fresh);
+  for (auto& conn : expired) forget(std::move(conn));
+  arm_expiry();
 }
 
 void ConnectionPool::forget(std::unique_ptr<Connection> conn, bool free_slot) {

@@ -469,6 +469,34 @@ TEST_F(ProxyTest, UpstreamConnectionIsReusedAcrossRequests) {
   EXPECT_EQ(backends.at("pools").at("primary").at("backends").at(0).at("open_connections"), 1);
 }
 
+// An idle upstream connection is closed when its idle time is up, with no request to notice
+// it: a burst's connections go while the pool is quiet, not in the first request after it.
+TEST_F(ProxyTest, IdleUpstreamConnectionIsClosedWhenItsIdleTimeIsUp) {
+  const auto port = start_sims(1).at(0);
+  auto config = single_route_config({port});
+  config.threads = 1;
+  config.pools[0].health_check = kHealthChecksOff;
+  config.pools[0].extra.push_back("idle_connection_timeout: 200ms");
+  start_gateway(config);
+  auto open_connections = [&] {
+    return admin_json("/admin/backends")
+        .at("pools")
+        .at("primary")
+        .at("backends")
+        .at(0)
+        .at("open_connections")
+        .get<int>();
+  };
+  auto c = client();
+  ASSERT_EQ(c.post(kPredict, kThreeInstances).status, 200);
+  EXPECT_EQ(open_connections(), 1);
+  EXPECT_TRUE(wait_until([&] { return open_connections() == 0; }))
+      << "the idle connection outlived its idle time with no request to close it";
+  // The pool works on: the next request opens a new connection.
+  ASSERT_EQ(c.post(kPredict, kThreeInstances).status, 200);
+  EXPECT_EQ(open_connections(), 1);
+}
+
 TEST_F(ProxyTest, LargeBodiesPassIntactBothWays) {
   std::string big_response(1u << 20, '\0');
   for (std::size_t i = 0; i < big_response.size(); ++i)

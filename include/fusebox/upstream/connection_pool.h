@@ -81,6 +81,11 @@ class ConnectionPool {
   void forget(std::unique_ptr<Connection> conn, bool free_slot = true);
   void start_exchange(std::shared_ptr<Exchange> ex, std::unique_ptr<Connection> conn);
   void serve_waiter();
+  // Idle connections are closed when their idle time is up, by a timer set for the oldest:
+  // while the pool is quiet, not by the first request after a lull (which then paid for
+  // closing hundreds of them after a burst).
+  void arm_expiry();
+  void expire_idle();
 
   boost::asio::io_context& ioc_;
   BackendState& backend_;
@@ -89,6 +94,8 @@ class ConnectionPool {
   std::vector<std::unique_ptr<Connection>> idle_;      // back() is the most recently used
   std::deque<std::weak_ptr<Exchange>> waiters_;
   std::shared_ptr<bool> alive_;  // lets in-flight exchanges notice the pool is gone
+  io::Timer expiry_timer_;
+  bool expiry_armed_ = false;
 };
 
 }  // namespace fusebox::upstream
